@@ -1,0 +1,1 @@
+"""gan-brevitas: quantization of GAN generators with Brevitas."""

@@ -1,0 +1,28 @@
+"""The exception types raised by gan-brevitas for bad user input.
+
+Every message names the problem and how to fix it.
+"""
+
+
+class GanBrevitasError(Exception):
+    """Base class of all gan-brevitas errors."""
+
+
+class ConfigError(GanBrevitasError, ValueError):
+    """A configuration value is out of range or inconsistent."""
+
+
+class CalibrationError(GanBrevitasError, ValueError):
+    """Calibration data is empty, non-finite or otherwise unusable."""
+
+
+class CheckpointError(GanBrevitasError, ValueError):
+    """A checkpoint file cannot be read or does not match the model."""
+
+
+class ConversionError(GanBrevitasError, ValueError):
+    """A model cannot be converted to its quantized form."""
+
+
+class ExportError(GanBrevitasError, ValueError):
+    """An export failed or would produce a graph the target rejects."""
