@@ -26,3 +26,11 @@ class ConversionError(GanBrevitasError, ValueError):
 
 class ExportError(GanBrevitasError, ValueError):
     """An export failed or would produce a graph the target rejects."""
+
+
+class MetricError(GanBrevitasError, ValueError):
+    """A metric (FID, qFID, PSNR) cannot be computed from the given images, models or extractor."""
+
+
+class MissingDependencyError(GanBrevitasError, ImportError):
+    """An optional dependency is not installed; the message names the extra that provides it."""
