@@ -1,0 +1,90 @@
+"""Generator inputs given by the user: a sampler, a tensor, or an iterable of batches.
+
+Every consumer (calibration, reconstruction, training data, metrics) reads inputs through
+`iter_batches`, so the three forms behave the same everywhere and bad data fails the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable, Iterable, Iterator, Union
+
+import torch
+from torch import Tensor
+
+from gan_brevitas.errors import CalibrationError
+
+#: A callable ``sampler(batch_size) -> batch``, one tensor of all inputs, or an iterable of batches.
+InputSource = Union[Callable[[int], Tensor], Tensor, Iterable[Tensor]]
+
+log = logging.getLogger(__name__)
+
+
+def _first_tensor(batch: object) -> Tensor:
+    """Batches from a DataLoader may be (inputs, labels) pairs: keep the inputs."""
+    if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], Tensor):
+        return batch[0]
+    if not isinstance(batch, Tensor):
+        raise CalibrationError(
+            f"an input batch is a {type(batch).__name__}, not a tensor: give latents or images as "
+            "torch tensors (or a sampler returning them)."
+        )
+    return batch
+
+
+def check_finite(batch: Tensor, index: int) -> Tensor:
+    """Raise a CalibrationError naming the batch if it holds NaN or Inf."""
+    if batch.is_floating_point() and not torch.isfinite(batch).all():
+        bad = int((~torch.isfinite(batch)).sum())
+        raise CalibrationError(
+            f"input batch {index} contains {bad} NaN/Inf value(s): clean the calibration data "
+            "(or fix the sampler) before quantizing."
+        )
+    return batch
+
+
+def _raw_batches(inputs: InputSource, batch_size: int) -> Iterator[Tensor]:
+    if isinstance(inputs, Tensor):
+        if inputs.dim() == 0:
+            raise CalibrationError("the inputs tensor is a scalar: give a batch [N, ...] of inputs.")
+        yield from inputs.split(batch_size)
+    elif callable(inputs):
+        while True:
+            yield inputs(batch_size)
+    else:
+        try:
+            iterator = iter(inputs)
+        except TypeError:
+            raise CalibrationError(
+                f"inputs of type {type(inputs).__name__} are neither a sampler, a tensor nor an "
+                "iterable of batches."
+            ) from None
+        for batch in iterator:
+            yield _first_tensor(batch)
+
+
+def iter_batches(inputs: InputSource, n: int, batch_size: int) -> Iterator[Tensor]:
+    """Yield batches of at most ``batch_size`` rows, ``n`` rows in all (fewer if ``inputs`` ends).
+
+    Raises CalibrationError for no data at all and for NaN/Inf in any batch.
+    """
+    if n <= 0:
+        raise CalibrationError(f"the number of samples must be positive, got {n}.")
+    if batch_size <= 0:
+        raise CalibrationError(f"batch_size must be positive, got {batch_size}.")
+    seen = 0
+    for index, batch in enumerate(_raw_batches(inputs, batch_size)):
+        batch = check_finite(_first_tensor(batch), index)
+        if batch.shape[0] == 0:
+            continue
+        for chunk in batch.split(batch_size):
+            take = chunk[: n - seen]
+            seen += take.shape[0]
+            yield take
+            if seen >= n:
+                return
+    if seen == 0:
+        raise CalibrationError(
+            "the calibration inputs are empty: give at least one latent / image batch."
+        )
+    log.warning("inputs ended after %d of the %d requested samples; using those.", seen, n)

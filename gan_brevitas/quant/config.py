@@ -1,0 +1,167 @@
+"""`QuantConfig`: the paper's quantization scheme as one validated dataclass.
+
+The defaults are the paper's (§3.4, §4.1): signed symmetric 8-bit weights per tensor with
+ranges from the 0.0001/0.9999 weight quantiles, asymmetric unsigned 8-bit activations with an
+integer zero point and ranges from the 0.001/0.999 activation quantiles, averaged over samples
+with momentum 0.99.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from gan_brevitas.errors import ConfigError
+
+ActScheme = Literal["asymmetric", "symmetric"]
+RangeKind = Literal["minmax", "quantile"]
+WeightScaling = Literal["stats", "learned"]
+
+MIN_BITS = 2
+MAX_BITS = 8
+
+#: The quantile pairs the paper examines (§4.1), as (low, high).
+PAPER_QUANTILE_PAIRS: tuple[tuple[float, float], ...] = (
+    (0.0, 1.0),
+    (0.0001, 0.9999),
+    (0.001, 0.999),
+    (0.01, 0.99),
+)
+
+
+def _check_bits(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be an integer number of bits, got {value!r}.")
+    if not MIN_BITS <= value <= MAX_BITS:
+        raise ConfigError(
+            f"{name}={value} is outside the supported range {MIN_BITS}..{MAX_BITS}: "
+            f"use e.g. {name}=8 or {name}=4."
+        )
+
+
+def _check_quantiles(name: str, value: Any) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{name} must be a (low, high) pair of quantiles such as (0.001, 0.999), got {value!r}."
+        ) from None
+    if not (math.isfinite(low) and math.isfinite(high)) or not (0.0 <= low <= 1.0 and 0.0 <= high <= 1.0):
+        raise ConfigError(f"{name}={value!r}: both quantiles must lie in [0, 1], e.g. (0.001, 0.999).")
+    if low >= high:
+        raise ConfigError(
+            f"{name}={value!r}: the low quantile must be below the high one, e.g. (0.001, 0.999)."
+        )
+    return low, high
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r} is not one of {', '.join(map(repr, choices))}.")
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    """How a generator is quantized. Validated on construction; JSON round-trippable.
+
+    Attributes:
+        weight_bits: bits of the signed symmetric weight grid, t in [-2^(n-1), 2^(n-1)-1].
+        per_channel: one weight scale per output channel instead of one per tensor.
+        act_bits: bits of every activation quantizer.
+        act_scheme: "asymmetric" (unsigned with an integer zero point, the paper's choice) or
+            "symmetric" (signed, zero point 0: the only form TensorRT runs).
+        act_range: "minmax" or "quantile" statistics for activation ranges.
+        act_quantiles: (low, high) activation quantiles used when act_range is "quantile".
+        weight_range: "minmax" or "quantile" statistics for weight ranges.
+        weight_quantiles: (low, high) weight quantiles used when weight_range is "quantile".
+        quantile_momentum: weight of the OLD value in the moving average of per-sample
+            activation quantiles (the paper: 0.99).
+        weight_scaling: "stats" (scale recomputed from the weights) or "learned" (an LSQ
+            parameter initialised from those statistics).
+        quantize_bias: quantize biases to int32 with scale = input scale x weight scale, as the
+            integer kernels of ONNX Runtime and TensorRT do.
+        skip: layers kept in float: fnmatch patterns of module names ("model.26") or class
+            names ("ConvTranspose2d").
+    """
+
+    weight_bits: int = 8
+    per_channel: bool = False
+    act_bits: int = 8
+    act_scheme: ActScheme = "asymmetric"
+    act_range: RangeKind = "quantile"
+    act_quantiles: tuple[float, float] = (0.001, 0.999)
+    weight_range: RangeKind = "quantile"
+    weight_quantiles: tuple[float, float] = (0.0001, 0.9999)
+    quantile_momentum: float = 0.99
+    weight_scaling: WeightScaling = "stats"
+    quantize_bias: bool = True
+    skip: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        _check_bits("weight_bits", self.weight_bits)
+        _check_bits("act_bits", self.act_bits)
+        _check_choice("act_scheme", self.act_scheme, ("asymmetric", "symmetric"))
+        _check_choice("act_range", self.act_range, ("minmax", "quantile"))
+        _check_choice("weight_range", self.weight_range, ("minmax", "quantile"))
+        _check_choice("weight_scaling", self.weight_scaling, ("stats", "learned"))
+        object.__setattr__(self, "act_quantiles", _check_quantiles("act_quantiles", self.act_quantiles))
+        object.__setattr__(
+            self, "weight_quantiles", _check_quantiles("weight_quantiles", self.weight_quantiles)
+        )
+        momentum = self.quantile_momentum
+        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0.0 <= momentum < 1.0:
+            raise ConfigError(
+                f"quantile_momentum={momentum!r} must be in [0, 1): the paper uses 0.99."
+            )
+        for flag in ("per_channel", "quantize_bias"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ConfigError(f"{flag} must be True or False, got {getattr(self, flag)!r}.")
+        if isinstance(self.skip, str) or not all(isinstance(s, str) for s in self.skip):
+            raise ConfigError(
+                f"skip must be a list of module-name patterns or class names, got {self.skip!r}."
+            )
+        object.__setattr__(self, "skip", tuple(self.skip))
+
+    @property
+    def effective_act_quantiles(self) -> tuple[float, float]:
+        """The activation quantile pair actually used: (0, 1) for min-max."""
+        return (0.0, 1.0) if self.act_range == "minmax" else self.act_quantiles
+
+    @property
+    def effective_weight_quantiles(self) -> tuple[float, float]:
+        """The weight quantile pair actually used: (0, 1) for min-max."""
+        return (0.0, 1.0) if self.weight_range == "minmax" else self.weight_quantiles
+
+    def replace(self, **changes: Any) -> "QuantConfig":
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        for key in ("act_quantiles", "weight_quantiles", "skip"):
+            data[key] = list(data[key])
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "QuantConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown QuantConfig key(s) {unknown}; valid keys are {sorted(known)}."
+            )
+        values = dict(data)
+        for key in ("act_quantiles", "weight_quantiles", "skip"):
+            if key in values and isinstance(values[key], list):
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, text: str) -> "QuantConfig":
+        return cls.from_dict(json.loads(text))

@@ -1,0 +1,131 @@
+"""Model conversion: swap float compute layers for Brevitas layers (one table drives it).
+
+`quantize_model(model, config)` returns a NEW model; the input is never modified. Every
+Conv2d / ConvTranspose2d / Linear becomes its Brevitas counterpart with the same weights and
+biases, a weight quantizer, and static activation quantizers on its input AND its output
+(ONNX Runtime and TensorRT fuse integer kernels only when both are quantized). BatchNorm right
+after a convolution in a Sequential is folded into it first (exact in eval mode).
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+from typing import Iterator
+
+import torch
+from brevitas.nn import QuantConv2d, QuantConvTranspose2d, QuantLinear
+from brevitas.nn.quant_layer import QuantWeightBiasInputOutputLayer
+from brevitas.quant import Int32Bias
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from gan_brevitas.errors import ConversionError
+from gan_brevitas.quant.config import QuantConfig
+from gan_brevitas.quant.quantizers import act_quantizer, weight_quantizer
+
+#: float layer class -> (Brevitas class, constructor attributes copied from the float layer)
+QUANT_LAYER_TABLE: dict[type[nn.Module], tuple[type[nn.Module], tuple[str, ...]]] = {
+    nn.Conv2d: (
+        QuantConv2d,
+        ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "padding_mode"),
+    ),
+    nn.ConvTranspose2d: (
+        QuantConvTranspose2d,
+        (
+            "in_channels", "out_channels", "kernel_size", "stride", "padding", "output_padding",
+            "dilation", "groups", "padding_mode",
+        ),
+    ),
+    nn.Linear: (QuantLinear, ("in_features", "out_features")),
+}
+
+_BATCH_NORMS = (nn.BatchNorm2d,)
+_FOLDABLE_INTO = (nn.Conv2d, nn.ConvTranspose2d)
+
+
+def fold_batch_norms(model: nn.Module) -> nn.Module:
+    """Fold every BatchNorm2d that directly follows a conv in a Sequential (in place, eval math).
+
+    The BatchNorm is replaced by Identity so module names stay stable.
+    """
+    for module in model.modules():
+        if not isinstance(module, nn.Sequential):
+            continue
+        names = list(module._modules)
+        for prev_name, name in zip(names, names[1:]):
+            prev, bn = module._modules[prev_name], module._modules[name]
+            if type(prev) in _FOLDABLE_INTO and isinstance(bn, _BATCH_NORMS) and bn.track_running_stats:
+                fused = fuse_conv_bn_eval(prev.eval(), bn.eval(), transpose=isinstance(prev, nn.ConvTranspose2d))
+                module._modules[prev_name] = fused
+                module._modules[name] = nn.Identity()
+    return model
+
+
+def _is_skipped(name: str, module: nn.Module, skip: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(name, pattern) or type(module).__name__ == pattern for pattern in skip)
+
+
+def _quant_layer(module: nn.Module, config: QuantConfig) -> nn.Module:
+    quant_cls, attributes = QUANT_LAYER_TABLE[type(module)]
+    kwargs = {attr: getattr(module, attr) for attr in attributes}
+    has_bias = module.bias is not None
+    quant = quant_cls(
+        **kwargs,
+        bias=has_bias,
+        weight_quant=weight_quantizer(config),
+        bias_quant=Int32Bias if (has_bias and config.quantize_bias) else None,
+        input_quant=act_quantizer(config),
+        output_quant=act_quantizer(config),
+        return_quant_tensor=False,
+        device=module.weight.device,
+        dtype=module.weight.dtype,
+    )
+    with torch.no_grad():
+        quant.weight.copy_(module.weight)
+        if has_bias:
+            quant.bias.copy_(module.bias)
+    quant.train(module.training)
+    return quant
+
+
+def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)
+
+
+def quantize_model(model: nn.Module, config: QuantConfig) -> nn.Module:
+    """A quantized copy of ``model``: mapped layers swapped, activation quantizers placed.
+
+    Activation ranges start as placeholders; calibrate them (`gan_brevitas.ptq.calibrate`)
+    before use.
+    """
+    if not isinstance(model, nn.Module):
+        raise ConversionError(f"expected a torch.nn.Module, got {type(model).__name__}.")
+    if any(isinstance(m, QuantWeightBiasInputOutputLayer) for m in model.modules()):
+        raise ConversionError(
+            "the model is already quantized (it contains Brevitas layers): quantize the float "
+            "generator instead."
+        )
+    qmodel = fold_batch_norms(copy.deepcopy(model))
+    targets = [
+        (name, module)
+        for name, module in qmodel.named_modules()
+        if type(module) in QUANT_LAYER_TABLE and not _is_skipped(name, module, config.skip)
+    ]
+    if not targets:
+        raise ConversionError(
+            "no Conv2d, ConvTranspose2d or Linear layer to quantize was found (or all are in "
+            "config.skip): fold custom layers into standard ones first (see fold_generator)."
+        )
+    for name, module in targets:
+        _replace(qmodel, name, _quant_layer(module, config))
+    return qmodel
+
+
+def quant_layers(model: nn.Module) -> Iterator[tuple[str, QuantWeightBiasInputOutputLayer]]:
+    """(name, layer) for every Brevitas compute layer of a converted model."""
+    for name, module in model.named_modules():
+        if isinstance(module, QuantWeightBiasInputOutputLayer):
+            yield name, module
