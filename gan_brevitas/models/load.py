@@ -1,0 +1,295 @@
+"""Read generator checkpoints safely and load them strictly into our modules.
+
+Files are read with ``torch.load(..., weights_only=True)`` (or safetensors): a file that
+needs arbitrary code to unpickle is refused, never executed. Accepted contents:
+
+* a bare state_dict (name -> tensor): SAGAN ``{step}_G.pth``, CycleGAN ``latest_net_G.pth``,
+  StyleGAN ``NNNNNN.model``;
+* rosinality's ``train_step-N.model`` dict, whose ``g_running`` entry is the generator;
+* either of them saved from ``nn.DataParallel`` (keys prefixed ``module.``).
+
+Loading is strict. The only keys dropped are stale InstanceNorm ``running_mean`` /
+``running_var`` / ``num_batches_tracked`` entries that old CycleGAN files carry for norms that
+track no statistics.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from gan_brevitas.errors import CheckpointError
+from gan_brevitas.models.registry import GENERATORS, build_generator
+
+logger = logging.getLogger(__name__)
+
+#: Entry of a training checkpoint dict that holds the generator to use (StyleGAN's EMA copy).
+GENERATOR_ENTRIES = ("g_running",)
+DATA_PARALLEL_PREFIX = "module."
+STALE_NORM_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
+MAX_KEYS_SHOWN = 10
+
+#: A key that only a checkpoint of that architecture has (used to suggest the right name).
+SIGNATURE_KEYS: dict[str, str] = {
+    "stylegan": "generator.progression.0.conv1.input",
+    "sagan": "l1.0.module.weight_bar",
+    "cyclegan": "model.1.weight",
+}
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _read_file(path: Path) -> object:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path), device="cpu")
+        except Exception as err:  # safetensors raises its own error types
+            raise CheckpointError(
+                f"{path} could not be read as a safetensors file ({err}); is it a .safetensors "
+                "file written by safetensors?"
+            ) from err
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch.load raises UnpicklingError, KeyError, EOFError, ...
+        raise CheckpointError(
+            f"{path} could not be read safely with torch.load(weights_only=True): it is not a "
+            "PyTorch checkpoint of tensors, or it needs arbitrary code to unpickle, which we "
+            f"refuse. Re-save the generator's state_dict() from trusted code. ({type(err).__name__})"
+        ) from err
+
+
+def _select_state_dict(content: object, path: Path) -> Mapping[str, object]:
+    if not isinstance(content, Mapping):
+        raise CheckpointError(
+            f"{path} holds a {type(content).__name__}, not a state_dict; save "
+            "generator.state_dict() (a dict of name -> tensor)"
+        )
+    for entry in GENERATOR_ENTRIES:
+        if entry in content:
+            selected = content[entry]
+            if not isinstance(selected, Mapping):
+                raise CheckpointError(f"{path}: entry {entry!r} is not a state_dict")
+            return selected
+    return content
+
+
+def strip_prefix(state: Mapping[str, Tensor], prefix: str = DATA_PARALLEL_PREFIX) -> dict[str, Tensor]:
+    """Remove ``prefix`` from every key when all keys carry it (DataParallel checkpoints)."""
+    if state and all(key.startswith(prefix) for key in state):
+        return {key[len(prefix) :]: value for key, value in state.items()}
+    return dict(state)
+
+
+def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, Tensor]:
+    """Read a checkpoint file and return the generator's state_dict (name -> tensor, on CPU).
+
+    Handles bare state_dicts, ``train_step`` dicts (their ``g_running`` entry) and
+    DataParallel ``module.`` prefixes. Raises CheckpointError naming the file when it is
+    missing, cannot be read safely, or does not hold a state_dict.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise CheckpointError(f"checkpoint file {file} does not exist (or is not a file)")
+    state = _select_state_dict(_read_file(file), file)
+    bad = [key for key, value in state.items() if not isinstance(key, str) or not isinstance(value, Tensor)]
+    if bad:
+        shown = ", ".join(repr(key) for key in bad[:MAX_KEYS_SHOWN])
+        raise CheckpointError(
+            f"{file} is not a state_dict: {len(bad)} entries are not name -> tensor ({shown}); "
+            f"expected generator.state_dict() or a dict with one of {GENERATOR_ENTRIES}"
+        )
+    return strip_prefix(state)  # type: ignore[arg-type]
+
+
+def drop_stale_instance_norm_keys(state: Mapping[str, Tensor], model: nn.Module) -> dict[str, Tensor]:
+    """Drop running-statistics keys of InstanceNorms in ``model`` that track no statistics.
+
+    Old CycleGAN files carry them; PyTorch >= 0.4 InstanceNorms without tracking have no
+    such buffers. Keys of any other module are kept (a strict load then reports them).
+    """
+    kept: dict[str, Tensor] = {}
+    dropped: list[str] = []
+    for key, value in state.items():
+        owner, _, leaf = key.rpartition(".")
+        if leaf in STALE_NORM_SUFFIXES and _is_untracked_instance_norm(model, owner):
+            dropped.append(key)
+        else:
+            kept[key] = value
+    if dropped:
+        logger.info("dropped %d stale InstanceNorm keys, e.g. %s", len(dropped), dropped[0])
+    return kept
+
+
+def _is_untracked_instance_norm(model: nn.Module, name: str) -> bool:
+    try:
+        module = model.get_submodule(name)
+    except AttributeError:
+        return False
+    return isinstance(module, nn.modules.instancenorm._InstanceNorm) and not module.track_running_stats
+
+
+# --------------------------------------------------------------------------- inference
+
+
+def _infer_stylegan(state: Mapping[str, Tensor]) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {}
+    rgb = [state.get(f"generator.to_rgb.{i}.conv.weight_orig") for i in range(9)]
+    if all(w is not None and w.ndim == 4 for w in rgb):
+        kwargs["channels"] = [int(w.shape[1]) for w in rgb]  # type: ignore[union-attr]
+    mapping = [key for key in state if re.fullmatch(r"style\.\d+\.linear\.weight_orig", key)]
+    if mapping:
+        kwargs["n_mlp"] = len(mapping)
+        kwargs["code_dim"] = int(state[mapping[0]].shape[1])
+    if "generator.progression.5.conv1.0.weight" in state:
+        kwargs["fused"] = True
+    elif "generator.progression.5.conv1.1.conv.weight_orig" in state:
+        kwargs["fused"] = False
+    return kwargs
+
+
+def _infer_sagan(state: Mapping[str, Tensor]) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {}
+    first = state.get("l1.0.module.weight_bar")
+    if first is not None and first.ndim == 4:
+        kwargs["z_dim"] = int(first.shape[0])
+        kwargs["image_size"] = 16 * int(first.shape[-1])
+    if "last.1.weight" in state and state["last.1.weight"].ndim == 4:
+        kwargs["upsample"] = "upsample_conv"
+        kwargs["conv_dim"] = int(state["last.1.weight"].shape[1])
+    elif "last.0.weight" in state and state["last.0.weight"].ndim == 4:
+        kwargs["upsample"] = "convtranspose"
+        kwargs["conv_dim"] = int(state["last.0.weight"].shape[0])
+    return kwargs
+
+
+def _infer_cyclegan(state: Mapping[str, Tensor]) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {}
+    first = state.get("model.1.weight")
+    if first is None or first.ndim != 4:
+        return kwargs
+    kwargs["ngf"] = int(first.shape[0])
+    kwargs["input_nc"] = int(first.shape[1])
+    blocks = {
+        int(match.group(1))
+        for key in state
+        if (match := re.fullmatch(r"model\.(\d+)\.conv_block\.1\.weight", key))
+    }
+    kwargs["n_blocks"] = len(blocks)
+    kwargs["norm"] = "batch" if "model.2.weight" in state else "instance"
+    if blocks:
+        second = state.get(f"model.{min(blocks)}.conv_block.6.weight")
+        kwargs["use_dropout"] = second is not None and second.ndim == 4
+    convs = [
+        (int(match.group(1)), value)
+        for key, value in state.items()
+        if (match := re.fullmatch(r"model\.(\d+)\.weight", key)) and value.ndim == 4
+    ]
+    kwargs["output_nc"] = int(max(convs, key=lambda item: item[0])[1].shape[0])
+    return kwargs
+
+
+#: Architecture name -> function reading constructor arguments off a state_dict.
+INFERRERS: dict[str, Callable[[Mapping[str, Tensor]], dict[str, Any]]] = {
+    "stylegan": _infer_stylegan,
+    "sagan": _infer_sagan,
+    "cyclegan": _infer_cyclegan,
+}
+
+def infer_build_kwargs(name: str, state: Mapping[str, Tensor]) -> dict[str, Any]:
+    """Constructor arguments of generator ``name`` that the state_dict's shapes reveal.
+
+    Returns only what it can read; missing keys leave the defaults in place (the strict
+    load then reports the mismatch).
+    """
+    inferrer = INFERRERS.get(name)
+    return inferrer(state) if inferrer is not None else {}
+
+
+def guess_architecture(state: Mapping[str, Tensor]) -> str | None:
+    """The architecture whose signature key the state_dict has, if any."""
+    for name, key in SIGNATURE_KEYS.items():
+        if key in state:
+            return name
+    return None
+
+
+# --------------------------------------------------------------------------- strict loading
+
+
+def _shown(keys: list[str]) -> str:
+    listed = ", ".join(keys[:MAX_KEYS_SHOWN])
+    more = f", ... ({len(keys) - MAX_KEYS_SHOWN} more)" if len(keys) > MAX_KEYS_SHOWN else ""
+    return listed + more
+
+
+def _mismatch_message(
+    name: str,
+    path: Path,
+    kwargs: Mapping[str, Any],
+    missing: list[str],
+    unexpected: list[str],
+    wrong_shape: list[str],
+    guessed: str | None,
+) -> str:
+    lines = [f"{path} does not match the {name!r} generator built with {dict(kwargs)}:"]
+    if missing:
+        lines.append(f"  {len(missing)} missing keys (in the model, not in the file): {_shown(missing)}")
+    if unexpected:
+        lines.append(f"  {len(unexpected)} unexpected keys (in the file, not in the model): {_shown(unexpected)}")
+    if wrong_shape:
+        lines.append(f"  {len(wrong_shape)} shape mismatches (file vs model): {_shown(wrong_shape)}")
+    if guessed is not None and guessed != name:
+        lines.append(f"How to fix: the keys look like a {guessed!r} checkpoint; load it with name={guessed!r}.")
+    else:
+        lines.append(
+            "How to fix: check the model name (one of "
+            f"{sorted(GENERATORS)}) and the size/width arguments (pass the ones the checkpoint "
+            "was trained with, or leave them out so they are read off the file); a renamed key "
+            "means the file comes from a different implementation or was edited."
+        )
+    return "\n".join(lines)
+
+
+def _compare(model: nn.Module, state: Mapping[str, Tensor]) -> tuple[list[str], list[str], list[str]]:
+    expected = model.state_dict()
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    wrong_shape = [
+        f"{key} {list(state[key].shape)} vs {list(expected[key].shape)}"
+        for key in expected
+        if key in state and state[key].shape != expected[key].shape
+    ]
+    return missing, unexpected, wrong_shape
+
+
+def load_generator(name: str, path: str | os.PathLike[str], **build_kwargs: Any) -> nn.Module:
+    """Build generator ``name`` and load checkpoint ``path`` into it strictly.
+
+    Constructor arguments that the file's shapes reveal (StyleGAN channels / code_dim /
+    n_mlp / fused, SAGAN z_dim / conv_dim / image_size / upsample, CycleGAN ngf / n_blocks /
+    norm / channels) are inferred; ``build_kwargs`` override them. Returns the model in eval
+    mode on the CPU. Raises CheckpointError listing missing, unexpected and mis-shaped keys.
+    """
+    file = Path(path)
+    state = load_state_dict_file(file)
+    kwargs = {**infer_build_kwargs(name, state), **build_kwargs}
+    model = build_generator(name, **kwargs)
+    state = drop_stale_instance_norm_keys(state, model)
+    missing, unexpected, wrong_shape = _compare(model, state)
+    if missing or unexpected or wrong_shape:
+        raise CheckpointError(
+            _mismatch_message(name, file, kwargs, missing, unexpected, wrong_shape, guess_architecture(state))
+        )
+    model.load_state_dict(state, strict=True)
+    logger.info("loaded %s generator from %s (%s)", name, file, kwargs)
+    return model.eval()
