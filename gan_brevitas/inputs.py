@@ -7,7 +7,7 @@ Every consumer (calibration, reconstruction, training data, metrics) reads input
 from __future__ import annotations
 
 import logging
-from typing import Callable, Iterable, Iterator, Union
+from typing import Callable, Iterable, Iterator, Optional, Union
 
 import torch
 from torch import Tensor
@@ -88,3 +88,33 @@ def iter_batches(inputs: InputSource, n: int, batch_size: int) -> Iterator[Tenso
             "the calibration inputs are empty: give at least one latent / image batch."
         )
     log.warning("inputs ended after %d of the %d requested samples; using those.", seen, n)
+
+
+def latent_sampler(latent_dim: int, seed: int = 0, device: str = "cpu") -> Callable[[int], Tensor]:
+    """A deterministic standard-normal latent sampler ``sampler(batch_size) -> [B, latent_dim]``."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def sample(batch_size: int) -> Tensor:
+        return torch.randn(batch_size, latent_dim, generator=generator).to(device)
+
+    return sample
+
+
+def load_image_folder(folder: str, size: int, limit: Optional[int] = None) -> Tensor:
+    """Images (png/jpg/bmp) of a folder, sorted by name, resized to size x size, in [-1, 1]."""
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp"})
+    if limit is not None:
+        paths = paths[:limit]
+    if not paths:
+        raise CalibrationError(f"no .png/.jpg/.bmp images found in {folder}.")
+    images = []
+    for path in paths:
+        with Image.open(path) as image:
+            array = np.asarray(image.convert("RGB").resize((size, size), Image.BICUBIC), dtype=np.float32)
+        images.append(torch.from_numpy(array).permute(2, 0, 1) / 127.5 - 1.0)
+    return torch.stack(images)

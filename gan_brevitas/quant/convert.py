@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import warnings
 from typing import Iterator
 
 import torch
@@ -39,6 +40,11 @@ QUANT_LAYER_TABLE: dict[type[nn.Module], tuple[type[nn.Module], tuple[str, ...]]
     ),
     nn.Linear: (QuantLinear, ("in_features", "out_features")),
 }
+
+# Brevitas warns on every forward of a layer with an asymmetric input quantizer and an int32
+# bias (it cannot propagate the zero point into its QuantTensor metadata). The dequantized
+# values we use are exact; the warning is noise.
+warnings.filterwarnings("ignore", message="Computing zero point of output accumulator", module="brevitas")
 
 _BATCH_NORMS = (nn.BatchNorm2d,)
 _FOLDABLE_INTO = (nn.Conv2d, nn.ConvTranspose2d)

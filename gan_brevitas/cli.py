@@ -1,0 +1,140 @@
+"""`gan-brevitas`: the command line. Each subcommand is a thin layer over `recipes`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from gan_brevitas.errors import GanBrevitasError
+from gan_brevitas.quant.config import QuantConfig
+
+log = logging.getLogger("gan_brevitas")
+
+EPILOG = """examples:
+  gan-brevitas quantize --model cyclegan --checkpoint latest_net_G.pth --images horses/ \\
+      --method vanilla-ptq --weight-bits 4 --out q.safetensors
+  gan-brevitas info q.safetensors
+"""
+
+
+def _config_from_args(args: argparse.Namespace) -> QuantConfig:
+    base = QuantConfig.from_json(Path(args.config).read_text()) if args.config else QuantConfig()
+    changes = {
+        "weight_bits": args.weight_bits,
+        "act_bits": args.act_bits,
+        "per_channel": args.per_channel,
+        "act_scheme": args.act_scheme,
+        "act_range": args.act_range,
+        "act_quantiles": tuple(args.act_quantiles) if args.act_quantiles else None,
+        "weight_range": args.weight_range,
+        "weight_quantiles": tuple(args.weight_quantiles) if args.weight_quantiles else None,
+        "skip": tuple(args.skip) if args.skip else None,
+    }
+    return base.replace(**{k: v for k, v in changes.items() if v is not None})
+
+
+def _calibration_inputs(model, args: argparse.Namespace):
+    from gan_brevitas.inputs import latent_sampler, load_image_folder
+
+    if getattr(model, "input_kind", "latent") == "image":
+        if not args.images:
+            raise GanBrevitasError(
+                "this generator translates images: give calibration images with --images DIR."
+            )
+        return load_image_folder(args.images, model.image_size, limit=args.num_samples)
+    latent_dim = getattr(model, "latent_dim", None)
+    if latent_dim is None:
+        raise GanBrevitasError("cannot tell this generator's latent size; use the Python API with inputs=...")
+    return latent_sampler(latent_dim, seed=args.seed)
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from gan_brevitas import recipes
+    from gan_brevitas.quant.serialize import check_output_path
+
+    out = check_output_path(args.out)
+    config = _config_from_args(args)
+    model = recipes.load_generator(args.model, args.checkpoint)
+    inputs = _calibration_inputs(model, args)
+    qmodel = recipes.quantize(model, args.method, config=config, inputs=inputs, num_samples=args.num_samples)
+    recipes.save(qmodel, out)
+    print(recipes.describe(qmodel))
+    print(f"\nwrote {out} ({args.method}, {config.to_json()})")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from gan_brevitas import recipes
+    from gan_brevitas.quant.serialize import read_quant_info
+
+    info = read_quant_info(args.path)
+    print(f"file:      {args.path}")
+    print(f"method:    {info.method}")
+    print(f"generator: {json.dumps(info.generator)}")
+    print(f"config:    {info.config.to_json()}\n")
+    if info.generator is not None:
+        print(recipes.describe(recipes.load(args.path)))
+    return 0
+
+
+def _add_quant_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("quantization scheme (defaults: the paper's)")
+    group.add_argument("--config", help="QuantConfig as a JSON file; the flags below override it")
+    group.add_argument("--weight-bits", type=int, help="weight bits, 2..8 (default 8)")
+    group.add_argument("--act-bits", type=int, help="activation bits, 2..8 (default 8)")
+    group.add_argument("--per-channel", action="store_true", default=None, help="one weight scale per output channel")
+    group.add_argument("--act-scheme", choices=["asymmetric", "symmetric"], help="asymmetric (paper) or symmetric (TensorRT)")
+    group.add_argument("--act-range", choices=["minmax", "quantile"], help="activation range statistic")
+    group.add_argument("--act-quantiles", type=float, nargs=2, metavar=("LOW", "HIGH"), help="e.g. 0.001 0.999")
+    group.add_argument("--weight-range", choices=["minmax", "quantile"], help="weight range statistic")
+    group.add_argument("--weight-quantiles", type=float, nargs=2, metavar=("LOW", "HIGH"), help="e.g. 0.0001 0.9999")
+    group.add_argument("--skip", nargs="*", help="module-name patterns or class names kept in float")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from gan_brevitas.recipes import METHODS
+
+    parser = argparse.ArgumentParser(
+        prog="gan-brevitas",
+        description="Quantize GAN generators (StyleGAN, SAGAN, CycleGAN, yours) with Brevitas.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    quantize = sub.add_parser("quantize", help="quantize a generator checkpoint and save it")
+    quantize.add_argument("--model", required=True, choices=["stylegan", "sagan", "cyclegan"], help="architecture")
+    quantize.add_argument("--checkpoint", required=True, help="float checkpoint in the reference layout")
+    quantize.add_argument("--method", default="vanilla-ptq", choices=sorted(METHODS), help="recipe (default vanilla-ptq)")
+    quantize.add_argument("--num-samples", type=int, default=500, help="calibration samples, fed one at a time (default 500)")
+    quantize.add_argument("--images", help="folder of calibration images (image-to-image generators)")
+    quantize.add_argument("--seed", type=int, default=0, help="seed of the calibration latents")
+    quantize.add_argument("--out", required=True, help="output file (safetensors)")
+    _add_quant_options(quantize)
+    quantize.set_defaults(func=cmd_quantize)
+
+    info = sub.add_parser("info", help="show what a quantized generator file holds")
+    info.add_argument("path", help="file written by `gan-brevitas quantize`")
+    info.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except GanBrevitasError as err:
+        print(f"gan-brevitas {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""`describe`: what a quantized model quantizes, how, and what stays float."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from gan_brevitas.models.float_parts import float_parts
+from gan_brevitas.quant.convert import QUANT_LAYER_TABLE, quant_layers
+from gan_brevitas.quant.quantizers import act_grid, is_asymmetric
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One line of the report: a quantized layer, or a part kept in float."""
+
+    name: str
+    kind: str
+    weight_bits: str
+    per_channel: str
+    activations: str
+    note: str = ""
+
+
+def _act_text(proxy: nn.Module) -> str:
+    scale, zero_point, bits = act_grid(proxy)
+    scheme = f"u{bits} zp={zero_point}" if is_asymmetric(proxy) else f"s{bits} sym"
+    return f"{scheme} s={scale:.3g}"
+
+
+def _weight_granularity(layer: nn.Module) -> str:
+    return "yes" if layer.quant_weight().scale.numel() > 1 else "no"
+
+
+def _conv_like_float_layers(model: nn.Module) -> list[tuple[str, str]]:
+    """Layers with a trained weight that were not quantized (skipped, or of an unmapped type)."""
+    quantized = {name for name, _ in quant_layers(model)}
+    rows = []
+    for name, module in model.named_modules():
+        if name in quantized or any(name.startswith(q + ".") for q in quantized):
+            continue
+        weight = getattr(module, "weight", None)
+        if isinstance(weight, nn.Parameter) and weight.dim() >= 2:
+            reason = (
+                "kept float (config.skip)"
+                if type(module) in QUANT_LAYER_TABLE
+                else "no quantized mapping for this layer type: kept float"
+            )
+            rows.append((name, f"{type(module).__name__}: {reason}"))
+    return rows
+
+
+def describe_rows(model: nn.Module) -> list[LayerRow]:
+    rows = [
+        LayerRow(
+            name=name,
+            kind=type(layer).__name__,
+            weight_bits=str(int(layer.quant_weight().bit_width)),
+            per_channel=_weight_granularity(layer),
+            activations=f"in {_act_text(layer.input_quant)} | out {_act_text(layer.output_quant)}",
+        )
+        for name, layer in quant_layers(model)
+    ]
+    for name, why in float_parts(model) + _conv_like_float_layers(model):
+        rows.append(LayerRow(name=name or "<model>", kind="float", weight_bits="-", per_channel="-",
+                             activations="-", note=why))
+    return rows
+
+
+def describe(model: nn.Module) -> str:
+    """A plain-text table: layer, type, weight bits, per-channel, activation scheme, notes."""
+    header = ("layer", "type", "w bits", "per-ch", "activations (scheme, scale)", "float-kept part")
+    lines = [header] + [
+        (r.name, r.kind, r.weight_bits, r.per_channel, r.activations, r.note) for r in describe_rows(model)
+    ]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
+    out = []
+    for index, line in enumerate(lines):
+        cells = [cell.ljust(width) for cell, width in zip(line, widths)] + [line[-1]]
+        out.append("  ".join(cells).rstrip())
+        if index == 0:
+            out.append("  ".join("-" * w for w in widths) + "  " + "-" * len(header[-1]))
+    return "\n".join(out)

@@ -1,0 +1,126 @@
+"""Saving and loading quantized generators: one safetensors file.
+
+The file holds the quantized state_dict (weights, biases, activation scales and zero points,
+learned weight scales) and, in its metadata, the `QuantConfig`, the method that produced it
+and the generator architecture (name + constructor arguments) when it is one of ours. Loading
+rebuilds the float architecture, folds and converts it with the same config, and loads the
+state strictly, so outputs are bit-identical. Nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from gan_brevitas.errors import CheckpointError
+from gan_brevitas.models import build_generator, fold_generator
+from gan_brevitas.quant.config import QuantConfig
+from gan_brevitas.quant.convert import quantize_model
+
+FORMAT = "gan-brevitas/quantized-generator/1"
+
+
+@dataclass(frozen=True)
+class QuantInfo:
+    """What produced a quantized model; attached to it as ``model.gan_brevitas``."""
+
+    method: str
+    config: QuantConfig
+    generator: Optional[dict[str, Any]] = None  # {"name": ..., "kwargs": {...}} for our generators
+
+    def to_metadata(self) -> dict[str, str]:
+        return {
+            "format": FORMAT,
+            "method": self.method,
+            "config": self.config.to_json(),
+            "generator": json.dumps(self.generator),
+        }
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, str], path: Path) -> "QuantInfo":
+        if metadata.get("format") != FORMAT:
+            raise CheckpointError(
+                f"{path} is a safetensors file but not a gan-brevitas quantized generator "
+                f"(format {metadata.get('format')!r}, expected {FORMAT!r})."
+            )
+        return cls(
+            method=metadata["method"],
+            config=QuantConfig.from_json(metadata["config"]),
+            generator=json.loads(metadata["generator"]),
+        )
+
+
+def check_output_path(path: str | os.PathLike) -> Path:
+    """The output path as a Path; CheckpointError if its directory does not exist."""
+    path = Path(path)
+    if not path.parent.exists():
+        raise CheckpointError(
+            f"cannot write {path}: directory {path.parent} does not exist; create it first."
+        )
+    return path
+
+
+def save_quantized(qmodel: nn.Module, path: str | os.PathLike) -> Path:
+    """Write ``qmodel`` (made by `recipes.quantize`) to ``path`` atomically."""
+    info = getattr(qmodel, "gan_brevitas", None)
+    if not isinstance(info, QuantInfo):
+        raise CheckpointError(
+            "this model carries no quantization record: save models returned by recipes.quantize."
+        )
+    path = check_output_path(path)
+    state = {k: v.detach().contiguous().clone() for k, v in qmodel.state_dict().items()}
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        save_file(state, str(tmp), metadata=info.to_metadata())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def read_quant_info(path: str | os.PathLike) -> QuantInfo:
+    """The metadata of a saved quantized generator, without building it."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path} is not a readable safetensors file: {err}") from None
+    return QuantInfo.from_metadata(metadata, path)
+
+
+def load_quantized(path: str | os.PathLike, model: Optional[nn.Module] = None) -> nn.Module:
+    """Rebuild a quantized generator saved by `save_quantized`.
+
+    ``model`` is the float architecture for user generators (any weights: they are replaced);
+    our generators are rebuilt from the file's record.
+    """
+    path = Path(path)
+    info = read_quant_info(path)
+    if model is None:
+        if info.generator is None:
+            raise CheckpointError(
+                f"{path} holds a user generator: pass its float architecture, "
+                "load_quantized(path, model=MyGenerator())."
+            )
+        model = build_generator(info.generator["name"], **info.generator["kwargs"])
+    qmodel = quantize_model(fold_generator(model), info.config)
+    state = load_file(str(path))
+    result = qmodel.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise CheckpointError(
+            f"{path} does not match the architecture: missing keys {result.missing_keys[:10]} "
+            f"({len(result.missing_keys)}), unexpected keys {result.unexpected_keys[:10]} "
+            f"({len(result.unexpected_keys)}). Pass the same float model that was quantized."
+        )
+    qmodel.gan_brevitas = info
+    return qmodel.eval()

@@ -1,0 +1,92 @@
+"""The public entry point: one verb per step of the flow, one handler per paper recipe.
+
+    from gan_brevitas import recipes, QuantConfig
+    gen = recipes.load_generator("cyclegan", "latest_net_G.pth")
+    qgen = recipes.quantize(gen, "vanilla-ptq", config=QuantConfig(weight_bits=4), inputs=sampler)
+    print(recipes.describe(qgen))
+    recipes.save(qgen, "q.safetensors")
+
+`quantize` never modifies the float generator: it folds a copy (equal-LR, spectral norm,
+BatchNorm into plain weights), converts that copy, and runs the method on it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Optional
+
+from torch import nn
+
+from gan_brevitas.errors import ConfigError
+from gan_brevitas.inputs import InputSource
+from gan_brevitas.models import build_generator, fold_generator, load_generator
+from gan_brevitas.ptq.vanilla import vanilla_ptq
+from gan_brevitas.quant.config import QuantConfig
+from gan_brevitas.quant.describe import describe
+from gan_brevitas.quant.serialize import QuantInfo, load_quantized, save_quantized
+
+#: A recipe: (folded float generator, config, inputs, **options) -> quantized copy.
+Method = Callable[..., nn.Module]
+
+METHODS: dict[str, Method] = {
+    "vanilla-ptq": vanilla_ptq,
+}
+
+__all__ = [
+    "METHODS",
+    "QuantConfig",
+    "build_generator",
+    "describe",
+    "load",
+    "load_generator",
+    "quantize",
+    "save",
+]
+
+
+def quantize(
+    model: nn.Module,
+    method: str = "vanilla-ptq",
+    *,
+    config: Optional[QuantConfig] = None,
+    inputs: Optional[InputSource] = None,
+    **options: Any,
+) -> nn.Module:
+    """Quantize a generator with one of the paper's recipes and return the NEW quantized model.
+
+    Args:
+        model: a float generator (ours or any nn.Module); it is left untouched.
+        method: a key of `METHODS` ("vanilla-ptq", ...).
+        config: the quantization scheme; the paper's defaults when omitted.
+        inputs: calibration inputs: a sampler ``f(batch_size) -> batch``, a tensor of inputs,
+            or an iterable of batches (latents, or images for CycleGAN).
+        options: method options, e.g. ``num_samples=500``, ``progress=False``.
+    """
+    handler = METHODS.get(method)
+    if handler is None:
+        raise ConfigError(f"unknown method {method!r}; choose one of {sorted(METHODS)}.")
+    if config is None:
+        config = QuantConfig()
+    if not isinstance(config, QuantConfig):
+        raise ConfigError(f"config must be a QuantConfig, got {type(config).__name__}.")
+    if inputs is None:
+        raise ConfigError(
+            "quantize needs calibration inputs: pass inputs=sampler (callable batch_size -> batch), "
+            "a tensor of latents/images, or an iterable of batches."
+        )
+    float_model = fold_generator(model).eval()
+    qmodel = handler(float_model, config, inputs, **options)
+    qmodel.gan_brevitas = QuantInfo(
+        method=method, config=config, generator=getattr(model, "generator_spec", None)
+    )
+    return qmodel
+
+
+def save(qmodel: nn.Module, path: str | os.PathLike) -> None:
+    """Save a quantized generator (weights, quantizer state, config) to one safetensors file."""
+    save_quantized(qmodel, path)
+
+
+def load(path: str | os.PathLike, model: Optional[nn.Module] = None) -> nn.Module:
+    """Load a quantized generator saved by `save` (pass ``model`` for user architectures)."""
+    return load_quantized(path, model)
