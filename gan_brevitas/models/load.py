@@ -240,6 +240,7 @@ def _mismatch_message(
     unexpected: list[str],
     wrong_shape: list[str],
     guessed: str | None,
+    conflicts: Mapping[str, tuple[Any, Any]],
 ) -> str:
     lines = [f"{path} does not match the {name!r} generator built with {dict(kwargs)}:"]
     if missing:
@@ -248,6 +249,8 @@ def _mismatch_message(
         lines.append(f"  {len(unexpected)} unexpected keys (in the file, not in the model): {_shown(unexpected)}")
     if wrong_shape:
         lines.append(f"  {len(wrong_shape)} shape mismatches (file vs model): {_shown(wrong_shape)}")
+    for key, (passed, inferred) in conflicts.items():
+        lines.append(f"How to fix: you passed {key}={passed!r} but the file's shapes say {key}={inferred!r}.")
     if guessed is not None and guessed != name:
         lines.append(f"How to fix: the keys look like a {guessed!r} checkpoint; load it with name={guessed!r}.")
     else:
@@ -282,13 +285,21 @@ def load_generator(name: str, path: str | os.PathLike[str], **build_kwargs: Any)
     """
     file = Path(path)
     state = load_state_dict_file(file)
-    kwargs = {**infer_build_kwargs(name, state), **build_kwargs}
+    inferred = infer_build_kwargs(name, state)
+    kwargs = {**inferred, **build_kwargs}
     model = build_generator(name, **kwargs)
     state = drop_stale_instance_norm_keys(state, model)
     missing, unexpected, wrong_shape = _compare(model, state)
     if missing or unexpected or wrong_shape:
+        conflicts = {
+            key: (value, inferred[key])
+            for key, value in build_kwargs.items()
+            if key in inferred and inferred[key] != value
+        }
         raise CheckpointError(
-            _mismatch_message(name, file, kwargs, missing, unexpected, wrong_shape, guess_architecture(state))
+            _mismatch_message(
+                name, file, kwargs, missing, unexpected, wrong_shape, guess_architecture(state), conflicts
+            )
         )
     model.load_state_dict(state, strict=True)
     logger.info("loaded %s generator from %s (%s)", name, file, kwargs)
