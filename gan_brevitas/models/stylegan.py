@@ -283,7 +283,10 @@ class ConstantInput(nn.Module):
         self.input = nn.Parameter(torch.randn(1, channels, size, size))
 
     def forward(self, style: Tensor) -> Tensor:
-        return self.input.expand(style.shape[0], -1, -1, -1)
+        # A broadcast add instead of expand/repeat: the TorchScript ONNX exporter then keeps
+        # the channel count static with a dynamic batch, which its InstanceNorm needs.
+        batch_zeros = style[:, :1, None, None] * 0.0  # [B, 1, 1, 1]
+        return self.input + batch_zeros
 
 
 def _upsampling_conv1(in_channels: int, out_channels: int, fused: bool) -> nn.Sequential:
