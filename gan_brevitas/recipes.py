@@ -19,9 +19,10 @@ from torch import nn
 
 from gan_brevitas.errors import ConfigError
 from gan_brevitas.inputs import InputSource
-from gan_brevitas.models import build_generator, fold_generator, load_generator
+from gan_brevitas.models import build_generator, load_generator
 from gan_brevitas.ptq.vanilla import vanilla_ptq
 from gan_brevitas.quant.config import QuantConfig
+from gan_brevitas.quant.convert import fold_for_quantization
 from gan_brevitas.quant.describe import describe
 from gan_brevitas.quant.serialize import QuantInfo, load_quantized, save_quantized
 
@@ -74,7 +75,7 @@ def quantize(
             "quantize needs calibration inputs: pass inputs=sampler (callable batch_size -> batch), "
             "a tensor of latents/images, or an iterable of batches."
         )
-    float_model = fold_generator(model).eval()
+    float_model = fold_for_quantization(model)
     qmodel = handler(float_model, config, inputs, **options)
     qmodel.gan_brevitas = QuantInfo(
         method=method, config=config, generator=getattr(model, "generator_spec", None)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from gan_brevitas.errors import CheckpointError
@@ -49,8 +50,6 @@ SIGNATURE_KEYS: dict[str, str] = {
 
 def _read_file(path: Path) -> object:
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         try:
             return load_file(str(path), device="cpu")
         except Exception as err:  # safetensors raises its own error types

@@ -33,7 +33,9 @@ def generator_class(name: str) -> type[nn.Module]:
 def build_generator(name: str, **kwargs: Any) -> nn.Module:
     """Build a freshly initialised generator ``name`` with constructor ``kwargs``.
 
-    Unknown keyword arguments raise ConfigError naming the ones the class accepts.
+    Unknown keyword arguments raise ConfigError naming the ones the class accepts. The model
+    gets ``generator_spec = {"name": name, "kwargs": kwargs}`` so that it can be rebuilt (for
+    example when a quantized copy is saved and loaded again).
     """
     cls = generator_class(name)
     signature = inspect.signature(cls)
@@ -44,4 +46,6 @@ def build_generator(name: str, **kwargs: Any) -> nn.Module:
         raise ConfigError(
             f"bad arguments for generator {name!r}: {err}; it accepts: {accepted}"
         ) from None
-    return cls(**kwargs)
+    model = cls(**kwargs)
+    model.generator_spec = {"name": name, "kwargs": dict(kwargs)}
+    return model

@@ -68,6 +68,18 @@ def fold_batch_norms(model: nn.Module) -> nn.Module:
     return model
 
 
+def fold_for_quantization(model: nn.Module) -> nn.Module:
+    """A folded float copy: custom weight parametrisations (equal-LR, spectral norm, fused
+    upsampling; see `fold_generator`) and BatchNorms become plain layers, in eval mode.
+
+    This copy is both what gets converted and the full-precision reference that calibration
+    observes, so both see the same layers with the same outputs.
+    """
+    from gan_brevitas.models import fold_generator
+
+    return fold_batch_norms(fold_generator(model)).eval()
+
+
 def _is_skipped(name: str, module: nn.Module, skip: tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatchcase(name, pattern) or type(module).__name__ == pattern for pattern in skip)
 

@@ -20,9 +20,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from gan_brevitas.errors import CheckpointError
-from gan_brevitas.models import build_generator, fold_generator
+from gan_brevitas.models import build_generator
 from gan_brevitas.quant.config import QuantConfig
-from gan_brevitas.quant.convert import quantize_model
+from gan_brevitas.quant.convert import fold_for_quantization, quantize_model
 
 FORMAT = "gan-brevitas/quantized-generator/1"
 
@@ -113,7 +113,7 @@ def load_quantized(path: str | os.PathLike, model: Optional[nn.Module] = None) -
                 "load_quantized(path, model=MyGenerator())."
             )
         model = build_generator(info.generator["name"], **info.generator["kwargs"])
-    qmodel = quantize_model(fold_generator(model), info.config)
+    qmodel = quantize_model(fold_for_quantization(model), info.config)
     state = load_file(str(path))
     result = qmodel.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:

@@ -46,6 +46,8 @@ def test_round_trip_infers_arguments(name, tmp_path):
     loaded = load_generator(name, path, **({"size": 16} if name == "stylegan" else {}))
     assert type(loaded) is type(model) and not loaded.training
     assert_same_state(model, loaded)
+    rebuilt = build_generator(name, **loaded.generator_spec["kwargs"])  # the spec rebuilds it
+    assert rebuilt.state_dict().keys() == loaded.state_dict().keys()
 
 
 def test_round_trip_sagan_upsample_conv_and_cyclegan_batch(tmp_path):

@@ -1,0 +1,32 @@
+"""Small generators shared by the tests (built here; no download, no committed weights)."""
+
+import torch
+from torch import nn
+
+
+def dcgan_generator(z_dim: int = 16, width: int = 16, seed: int = 0) -> nn.Sequential:
+    """A DCGAN-style user generator: ConvT + BatchNorm + ReLU/LeakyReLU, Tanh; 16x16 output."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(
+        nn.Unflatten(1, (z_dim, 1, 1)),
+        nn.ConvTranspose2d(z_dim, width * 2, 4, 1, 0, bias=False),
+        nn.BatchNorm2d(width * 2),
+        nn.ReLU(),
+        nn.ConvTranspose2d(width * 2, width, 4, 2, 1, bias=False),
+        nn.BatchNorm2d(width),
+        nn.LeakyReLU(0.2),
+        nn.ConvTranspose2d(width, 3, 4, 2, 1),
+        nn.Tanh(),
+    )
+    # Non-trivial BatchNorm statistics so that folding is really exercised.
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.normal_(0, 0.2)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.normal_(0, 0.1)
+    return model.eval()
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
