@@ -245,13 +245,17 @@ def _mismatch_message(
     if missing:
         lines.append(f"  {len(missing)} missing keys (in the model, not in the file): {_shown(missing)}")
     if unexpected:
-        lines.append(f"  {len(unexpected)} unexpected keys (in the file, not in the model): {_shown(unexpected)}")
+        lines.append(
+            f"  {len(unexpected)} unexpected keys (in the file, not in the model): {_shown(unexpected)}"
+        )
     if wrong_shape:
         lines.append(f"  {len(wrong_shape)} shape mismatches (file vs model): {_shown(wrong_shape)}")
     for key, (passed, inferred) in conflicts.items():
         lines.append(f"How to fix: you passed {key}={passed!r} but the file's shapes say {key}={inferred!r}.")
     if guessed is not None and guessed != name:
-        lines.append(f"How to fix: the keys look like a {guessed!r} checkpoint; load it with name={guessed!r}.")
+        lines.append(
+            f"How to fix: the keys look like a {guessed!r} checkpoint; load it with name={guessed!r}."
+        )
     else:
         lines.append(
             "How to fix: check the model name (one of "

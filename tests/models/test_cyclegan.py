@@ -33,7 +33,8 @@ def test_reference_keys_and_shapes(reference):
     assert list(state["model.18.conv_block.5.bias"].shape) == [256]
     assert list(state["model.19.weight"].shape) == [256, 128, 3, 3]
     assert list(state["model.26.weight"].shape) == [3, 64, 7, 7]
-    assert all(conv.bias is not None for conv in reference.modules() if isinstance(conv, (nn.Conv2d, nn.ConvTranspose2d)))
+    convs = [m for m in reference.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    assert len(convs) == 2 * 9 + 6 and all(conv.bias is not None for conv in convs)
 
 
 def test_parameter_count(reference):

@@ -45,7 +45,10 @@ def first_output(output):
 
 
 CASES = {
-    "stylegan_fused_128": (lambda: StyledGenerator(code_dim=16, n_mlp=2, size=128, channels=8, noise_mode="const"), (2, 16)),
+    "stylegan_fused_128": (
+        lambda: StyledGenerator(code_dim=16, n_mlp=2, size=128, channels=8, noise_mode="const"),
+        (2, 16),
+    ),
     "stylegan_unfused_64": (
         lambda: StyledGenerator(code_dim=16, n_mlp=2, size=64, channels=8, fused=False, noise_mode="const"),
         (2, 16),
@@ -56,7 +59,10 @@ CASES = {
         (2, 16),
     ),
     "cyclegan": (lambda: ResnetGenerator(ngf=8, n_blocks=2, image_size=32), (2, 3, 32, 32)),
-    "cyclegan_batch": (lambda: ResnetGenerator(ngf=8, n_blocks=2, norm="batch", image_size=32), (2, 3, 32, 32)),
+    "cyclegan_batch": (
+        lambda: ResnetGenerator(ngf=8, n_blocks=2, norm="batch", image_size=32),
+        (2, 3, 32, 32),
+    ),
 }
 
 
@@ -102,7 +108,8 @@ def test_folded_stylegan_layers():
 
 
 def test_folded_sagan_layers():
-    folded = fold_generator(SAGANGenerator(image_size=32, z_dim=16, conv_dim=8, upsample="upsample_conv"))
+    model = SAGANGenerator(image_size=32, z_dim=16, conv_dim=8, upsample="upsample_conv")
+    folded = fold_generator(model)
     assert isinstance(folded.l1[0], nn.ConvTranspose2d) and folded.l1[0].kernel_size == (2, 2)
     assert isinstance(folded.l2[1], nn.Conv2d) and isinstance(folded.l2[2], nn.BatchNorm2d)
     assert set(folded.l2[1].state_dict()) == {"weight", "bias"}

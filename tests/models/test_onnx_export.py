@@ -11,7 +11,10 @@ from gan_brevitas.models import ResnetGenerator, SAGANGenerator, StyledGenerator
 onnxruntime = pytest.importorskip("onnxruntime")
 
 CASES = {
-    "stylegan": (lambda: StyledGenerator(code_dim=16, n_mlp=2, size=16, channels=8, noise_mode="const"), (2, 16)),
+    "stylegan": (
+        lambda: StyledGenerator(code_dim=16, n_mlp=2, size=16, channels=8, noise_mode="const"),
+        (2, 16),
+    ),
     "sagan": (lambda: SAGANGenerator(image_size=32, z_dim=16, conv_dim=8), (2, 16)),
     "cyclegan": (lambda: ResnetGenerator(ngf=8, n_blocks=1, image_size=16), (2, 3, 16, 16)),
 }
