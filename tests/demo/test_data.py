@@ -7,6 +7,7 @@ import sys
 import pytest
 import torch
 
+from gan_brevitas.demo import data
 from gan_brevitas.demo.data import TEXTURE_SOURCES, TRANSLATION_PAIR, mnist_digits, texture_crops, translation_domains
 from gan_brevitas.errors import ConfigError, GanBrevitasError, MissingDependencyError
 
@@ -78,7 +79,11 @@ def test_translation_domains_unpaired_and_deterministic() -> None:
 )
 def test_missing_extra_names_the_extra(monkeypatch: pytest.MonkeyPatch, module: str, call, package: str) -> None:
     monkeypatch.setitem(sys.modules, module, None)  # makes `import module` raise ImportError
-    with pytest.raises(MissingDependencyError, match=r"gan-brevitas\[data\]") as info:
-        call()
+    data._mnist_arrays.cache_clear()  # the digits are parsed once per process
+    try:
+        with pytest.raises(MissingDependencyError, match=r"gan-brevitas\[data\]") as info:
+            call()
+    finally:
+        data._mnist_arrays.cache_clear()
     assert package in str(info.value)
     assert isinstance(info.value, GanBrevitasError) and isinstance(info.value, ImportError)
