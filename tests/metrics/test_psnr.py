@@ -23,7 +23,7 @@ def test_identical_images_give_the_cap_not_inf() -> None:
 def test_known_perturbation() -> None:
     images = _images()
     # a constant offset of 0.1 on [-1, 1] data: MSE 0.01, PSNR = 10 log10(2^2 / 0.01) = 26.0206 dB
-    assert psnr(images + 0.1, images) == pytest.approx(10 * math.log10(4 / 0.01), abs=1e-9)
+    assert psnr(images + 0.1, images) == pytest.approx(10 * math.log10(4 / 0.01), abs=1e-4)  # float32 inputs
     assert psnr(images * 255, (images + 0.1) * 255, data_range=510.0) == pytest.approx(26.0206, abs=1e-4)
 
 
@@ -32,7 +32,7 @@ def test_mean_over_images_with_one_identical_pair_stays_finite() -> None:
     other = images.clone()
     other[1] += 0.2  # MSE 0.04 -> 20 dB; image 0 identical -> cap
     expected = (PSNR_CAP_DB + 10 * math.log10(4 / 0.04)) / 2
-    assert psnr(other, images) == pytest.approx(expected, abs=1e-9)
+    assert psnr(other, images) == pytest.approx(expected, abs=1e-4)
 
 
 def test_single_image_accepted() -> None:
