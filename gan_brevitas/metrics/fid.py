@@ -66,7 +66,10 @@ class MetricResult:
     n_reference: int
 
     def __str__(self) -> str:
-        return f"{self.name} = {self.value:.4g}  [{self.extractor}, sha256 {self.weights_sha256}, n={self.n}/{self.n_reference}]"
+        return (
+            f"{self.name} = {self.value:.4g}  "
+            f"[{self.extractor}, sha256 {self.weights_sha256}, n={self.n}/{self.n_reference}]"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for JSON reports."""
@@ -88,7 +91,7 @@ def to_uint8(images: torch.Tensor, what: str = "images") -> torch.Tensor:
     if images.shape[1] != 3:
         raise MetricError(f"{what} must have 1 or 3 channels, got shape {tuple(images.shape)}.")
     if images.dtype == torch.uint8:
-        return images.contiguous()
+        return images.to("cpu").contiguous()
     images = images.detach().to("cpu", torch.float32)
     if not torch.isfinite(images).all():
         bad = int((~torch.isfinite(images)).flatten(1).any(dim=1).sum())
@@ -276,7 +279,8 @@ def _input_batches(inputs: Inputs, n: int, batch_size: int) -> Iterator[tuple[to
                 return
         raise MetricError(f"The input batches ran out after {produced} samples; n={n} were requested. Lower n.")
     raise MetricError(
-        f"inputs must be a sampler callable(batch_size), a tensor or an iterable of batches, got {type(inputs).__name__}."
+        "inputs must be a sampler callable(batch_size), a tensor or an iterable of batches, "
+        f"got {type(inputs).__name__}."
     )
 
 
@@ -313,7 +317,8 @@ def generate(
         progress: show a tqdm progress bar.
     """
     outputs = []
-    with _evaluation_mode(model), torch.no_grad(), tqdm(total=n, desc="generating", unit="img", disable=not progress) as bar:
+    bar = tqdm(total=n, desc="generating", unit="img", disable=not progress)
+    with _evaluation_mode(model), torch.no_grad(), bar:
         for args in _input_batches(inputs, n, batch_size):
             outputs.append(_run(model, args, "the model"))
             bar.update(_batch_len(args))
@@ -347,7 +352,9 @@ def qfid(
     ) as bar:
         for args in _input_batches(inputs, n, batch_size):
             quantized.append(to_uint8(_run(qmodel, args, "the quantized model"), "quantized model outputs"))
-            full_precision.append(to_uint8(_run(model, args, "the full-precision model"), "full-precision model outputs"))
+            full_precision.append(
+                to_uint8(_run(model, args, "the full-precision model"), "full-precision model outputs")
+            )
             bar.update(_batch_len(args))
     quantized_images, full_precision_images = torch.cat(quantized), torch.cat(full_precision)
     if quantized_images.shape != full_precision_images.shape:

@@ -33,7 +33,13 @@ from tqdm import tqdm
 
 from gan_brevitas.demo.data import TEXTURE_SOURCES, mnist_digits, texture_crops
 from gan_brevitas.errors import ConfigError
-from gan_brevitas.metrics.extractors import DEMO_CNN_INPUT_SIZE, DEMO_CNN_WEIGHTS, DemoCNN, weights_sha256
+from gan_brevitas.metrics.extractors import (
+    DEMO_CNN_INPUT_SIZE,
+    DEMO_CNN_WEIGHTS,
+    TRAIN_COMMAND,
+    DemoCNN,
+    weights_sha256,
+)
 
 __all__ = ["CLASS_NAMES", "TrainConfig", "build_dataset", "evaluate", "main", "train"]
 
@@ -61,7 +67,9 @@ class TrainConfig:
             if getattr(self, field_name) <= 0:
                 raise ConfigError(f"TrainConfig.{field_name} must be > 0, got {getattr(self, field_name)}.")
         if self.lr <= 0 or self.max_shift < 0:
-            raise ConfigError(f"TrainConfig needs lr > 0 and max_shift >= 0, got lr={self.lr}, max_shift={self.max_shift}.")
+            raise ConfigError(
+                f"TrainConfig needs lr > 0 and max_shift >= 0, got lr={self.lr}, max_shift={self.max_shift}."
+            )
 
 
 def build_dataset(split: str, seed: int = 0, crops_per_source: int = 800) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,7 +96,8 @@ def build_dataset(split: str, seed: int = 0, crops_per_source: int = 800) -> tup
 
     split_offset = 0 if split == "train" else 1000  # held-out crops come from different seeds
     for offset, name in enumerate(TEXTURE_SOURCES):
-        crops = texture_crops(name, crops_per_source, size=DEMO_CNN_INPUT_SIZE, seed=seed * 10_000 + split_offset + offset)
+        crop_seed = seed * 10_000 + split_offset + offset
+        crops = texture_crops(name, crops_per_source, size=DEMO_CNN_INPUT_SIZE, seed=crop_seed)
         images.append(crops)
         labels.append(torch.full((crops_per_source,), CLASS_NAMES.index(name), dtype=torch.int64))
     return torch.cat(images), torch.cat(labels)
@@ -121,17 +130,22 @@ def train(config: TrainConfig) -> tuple[DemoCNN, dict[str, float]]:
     generator = torch.Generator().manual_seed(config.seed)
     train_images, train_labels = build_dataset("train", config.seed, config.crops_per_source)
     heldout_images, heldout_labels = build_dataset("heldout", config.seed, config.heldout_crops_per_source)
-    logger.info("Training on %d images, %d held out, %d classes", len(train_images), len(heldout_images), len(CLASS_NAMES))
+    logger.info(
+        "Training on %d images, %d held out, %d classes", len(train_images), len(heldout_images), len(CLASS_NAMES)
+    )
 
     model = DemoCNN(num_classes=len(CLASS_NAMES))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = -(-len(train_images) // config.batch_size)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch
+    )
     for epoch in range(config.epochs):
         model.train()
         order = torch.randperm(len(train_images), generator=generator)
         total_loss, total_correct = 0.0, 0
-        for start in tqdm(range(0, len(order), config.batch_size), desc=f"epoch {epoch + 1}/{config.epochs}", leave=False):
+        starts = range(0, len(order), config.batch_size)
+        for start in tqdm(starts, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False):
             batch = order[start : start + config.batch_size]
             images = _random_shift(train_images[batch], config.max_shift, generator)
             logits = model(images)
@@ -195,19 +209,26 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     config = TrainConfig(
-        seed=args.seed, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, crops_per_source=args.crops_per_source
+        seed=args.seed,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        crops_per_source=args.crops_per_source,
     )
     started = time.perf_counter()
     model, accuracies = train(config)
     seconds = time.perf_counter() - started
     logger.info("Trained in %.1f s; held-out accuracy %s", seconds, {k: round(v, 4) for k, v in accuracies.items()})
     note: dict[str, object] = {
-        "command": " ".join(["python -m gan_brevitas.metrics.train_extractor", *(argv if argv is not None else sys.argv[1:])]),
+        "command": " ".join([TRAIN_COMMAND, *(argv if argv is not None else sys.argv[1:])]),
         "config": asdict(config),
         "class_names": list(CLASS_NAMES),
         "accuracy": accuracies,
         "train_seconds": round(seconds, 1),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, {torch.get_num_threads()} threads",
+        "machine": (
+            f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads"
+        ),
     }
     save_weights(model, args.out, note)
     return 0

@@ -63,7 +63,8 @@ def test_fid_of_a_set_with_itself_is_zero(real: torch.Tensor, spec: ExtractorSpe
 def test_fid_grows_with_noise(real: torch.Tensor, spec: ExtractorSpec) -> None:
     reference, others = real[:200], real[200:]
     noise = torch.randn(others.shape, generator=torch.Generator().manual_seed(2))
-    values = [fid((others + sigma * noise).clamp(-1, 1), reference, extractor=spec).value for sigma in (0.0, 0.1, 0.25, 0.5)]
+    sigmas = (0.0, 0.1, 0.25, 0.5)
+    values = [fid((others + sigma * noise).clamp(-1, 1), reference, extractor=spec).value for sigma in sigmas]
     assert values[0] > 0  # two different samples of the same data
     assert values == sorted(values) and values[-1] > 2 * values[0], values
 
