@@ -28,6 +28,10 @@ from torch import Tensor, nn
 from gan_brevitas.errors import ConfigError
 
 UPSAMPLE_MODES = ("convtranspose", "upsample_conv")
+#: Power iterations run once at construction. The reference starts u, v random and lets
+#: training converge them; a freshly built (untrained) model would otherwise change its
+#: output by ~1% from one call to the next. Loaded checkpoints bring their own u, v.
+INIT_POWER_ITERATIONS = 30
 #: Width multipliers of l1..l4 relative to conv_dim (the reference's 2**(log2(64)-3) = 8 ...).
 WIDTH_MULTIPLIERS = (8, 4, 2, 1)
 
@@ -66,7 +70,8 @@ class SpectralNorm(nn.Module):
     The wrapped layer ``module`` (an ``nn.ConvTranspose2d`` or ``nn.Conv2d``) has its ``weight``
     replaced by ``weight_bar`` (trainable) and the power-iteration vectors ``weight_u`` [out]
     and ``weight_v`` [in*k*k] (buffers here; parameters without grad in the reference, the
-    state_dict keys are the same). Every forward, in train and eval mode alike, runs one power
+    state_dict keys are the same). A new layer starts with converged u, v (see
+    ``INIT_POWER_ITERATIONS``). Every forward, in train and eval mode alike, runs one power
     iteration, stores the new u, v, and uses ``weight_bar / (u^T W v)``.
     """
 
@@ -78,8 +83,12 @@ class SpectralNorm(nn.Module):
         del module._parameters["weight"]
         height = weight.shape[0]
         width = weight[0].numel()
-        module.register_buffer("weight_u", l2_normalize(torch.randn(height)))
-        module.register_buffer("weight_v", l2_normalize(torch.randn(width)))
+        u = l2_normalize(torch.randn(height))
+        v = l2_normalize(torch.randn(width))
+        for _ in range(INIT_POWER_ITERATIONS):
+            u, v = power_iteration(weight, u)
+        module.register_buffer("weight_u", u)
+        module.register_buffer("weight_v", v)
         module.register_parameter("weight_bar", nn.Parameter(weight.clone()))
         self.module = module
 
