@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, Union
 
@@ -27,6 +27,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from gan_brevitas.errors import MetricError
+from gan_brevitas.inputs import InputSource, iter_batches
 from gan_brevitas.metrics.extractors import ExtractorSpec, resolve_extractor
 
 __all__ = ["Inputs", "Images", "MetricResult", "fid", "generate", "qfid", "to_uint8"]
@@ -35,9 +36,9 @@ logger = logging.getLogger(__name__)
 
 # Images: one float tensor [N, 3, H, W] in [-1, 1], or an iterable of such batches.
 Images = Union[torch.Tensor, Iterable[torch.Tensor]]
-# Generator inputs: a sampler ``sampler(batch_size) -> batch``, a tensor holding all inputs (first
-# dim >= n), or an iterable of batches. A batch is a tensor or a tuple of tensors (model(*batch)).
-Inputs = Union[Callable[[int], Any], torch.Tensor, Iterable[Any]]
+# Generator inputs (gan_brevitas.inputs.InputSource): a sampler ``sampler(batch_size) -> batch``, a
+# tensor of all inputs, or an iterable of batches ((inputs, labels) pairs keep the inputs).
+Inputs = InputSource
 
 DEFAULT_BATCH_SIZE = 64
 # A float image whose values reach this far outside [-1, 1] is not in the [-1, 1] convention
@@ -234,60 +235,22 @@ def _device_of(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def _as_args(batch: Any) -> tuple[torch.Tensor, ...]:
-    """A batch (tensor or tuple/list of tensors) -> positional arguments of the generator."""
-    args = tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
-    if not args or not all(torch.is_tensor(arg) for arg in args):
-        raise MetricError(
-            f"A generator input batch must be a tensor or a tuple of tensors, got {type(batch).__name__}."
-        )
-    return args
+def _input_batches(inputs: InputSource, n: int, batch_size: int) -> Iterator[torch.Tensor]:
+    """Input batches holding n samples in all, each drawn once (the project-wide reader of inputs).
 
-
-def _batch_len(args: tuple[torch.Tensor, ...]) -> int:
-    return len(args[0])
-
-
-def _input_batches(inputs: Inputs, n: int, batch_size: int) -> Iterator[tuple[torch.Tensor, ...]]:
-    """Yield generator-argument batches holding exactly n samples in total, each drawn once."""
+    ``gan_brevitas.inputs.iter_batches`` makes samplers, tensors and iterables behave as in
+    calibration; it warns and stops early if the inputs run out (the result then records the
+    smaller n). FID needs a covariance, hence n >= 2.
+    """
     if not isinstance(n, int) or n <= 1:
-        raise MetricError(f"n (number of samples) must be an int >= 2, got {n!r}.")
-    if not isinstance(batch_size, int) or batch_size <= 0:
-        raise MetricError(f"batch_size must be a positive int, got {batch_size!r}.")
-    if torch.is_tensor(inputs):
-        if len(inputs) < n:
-            raise MetricError(f"The input tensor holds {len(inputs)} samples but n={n} were requested; lower n.")
-        for start in range(0, n, batch_size):
-            yield (inputs[start : min(start + batch_size, n)],)
-        return
-    if callable(inputs) and not isinstance(inputs, nn.Module):
-        for start in range(0, n, batch_size):
-            size = min(batch_size, n - start)
-            args = _as_args(inputs(size))
-            if _batch_len(args) != size:
-                raise MetricError(f"The sampler returned {_batch_len(args)} samples when asked for {size}.")
-            yield args
-        return
-    if isinstance(inputs, Iterable):
-        produced = 0
-        for batch in inputs:
-            args = _as_args(batch)
-            take = min(_batch_len(args), n - produced)
-            yield tuple(arg[:take] for arg in args)
-            produced += take
-            if produced == n:
-                return
-        raise MetricError(f"The input batches ran out after {produced} samples; n={n} were requested. Lower n.")
-    raise MetricError(
-        "inputs must be a sampler callable(batch_size), a tensor or an iterable of batches, "
-        f"got {type(inputs).__name__}."
-    )
+        raise MetricError(f"n (number of samples) must be an int >= 2 for FID, got {n!r}.")
+    return iter_batches(inputs, n, batch_size)
 
 
-def _run(model: nn.Module, args: tuple[torch.Tensor, ...], what: str) -> torch.Tensor:
+def _run(model: nn.Module, batch: torch.Tensor, what: str) -> torch.Tensor:
     """One generator call; keeps the image when the model returns a tuple (SAGAN: image, attn1, attn2)."""
     device = _device_of(model)
-    output = model(*(arg.to(device) for arg in args))
+    output = model(batch.to(device))
     if isinstance(output, (tuple, list)):
         output = output[0]
     if not torch.is_tensor(output) or output.dim() != 4:
@@ -303,7 +266,8 @@ def generate(
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = True,
 ) -> torch.Tensor:
-    """Run a generator over n inputs; returns float images [n, C, H, W] on the CPU.
+    """Run a generator over n inputs; returns float images [n, C, H, W] on the CPU (fewer, with a
+    warning, if finite inputs run out first).
 
     Runs in eval mode under ``torch.no_grad`` (not ``torch.inference_mode``, which breaks Brevitas
     quantized inference); the model's train/eval flags are restored afterwards. Inputs go to the
@@ -311,7 +275,8 @@ def generate(
 
     Args:
         model: the generator; if it returns a tuple, its first element is the image.
-        inputs: ``sampler(batch_size) -> batch``, a tensor of all inputs, or an iterable of batches.
+        inputs: ``sampler(batch_size) -> batch``, a tensor of all inputs, or an iterable of batches
+            (see ``gan_brevitas.inputs``).
         n: number of images (>= 2).
         batch_size: generator batch size.
         progress: show a tqdm progress bar.
@@ -319,9 +284,9 @@ def generate(
     outputs = []
     bar = tqdm(total=n, desc="generating", unit="img", disable=not progress)
     with _evaluation_mode(model), torch.no_grad(), bar:
-        for args in _input_batches(inputs, n, batch_size):
-            outputs.append(_run(model, args, "the model"))
-            bar.update(_batch_len(args))
+        for batch in _input_batches(inputs, n, batch_size):
+            outputs.append(_run(model, batch, "the model"))
+            bar.update(len(batch))
     return torch.cat(outputs)
 
 
@@ -350,12 +315,12 @@ def qfid(
     with _evaluation_mode(qmodel, model), torch.no_grad(), tqdm(
         total=n, desc="generating (quantized + full precision)", unit="img", disable=not progress
     ) as bar:
-        for args in _input_batches(inputs, n, batch_size):
-            quantized.append(to_uint8(_run(qmodel, args, "the quantized model"), "quantized model outputs"))
+        for batch in _input_batches(inputs, n, batch_size):
+            quantized.append(to_uint8(_run(qmodel, batch, "the quantized model"), "quantized model outputs"))
             full_precision.append(
-                to_uint8(_run(model, args, "the full-precision model"), "full-precision model outputs")
+                to_uint8(_run(model, batch, "the full-precision model"), "full-precision model outputs")
             )
-            bar.update(_batch_len(args))
+            bar.update(len(batch))
     quantized_images, full_precision_images = torch.cat(quantized), torch.cat(full_precision)
     if quantized_images.shape != full_precision_images.shape:
         raise MetricError(
