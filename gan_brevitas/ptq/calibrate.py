@@ -9,6 +9,7 @@ and the final ranges are written into the quantized model's activation quantizer
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import Iterator
 
 import torch
@@ -21,6 +22,8 @@ from gan_brevitas.quant.config import QuantConfig
 from gan_brevitas.quant.convert import quant_layers
 from gan_brevitas.quant.quantizers import set_act_range
 from gan_brevitas.quant.stats import QuantileEMA
+
+log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -78,12 +81,17 @@ def calibrate_activations(
     finally:
         float_model.train(was_training)
     ranges: dict[tuple[str, str], tuple[float, float]] = {}
+    unused = sorted({name for (name, _), ema in stats.items() if ema.count == 0})
+    if len(unused) == len(names):
+        raise CalibrationError("no quantized layer ran during calibration: check the inputs.")
+    if unused:
+        # e.g. StyleGAN's progression blocks above the output resolution.
+        shown = ", ".join(unused[:4]) + (", ..." if len(unused) > 4 else "")
+        log.warning("%d layer(s) never ran during calibration and keep placeholder ranges: %s",
+                    len(unused), shown)
     for (name, side), ema in stats.items():
         if ema.count == 0:
-            raise CalibrationError(
-                f"layer {name!r} never ran during calibration: it is not on the forward path "
-                "for these inputs; add it to config.skip or check the inputs."
-            )
+            continue
         ranges[(name, side)] = ema.range
         layer = qmodel.get_submodule(name)
         set_act_range(layer.input_quant if side == "input" else layer.output_quant, *ema.range)
