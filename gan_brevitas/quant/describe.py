@@ -33,12 +33,13 @@ def _weight_granularity(layer: nn.Module) -> str:
     return "yes" if layer.quant_weight().scale.numel() > 1 else "no"
 
 
-def _conv_like_float_layers(model: nn.Module) -> list[tuple[str, str]]:
-    """Layers with a trained weight that were not quantized (skipped, or of an unmapped type)."""
-    quantized = {name for name, _ in quant_layers(model)}
+def _conv_like_float_layers(model: nn.Module, known: list[str]) -> list[tuple[str, str]]:
+    """Layers with a trained weight that were not quantized (skipped, or of an unmapped type),
+    other than the ``known`` float parts."""
+    covered = [name for name, _ in quant_layers(model)] + known
     rows = []
     for name, module in model.named_modules():
-        if name in quantized or any(name.startswith(q + ".") for q in quantized):
+        if any(name == c or name.startswith(c + ".") for c in covered):
             continue
         weight = getattr(module, "weight", None)
         if isinstance(weight, nn.Parameter) and weight.dim() >= 2:
@@ -62,7 +63,8 @@ def describe_rows(model: nn.Module) -> list[LayerRow]:
         )
         for name, layer in quant_layers(model)
     ]
-    for name, why in float_parts(model) + _conv_like_float_layers(model):
+    parts = float_parts(model)
+    for name, why in parts + _conv_like_float_layers(model, [name for name, _ in parts]):
         rows.append(LayerRow(name=name or "<model>", kind="float", weight_bits="-", per_channel="-",
                              activations="-", note=why))
     return rows
