@@ -52,6 +52,20 @@ def _calibration_inputs(model, args: argparse.Namespace):
     return latent_sampler(latent_dim, seed=args.seed)
 
 
+def _method_options(pairs: Optional[Sequence[str]]) -> dict[str, object]:
+    """``--set steps=2000 --set loss=mse`` -> {"steps": 2000, "loss": "mse"} (JSON values, else text)."""
+    options: dict[str, object] = {}
+    for pair in pairs or ():
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise GanBrevitasError(f"--set expects KEY=VALUE, got {pair!r}.")
+        try:
+            options[key.replace("-", "_")] = json.loads(text)
+        except json.JSONDecodeError:
+            options[key.replace("-", "_")] = text
+    return options
+
+
 def cmd_quantize(args: argparse.Namespace) -> int:
     from gan_brevitas import recipes
     from gan_brevitas.quant.serialize import check_output_path
@@ -60,7 +74,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     config = _config_from_args(args)
     model = recipes.load_generator(args.model, args.checkpoint)
     inputs = _calibration_inputs(model, args)
-    qmodel = recipes.quantize(model, args.method, config=config, inputs=inputs, num_samples=args.num_samples)
+    options = {"num_samples": args.num_samples, **_method_options(args.set)}
+    qmodel = recipes.quantize(model, args.method, config=config, inputs=inputs, **options)
     recipes.save(qmodel, out)
     print(recipes.describe(qmodel))
     print(f"\nwrote {out} ({args.method}, {config.to_json()})")
@@ -115,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     quantize.add_argument("--images", help="folder of calibration images (image-to-image generators)")
     quantize.add_argument("--seed", type=int, default=0, help="seed of the calibration latents")
     quantize.add_argument("--out", required=True, help="output file (safetensors)")
+    quantize.add_argument("--set", action="append", metavar="KEY=VALUE", help="method option, e.g. --set steps=2000 (repeatable)")
     _add_quant_options(quantize)
     quantize.set_defaults(func=cmd_quantize)
 
