@@ -72,7 +72,12 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
     out = check_output_path(args.out)
     config = _config_from_args(args)
-    model = recipes.load_generator(args.model, args.checkpoint)
+    build_kwargs = {}
+    if args.size is not None:
+        build_kwargs["size" if args.model == "stylegan" else "image_size"] = args.size
+    if args.model == "stylegan":
+        build_kwargs["noise_mode"] = "const"  # same latents -> same images (calibration, qFID)
+    model = recipes.load_generator(args.model, args.checkpoint, **build_kwargs)
     inputs = _calibration_inputs(model, args)
     options = {"num_samples": args.num_samples, **_method_options(args.set)}
     qmodel = recipes.quantize(model, args.method, config=config, inputs=inputs, **options)
@@ -125,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     quantize = sub.add_parser("quantize", help="quantize a generator checkpoint and save it")
     quantize.add_argument("--model", required=True, choices=["stylegan", "sagan", "cyclegan"], help="architecture")
     quantize.add_argument("--checkpoint", required=True, help="float checkpoint in the reference layout")
+    quantize.add_argument("--size", type=int, help="output resolution (StyleGAN: default 128; read from the file otherwise)")
     quantize.add_argument("--method", default="vanilla-ptq", choices=sorted(METHODS), help="recipe (default vanilla-ptq)")
     quantize.add_argument("--num-samples", type=int, default=500, help="calibration samples, fed one at a time (default 500)")
     quantize.add_argument("--images", help="folder of calibration images (image-to-image generators)")

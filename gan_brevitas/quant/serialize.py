@@ -98,6 +98,22 @@ def read_quant_info(path: str | os.PathLike) -> QuantInfo:
     return QuantInfo.from_metadata(metadata, path)
 
 
+def _check_matches(expected: dict[str, Any], found: dict[str, Any], path: Path) -> None:
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    wrong_shape = sorted(
+        f"{k} {tuple(found[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in set(expected) & set(found)
+        if found[k].shape != expected[k].shape
+    )
+    if missing or unexpected or wrong_shape:
+        raise CheckpointError(
+            f"{path} does not match the architecture: missing keys {missing[:10]} ({len(missing)}), "
+            f"unexpected keys {unexpected[:10]} ({len(unexpected)}), wrong shapes {wrong_shape[:10]} "
+            f"({len(wrong_shape)}). Pass the same float architecture that was quantized."
+        )
+
+
 def load_quantized(path: str | os.PathLike, model: Optional[nn.Module] = None) -> nn.Module:
     """Rebuild a quantized generator saved by `save_quantized`.
 
@@ -115,12 +131,7 @@ def load_quantized(path: str | os.PathLike, model: Optional[nn.Module] = None) -
         model = build_generator(info.generator["name"], **info.generator["kwargs"])
     qmodel = quantize_model(fold_for_quantization(model), info.config)
     state = load_file(str(path))
-    result = qmodel.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise CheckpointError(
-            f"{path} does not match the architecture: missing keys {result.missing_keys[:10]} "
-            f"({len(result.missing_keys)}), unexpected keys {result.unexpected_keys[:10]} "
-            f"({len(result.unexpected_keys)}). Pass the same float model that was quantized."
-        )
+    _check_matches(qmodel.state_dict(), state, path)
+    qmodel.load_state_dict(state, strict=True)
     qmodel.gan_brevitas = info
     return qmodel.eval()
