@@ -101,6 +101,59 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from gan_brevitas import recipes
+    from gan_brevitas.inputs import load_image_folder
+
+    qmodel = recipes.load(args.quantized)
+    if args.demo:
+        from gan_brevitas.demo import zoo
+
+        model = zoo.load_demo_generator(args.demo)
+        inputs = zoo.demo_inputs(args.demo, args.n, seed=args.seed)
+        real = zoo.real_images(args.demo, args.n, seed=args.seed + 1)
+    else:
+        if not args.checkpoint:
+            raise GanBrevitasError("give the float generator with --checkpoint FILE (or --demo NAME).")
+        spec = qmodel.gan_brevitas.generator or {}
+        model = recipes.load_generator(spec.get("name"), args.checkpoint, **spec.get("kwargs", {}))
+        inputs = _calibration_inputs(model, args)
+        real = load_image_folder(args.real, model.image_size, limit=args.n) if args.real else None
+    result = recipes.evaluate(qmodel, model, inputs, n=args.n, real=real, inception_weights=args.inception_weights)
+    fid_text = "n/a (no --real images)" if result.fid is None else f"{result.fid:.3f}"
+    print(f"FID   {fid_text}\nqFID  {result.qfid:.3f}\nPSNR  {result.psnr:.2f} dB\n"
+          f"n={result.n}, extractor {result.extractor} (sha256 {result.extractor_sha256})")
+    if args.grid:
+        _write_grid(args.grid, qmodel, model, inputs)
+        print(f"grid: {args.grid}")
+    return 0
+
+
+def _write_grid(path: str, qmodel, model, inputs) -> None:
+    from gan_brevitas.demo.figures import save_grid
+    from gan_brevitas.metrics.evaluate import collect_inputs
+    from gan_brevitas.metrics.fid import generate
+    from gan_brevitas.quant.convert import fold_for_quantization
+    from gan_brevitas.quant.serialize import check_output_path
+
+    out = check_output_path(path)
+    x = collect_inputs(inputs, 8)
+    rows = [("full precision", generate(fold_for_quantization(model), x, 8, progress=False)),
+            (qmodel.gan_brevitas.method, generate(qmodel, x, 8, progress=False))]
+    save_grid(out, rows, title="full precision vs quantized", inputs=x if x.dim() == 4 else None)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from gan_brevitas.demo.run import DemoSettings, run_demo
+
+    settings = DemoSettings(
+        models=tuple(args.models), n=args.n, num_samples=args.num_samples, out_dir=Path(args.out_dir),
+        inception_weights=args.inception_weights,
+    )
+    run_demo(settings)
+    return 0
+
+
 def _add_quant_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("quantization scheme (defaults: the paper's)")
     group.add_argument("--config", help="QuantConfig as a JSON file; the flags below override it")
@@ -139,6 +192,27 @@ def build_parser() -> argparse.ArgumentParser:
     quantize.add_argument("--set", action="append", metavar="KEY=VALUE", help="method option, e.g. --set steps=2000 (repeatable)")
     _add_quant_options(quantize)
     quantize.set_defaults(func=cmd_quantize)
+
+    evaluate = sub.add_parser("evaluate", help="FID, qFID and PSNR of a quantized generator vs its float original")
+    evaluate.add_argument("quantized", help="file written by `gan-brevitas quantize`")
+    evaluate.add_argument("--checkpoint", help="the float generator checkpoint it was made from")
+    evaluate.add_argument("--demo", choices=["stylegan", "sagan", "cyclegan"], help="use a packaged demo generator, its inputs and real data")
+    evaluate.add_argument("--images", help="input images for image-to-image generators")
+    evaluate.add_argument("--real", help="folder of real images for FID (omit: FID is skipped)")
+    evaluate.add_argument("--n", type=int, default=1000, help="images per metric (paper: 50000; default 1000)")
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the latents")
+    evaluate.add_argument("--num-samples", type=int, default=1000, help=argparse.SUPPRESS)
+    evaluate.add_argument("--grid", help="write a PNG grid: full precision vs quantized, same inputs")
+    evaluate.add_argument("--inception-weights", help="local Inception-v3 weights (else $GAN_BREVITAS_INCEPTION_WEIGHTS, torch-fidelity's cache, or the offline demo CNN)")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    demo = sub.add_parser("demo", help="the main job: quantize the packaged demo generators and report (offline)")
+    demo.add_argument("--models", nargs="+", default=["stylegan", "sagan", "cyclegan"], choices=["stylegan", "sagan", "cyclegan"])
+    demo.add_argument("--n", type=int, default=1000, help="images per metric (default 1000)")
+    demo.add_argument("--num-samples", type=int, default=200, help="calibration samples, one at a time (default 200; paper 500)")
+    demo.add_argument("--out-dir", default="demo_out", help="where report.md, results.json and the PNGs go")
+    demo.add_argument("--inception-weights", help="local Inception-v3 weights file (default: offline demo CNN)")
+    demo.set_defaults(func=cmd_demo)
 
     info = sub.add_parser("info", help="show what a quantized generator file holds")
     info.add_argument("path", help="file written by `gan-brevitas quantize`")

@@ -15,10 +15,13 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Optional
 
-from torch import nn
+from torch import Tensor, nn
 
 from gan_brevitas.errors import ConfigError
 from gan_brevitas.inputs import InputSource
+from gan_brevitas.metrics.evaluate import Evaluation
+from gan_brevitas.metrics.evaluate import evaluate as evaluate_images
+from gan_brevitas.metrics.extractors import resolve_extractor
 from gan_brevitas.models import build_generator, load_generator
 from gan_brevitas.ptq.vanilla import vanilla_ptq
 from gan_brevitas.quant.config import QuantConfig
@@ -38,6 +41,7 @@ __all__ = [
     "QuantConfig",
     "build_generator",
     "describe",
+    "evaluate",
     "load",
     "load_generator",
     "quantize",
@@ -81,6 +85,26 @@ def quantize(
         method=method, config=config, generator=getattr(model, "generator_spec", None)
     )
     return qmodel
+
+
+def evaluate(
+    qmodel: nn.Module,
+    model: nn.Module,
+    inputs: InputSource,
+    n: int = 1000,
+    real: Optional[Tensor] = None,
+    inception_weights: Optional[str] = None,
+    progress: bool = True,
+) -> Evaluation:
+    """FID (vs ``real``), qFID and PSNR of ``qmodel`` against the float ``model``, same inputs.
+
+    The extractor is Inception-v3 when its weights are found (``inception_weights``, the
+    GAN_BREVITAS_INCEPTION_WEIGHTS variable, torch-fidelity's cache), else the offline demo
+    CNN; the result names it. The float reference is the folded copy of ``model`` (the one
+    the quantized model was made from; SAGAN's spectral norm would drift otherwise).
+    """
+    extractor = resolve_extractor(inception_weights)
+    return evaluate_images(qmodel, fold_for_quantization(model), inputs, n, real, extractor, progress=progress)
 
 
 def save(qmodel: nn.Module, path: str | os.PathLike) -> None:
