@@ -12,6 +12,7 @@ BatchNorm into plain weights), converts that copy, and runs the method on it.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any, Callable, Optional
 
@@ -23,17 +24,25 @@ from gan_brevitas.metrics.evaluate import Evaluation
 from gan_brevitas.metrics.evaluate import evaluate as evaluate_images
 from gan_brevitas.metrics.extractors import resolve_extractor
 from gan_brevitas.models import build_generator, load_generator
+from gan_brevitas.ptq.brecq import ar_brecq, ste_brecq
 from gan_brevitas.ptq.vanilla import vanilla_ptq
+from gan_brevitas.qat import lsq_qat, ma_qat
 from gan_brevitas.quant.config import QuantConfig
 from gan_brevitas.quant.convert import fold_for_quantization
 from gan_brevitas.quant.describe import describe
 from gan_brevitas.quant.serialize import QuantInfo, load_quantized, save_quantized
+
+QUANT_CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(QuantConfig))
 
 #: A recipe: (folded float generator, config, inputs, **options) -> quantized copy.
 Method = Callable[..., nn.Module]
 
 METHODS: dict[str, Method] = {
     "vanilla-ptq": vanilla_ptq,
+    "ma-qat": ma_qat,
+    "lsq-qat": lsq_qat,
+    "ste-brecq": ste_brecq,
+    "ar-brecq": ar_brecq,
 }
 
 __all__ = [
@@ -65,7 +74,8 @@ def quantize(
         config: the quantization scheme; the paper's defaults when omitted.
         inputs: calibration inputs: a sampler ``f(batch_size) -> batch``, a tensor of inputs,
             or an iterable of batches (latents, or images for CycleGAN).
-        options: method options, e.g. ``num_samples=500``, ``progress=False``.
+        options: method options, e.g. ``num_samples=500``, ``progress=False``; `QuantConfig`
+            field names (``weight_bits=4``, ``per_channel=True``, ...) override ``config``.
     """
     handler = METHODS.get(method)
     if handler is None:
@@ -74,6 +84,9 @@ def quantize(
         config = QuantConfig()
     if not isinstance(config, QuantConfig):
         raise ConfigError(f"config must be a QuantConfig, got {type(config).__name__}.")
+    overrides = {key: options.pop(key) for key in list(options) if key in QUANT_CONFIG_FIELDS}
+    if overrides:
+        config = config.replace(**overrides)
     if inputs is None:
         raise ConfigError(
             "quantize needs calibration inputs: pass inputs=sampler (callable batch_size -> batch), "

@@ -128,3 +128,11 @@ def test_bad_method_config_and_model_errors():
     qmodel = _ptq(dcgan_generator(), QuantConfig())
     with pytest.raises(ConversionError, match="already quantized"):
         _ptq(qmodel, QuantConfig())
+
+
+def test_config_fields_can_be_given_as_keywords():
+    qmodel = recipes.quantize(dcgan_generator(), "vanilla-ptq", inputs=Z, num_samples=4, progress=False,
+                              weight_bits=4, per_channel=True)
+    assert qmodel.gan_brevitas.config.weight_bits == 4 and qmodel.gan_brevitas.config.per_channel
+    with pytest.raises(ConfigError, match="weight_bits=1"):
+        recipes.quantize(dcgan_generator(), "vanilla-ptq", inputs=Z, weight_bits=1)
