@@ -128,3 +128,35 @@ def save(qmodel: nn.Module, path: str | os.PathLike) -> None:
 def load(path: str | os.PathLike, model: Optional[nn.Module] = None) -> nn.Module:
     """Load a quantized generator saved by `save` (pass ``model`` for user architectures)."""
     return load_quantized(path, model)
+
+
+def export(
+    qmodel: nn.Module,
+    path: str | os.PathLike,
+    target: str = "onnxruntime",
+    *,
+    inputs: Optional[InputSource] = None,
+    example_input: Optional[Any] = None,
+    opset: Optional[int] = None,
+    conv_transpose: str = "auto",
+    fp16: bool = False,
+    int4: bool = False,
+    num_samples: int = 128,
+) -> Any:
+    """Export a quantized generator to a QCDQ ONNX file for ``target`` and return an ExportReport.
+
+    Targets: "onnxruntime" (int8 on the CPU; the paper's asymmetric activations are fine),
+    "tensorrt" (symmetric int8 only: an asymmetric model is re-calibrated on ``inputs``; the
+    graph is checked against TensorRT's rules before it is written) and "float" (a float
+    generator, the fp32 baseline). ConvTranspose layers are rewritten exactly as Conv +
+    PixelShuffle where the target needs it (``conv_transpose="auto"``). ``fp16`` casts the
+    float parts to fp16 (tensorrt); ``int4`` packs <= 4-bit weights as ONNX INT4 (onnxruntime,
+    opset 21). Nothing is written when the export fails (ExportError says why and what to do).
+    """
+    from gan_brevitas.export.qcdq import ExportOptions, export_model
+
+    options = ExportOptions(
+        target=target, opset=opset, conv_transpose=conv_transpose, fp16=fp16, int4=int4,
+        num_samples=num_samples,
+    )
+    return export_model(qmodel, path, options, example_input=example_input, inputs=inputs)

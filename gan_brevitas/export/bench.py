@@ -1,0 +1,145 @@
+"""CPU latency of exported generators in ONNX Runtime (batch 1 and 8), int8 vs fp32.
+
+Why interleaved: our CPUs are shared, so load changes during a run. Timing the two models in
+alternation (A, B, A, B, ...) exposes both to the same load; the median of many runs after a
+warm-up is reported, with the spread (25th-75th percentile) to show how noisy it was.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+from gan_brevitas.errors import ExportError
+from gan_brevitas.export.ort import input_shape, make_session, sample_input
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Latency of one model at one batch size, in milliseconds."""
+
+    path: str
+    batch: int
+    median_ms: float
+    p25_ms: float
+    p75_ms: float
+    runs: int
+    threads: Optional[int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    """One batch size: the model, the baseline it is compared against, the speed-up."""
+
+    batch: int
+    model: Latency
+    baseline: Optional[Latency]
+
+    @property
+    def speedup(self) -> Optional[float]:
+        return None if self.baseline is None else self.baseline.median_ms / self.model.median_ms
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    model_path: str
+    baseline_path: Optional[str]
+    model_bytes: int
+    baseline_bytes: Optional[int]
+    rows: tuple[BenchRow, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model_path,
+            "baseline": self.baseline_path,
+            "model_bytes": self.model_bytes,
+            "baseline_bytes": self.baseline_bytes,
+            "rows": [
+                {"batch": r.batch, "model": r.model.to_dict(),
+                 "baseline": r.baseline.to_dict() if r.baseline else None, "speedup": r.speedup}
+                for r in self.rows
+            ],
+        }
+
+    def format(self) -> str:
+        lines = [f"model    {self.model_path} ({self.model_bytes / 1e6:.2f} MB)"]
+        if self.baseline_path:
+            ratio = self.baseline_bytes / self.model_bytes if self.baseline_bytes else float("nan")
+            lines.append(f"baseline {self.baseline_path} ({self.baseline_bytes / 1e6:.2f} MB, {ratio:.2f}x the size)")
+        lines.append("batch  model ms (p25-p75)        baseline ms (p25-p75)     speed-up")
+        for row in self.rows:
+            model = f"{row.model.median_ms:9.2f} ({row.model.p25_ms:.1f}-{row.model.p75_ms:.1f})"
+            if row.baseline is None:
+                lines.append(f"{row.batch:5d}  {model:26s}")
+                continue
+            base = f"{row.baseline.median_ms:9.2f} ({row.baseline.p25_ms:.1f}-{row.baseline.p75_ms:.1f})"
+            lines.append(f"{row.batch:5d}  {model:26s} {base:26s} {row.speedup:6.2f}x")
+        return "\n".join(lines)
+
+
+def _timed(session: Any, feed: dict[str, np.ndarray]) -> float:
+    start = time.perf_counter()
+    session.run(None, feed)
+    return (time.perf_counter() - start) * 1e3
+
+
+def _latency(path: str, batch: int, times: list[float], threads: Optional[int]) -> Latency:
+    values = np.asarray(times)
+    return Latency(
+        path=path, batch=batch, median_ms=float(np.median(values)),
+        p25_ms=float(np.percentile(values, 25)), p75_ms=float(np.percentile(values, 75)),
+        runs=len(times), threads=threads,
+    )
+
+
+def bench(
+    model_path: str | os.PathLike,
+    against: Optional[str | os.PathLike] = None,
+    batch_sizes: Sequence[int] = (1, 8),
+    threads: Optional[int] = None,
+    warmup: int = 3,
+    runs: int = 20,
+) -> BenchReport:
+    """Median CPU latency of ``model_path`` (and ``against``, interleaved) per batch size.
+
+    Both models must take the same input shape (e.g. the int8 and fp32 export of one
+    generator). ``threads`` sets ONNX Runtime's intra-op threads (None: its default).
+    """
+    if runs < 1 or warmup < 0:
+        raise ExportError(f"runs must be >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}.")
+    paths = [str(model_path)] + ([str(against)] if against is not None else [])
+    sessions = [make_session(p, threads) for p in paths]
+    rows = []
+    for batch in batch_sizes:
+        shapes = [input_shape(p, batch) for p in paths]
+        if len({shape for _, shape in shapes}) != 1:
+            raise ExportError(
+                f"the models take different inputs ({shapes[0][1]} vs {shapes[-1][1]}): compare exports "
+                "of the same generator."
+            )
+        x = sample_input(shapes[0][1])
+        feeds = [{name: x} for name, _ in shapes]
+        for _ in range(warmup):
+            for session, feed in zip(sessions, feeds):
+                session.run(None, feed)
+        times: list[list[float]] = [[] for _ in sessions]
+        for _ in range(runs):
+            for i, (session, feed) in enumerate(zip(sessions, feeds)):
+                times[i].append(_timed(session, feed))
+        latencies = [_latency(p, batch, t, threads) for p, t in zip(paths, times)]
+        rows.append(BenchRow(batch, latencies[0], latencies[1] if against is not None else None))
+    return BenchReport(
+        model_path=paths[0],
+        baseline_path=paths[1] if against is not None else None,
+        model_bytes=Path(paths[0]).stat().st_size,
+        baseline_bytes=Path(paths[1]).stat().st_size if against is not None else None,
+        rows=tuple(rows),
+    )

@@ -1,0 +1,279 @@
+"""ONNX Runtime on the CPU: a generator runner, the int8-kernel check and the parity check.
+
+* `OrtGenerator` generates images from an exported ONNX file (int8 or fp32).
+* `int8_kernel_report` asks ONNX Runtime for its optimized graph
+  (``SessionOptions.optimized_model_filepath``) and tells which quantized convolutions became
+  int8 kernels (QLinearConv / ConvInteger, QGemm / QLinearMatMul / MatMulInteger) and which
+  fell back to float: a Q/DQ graph only runs fast when the fusion happens.
+* `parity` compares the ONNX Runtime outputs with the PyTorch fake-quant model's, in units of
+  the output quantizer's step.
+
+onnxruntime is imported lazily: the rest of the package works without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional, Sequence
+
+import numpy as np
+import onnx
+import torch
+from torch import Tensor, nn
+
+from gan_brevitas.errors import ExportError, MissingDependencyError
+from gan_brevitas.export.graph import GraphIndex, load_model, node_label, opset_version
+from gan_brevitas.inputs import InputSource, iter_batches
+from gan_brevitas.quant.convert import quant_layers
+from gan_brevitas.quant.quantizers import act_grid
+
+log = logging.getLogger(__name__)
+
+#: ONNX Runtime ops that compute a convolution / matrix product in integers.
+INT8_KERNELS = ("QLinearConv", "ConvInteger", "QGemm", "QLinearMatMul", "MatMulInteger", "DynamicQuantizeMatMul")
+#: Ops that compute one in float (after ORT's fusions and layout changes).
+FLOAT_KERNELS = ("Conv", "ConvTranspose", "FusedConv", "Gemm", "FusedGemm", "MatMul", "FusedMatMul")
+_COMPUTE = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+def _onnxruntime() -> Any:
+    try:
+        import onnxruntime
+    except ImportError as err:
+        raise MissingDependencyError(
+            "onnxruntime is not installed: pip install onnxruntime (a dependency of gan-brevitas)."
+        ) from err
+    return onnxruntime
+
+
+def make_session(path: str | os.PathLike, threads: Optional[int] = None, optimized_path: Optional[str] = None) -> Any:
+    """A CPU InferenceSession with full graph optimizations.
+
+    Args:
+        threads: intra-op threads (None: ONNX Runtime's default, one per physical core).
+        optimized_path: where ONNX Runtime writes its optimized graph (for inspection).
+    """
+    ort = _onnxruntime()
+    model = load_model(path)  # a clear ExportError for files that are not models
+    disabled = []
+    if opset_version(model) >= 21:
+        # ONNX Runtime 1.32 builds an invalid QuantizeLinear (int8 output_dtype with a uint8
+        # zero point) when it propagates Q/DQ through Reshape/Slice in opset-21 graphs with
+        # int8 activations; without the propagation the model loads and computes the same.
+        disabled.append("QDQPropagationTransformer")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # the NCHWc "hardware specific" notice is expected here
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    if optimized_path is not None:
+        options.optimized_model_filepath = str(optimized_path)
+    try:
+        return ort.InferenceSession(
+            str(path), options, providers=["CPUExecutionProvider"], disabled_optimizers=disabled
+        )
+    except Exception as err:
+        raise ExportError(f"ONNX Runtime cannot load {path}: {err}") from err
+
+
+class OrtGenerator:
+    """Runs an exported generator in ONNX Runtime on the CPU.
+
+    ``gen(x)`` returns the first output (the image) as a numpy array; `generate` runs many
+    inputs in batches and returns a float tensor, like ``gan_brevitas.metrics.generate``.
+    """
+
+    def __init__(self, path: str | os.PathLike, threads: Optional[int] = None) -> None:
+        self.path = Path(path)
+        self.session = make_session(self.path, threads)
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+
+    def run(self, x: Tensor | np.ndarray) -> list[np.ndarray]:
+        """All outputs for one input batch."""
+        array = x.detach().cpu().float().numpy() if isinstance(x, Tensor) else np.asarray(x, dtype=np.float32)
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(array)})
+
+    def __call__(self, x: Tensor | np.ndarray) -> np.ndarray:
+        return self.run(x)[0]
+
+    def generate(self, inputs: InputSource, n: int, batch_size: int = 8) -> Tensor:
+        """Images [n, C, H, W] (float32, CPU) for ``n`` inputs read in batches."""
+        images = [torch.from_numpy(self(batch)) for batch in iter_batches(inputs, n, batch_size)]
+        return torch.cat(images)
+
+
+@dataclass(frozen=True)
+class KernelReport:
+    """Which quantized convolutions / matmuls ONNX Runtime runs as int8 kernels.
+
+    Attributes:
+        quantized: compute nodes of the exported graph whose weight comes from a
+            DequantizeLinear (what the exporter meant to run in int8).
+        int8: those found as int8 kernels in ONNX Runtime's optimized graph.
+        float_fallback: those still computed in float (Q/DQ around them were not fused).
+        float_compute: compute nodes with float weights (e.g. StyleGAN's fixed Blur filter).
+        optimized_ops: op-type counts of the optimized graph.
+    """
+
+    quantized: tuple[str, ...]
+    int8: tuple[str, ...]
+    float_fallback: tuple[str, ...]
+    float_compute: tuple[str, ...]
+    optimized_ops: dict[str, int]
+
+    @property
+    def all_int8(self) -> bool:
+        return bool(self.quantized) and len(self.int8) == len(self.quantized)
+
+    def format(self) -> str:
+        lines = [f"{len(self.int8)}/{len(self.quantized)} quantized conv/matmul nodes run as int8 kernels"]
+        lines += [f"  float fallback: {name}" for name in self.float_fallback]
+        lines += [f"  float by design (float weights): {name}" for name in self.float_compute]
+        kernels = {op: n for op, n in self.optimized_ops.items() if op in INT8_KERNELS + FLOAT_KERNELS}
+        lines.append(f"  optimized graph kernels: {kernels}")
+        return "\n".join(lines)
+
+
+def _matches(original: str, optimized: str) -> bool:
+    # ORT names a fused node after the node it replaces, plus a suffix ("..._token_5").
+    return optimized == original or optimized.startswith(original + "_")
+
+
+def int8_kernel_report(path: str | os.PathLike) -> KernelReport:
+    """Build an ONNX Runtime session for ``path`` and inspect its optimized graph."""
+    model = load_model(path)
+    index = GraphIndex.build(model.graph)
+    quantized, float_compute = [], []
+    for node in model.graph.node:
+        if node.op_type not in _COMPUTE or len(node.input) < 2:
+            continue
+        producer = index.producer.get(node.input[1])
+        if producer is not None and producer.op_type == "DequantizeLinear":
+            quantized.append(node_label(node))
+        elif index.weight_source(node.input[1]) is not None:
+            float_compute.append(node_label(node))
+    with tempfile.TemporaryDirectory() as tmp:
+        optimized_path = Path(tmp) / "optimized.onnx"
+        make_session(path, threads=1, optimized_path=str(optimized_path))
+        optimized = onnx.load(str(optimized_path))
+    ops = Counter(node.op_type for node in optimized.graph.node)
+    int8_names = [n.name for n in optimized.graph.node if n.op_type in INT8_KERNELS]
+    int8 = [q for q in quantized if any(_matches(q, name) for name in int8_names)]
+    return KernelReport(
+        quantized=tuple(quantized),
+        int8=tuple(int8),
+        float_fallback=tuple(q for q in quantized if q not in int8),
+        float_compute=tuple(float_compute),
+        optimized_ops=dict(ops),
+    )
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    """ONNX Runtime vs the PyTorch fake-quant model on the same inputs (first output)."""
+
+    mae: float
+    max_abs: float
+    output_step: float
+    n: int
+
+    @property
+    def within_step(self) -> bool:
+        """Mean absolute error within one step of the output quantizer."""
+        return self.mae <= self.output_step
+
+    def format(self) -> str:
+        return (
+            f"ONNX Runtime vs PyTorch fake-quant over {self.n} samples: MAE {self.mae:.3g} "
+            f"({self.mae / self.output_step:.3g} output steps), max {self.max_abs:.3g} "
+            f"({self.max_abs / self.output_step:.3g} steps); output step {self.output_step:.3g}"
+        )
+
+
+@contextlib.contextmanager
+def _call_order(model: nn.Module) -> Iterator[list[str]]:
+    order: list[str] = []
+    handles = [
+        layer.register_forward_hook(lambda m, a, o, name=name: order.append(name))
+        for name, layer in quant_layers(model)
+    ]
+    try:
+        yield order
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def output_step(qmodel: nn.Module, x: Tensor) -> float:
+    """The step of the output quantizer of the last quantized layer that runs on ``x``."""
+    with _call_order(qmodel) as order, torch.no_grad():
+        qmodel(x)
+    if not order:
+        raise ExportError("no quantized layer ran: is this a quantized model?")
+    scale, _, _ = act_grid(qmodel.get_submodule(order[-1]).output_quant)
+    return scale
+
+
+def _first(output: Any) -> Tensor:
+    return output[0] if isinstance(output, (tuple, list)) else output
+
+
+def parity(
+    qmodel: nn.Module,
+    path: str | os.PathLike,
+    inputs: InputSource,
+    n: int = 8,
+    batch_size: int = 4,
+    threads: Optional[int] = None,
+) -> ParityReport:
+    """Run ``n`` inputs through the quantized PyTorch model and the ONNX file; compare images."""
+    runner = OrtGenerator(path, threads)
+    was_training = qmodel.training
+    qmodel.eval()
+    errors: list[np.ndarray] = []
+    step = None
+    try:
+        with torch.no_grad():
+            for batch in iter_batches(inputs, n, batch_size):
+                batch = batch.float().cpu()
+                if step is None:
+                    step = output_step(qmodel, batch[:1])
+                expected = _first(qmodel(batch)).numpy()
+                got = runner(batch)
+                if got.shape != expected.shape:
+                    raise ExportError(f"ONNX output shape {got.shape} differs from the model's {expected.shape}.")
+                errors.append(np.abs(got - expected).ravel())
+    finally:
+        qmodel.train(was_training)
+    diffs = np.concatenate(errors)
+    return ParityReport(mae=float(diffs.mean()), max_abs=float(diffs.max()), output_step=float(step), n=n)
+
+
+def input_shape(path: str | os.PathLike, batch: int) -> tuple[str, tuple[int, ...]]:
+    """(input name, concrete shape) of a model's first input with the batch dimension set."""
+    model = load_model(path)
+    initializers = {init.name for init in model.graph.initializer}
+    first = next(i for i in model.graph.input if i.name not in initializers)
+    dims = first.type.tensor_type.shape.dim
+    shape = [batch if index == 0 else (d.dim_value or 1) for index, d in enumerate(dims)]
+    unknown = [d.dim_param for index, d in enumerate(dims) if index > 0 and not d.dim_value]
+    if unknown:
+        raise ExportError(f"input {first.name!r} of {path} has symbolic non-batch dimensions {unknown}.")
+    return first.name, tuple(shape)
+
+
+def sample_input(shape: Sequence[int], seed: int = 0) -> np.ndarray:
+    """A reproducible input: standard normal latents ([B, D]) or images in [-1, 1] ([B, C, H, W])."""
+    rng = np.random.default_rng(seed)
+    if len(shape) == 4:
+        return rng.uniform(-1.0, 1.0, size=shape).astype(np.float32)
+    return rng.standard_normal(size=shape).astype(np.float32)

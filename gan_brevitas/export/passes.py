@@ -1,0 +1,218 @@
+"""Graph passes applied to the QCDQ ONNX after Brevitas exports it.
+
+* `remove_initializer_inputs`: Brevitas (TorchScript exporter) may list initializers as graph
+  inputs; ONNX Runtime then treats them as overridable and cannot constant-fold the weight
+  DequantizeLinear, and the int8 model runs slower than fp32 (ENVIRONMENT.md).
+* `pack_int4`: weights of at most 4 bits, exported as int8 + Clip, become ONNX INT4
+  initializers (opset 21), two values per byte: about 8x smaller than fp32.
+* `cast_float_parts_fp16`: the float parts (normalisation, attention, activations, Tanh) run
+  in fp16 between explicit Casts; the int8 parts (Q -> DQ -> Conv -> Q) stay as they are.
+  TensorRT 11 networks are strongly typed: the graph, not a builder flag, sets the precision.
+* `set_metadata`: the quantization record (method, config, bits, target) in metadata_props.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Mapping
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from gan_brevitas.errors import ExportError
+from gan_brevitas.export.graph import WEIGHTED_OPS, GraphIndex, opset_version
+
+log = logging.getLogger(__name__)
+
+INT4_MIN_OPSET = 21
+METADATA_PREFIX = "gan_brevitas."
+
+
+def remove_initializer_inputs(model: onnx.ModelProto) -> int:
+    """Drop initializers from graph.input (in place); returns how many were listed."""
+    names = {init.name for init in model.graph.initializer}
+    keep = [i for i in model.graph.input if i.name not in names]
+    removed = len(model.graph.input) - len(keep)
+    if removed:
+        del model.graph.input[:]
+        model.graph.input.extend(keep)
+    return removed
+
+
+def set_metadata(model: onnx.ModelProto, values: Mapping[str, str]) -> None:
+    """Store ``values`` as metadata_props under the ``gan_brevitas.`` prefix (in place)."""
+    existing = {p.key: p for p in model.metadata_props}
+    for key, value in values.items():
+        full = METADATA_PREFIX + key
+        if full in existing:
+            existing[full].value = value
+        else:
+            entry = model.metadata_props.add()
+            entry.key, entry.value = full, value
+
+
+def read_metadata(model: onnx.ModelProto) -> dict[str, str]:
+    """The ``gan_brevitas.`` metadata of a model, prefix removed."""
+    return {
+        p.key[len(METADATA_PREFIX):]: p.value for p in model.metadata_props if p.key.startswith(METADATA_PREFIX)
+    }
+
+
+def pack_int4(model: onnx.ModelProto) -> int:
+    """Replace every int8 weight + Clip(-8..7 or narrower) feeding a DequantizeLinear by an INT4
+    initializer (in place); returns the number of weights packed. Needs opset >= 21."""
+    if opset_version(model) < INT4_MIN_OPSET:
+        raise ExportError(f"INT4 weights need ONNX opset >= {INT4_MIN_OPSET}; export with opset={INT4_MIN_OPSET}.")
+    graph = model.graph
+    index = GraphIndex.build(graph)
+    packed = 0
+    clips = []
+    for node in graph.node:
+        if node.op_type != "DequantizeLinear":
+            continue
+        clip = index.producer.get(node.input[0])
+        if clip is None or clip.op_type != "Clip" or len(clip.input) < 3:
+            continue
+        weight = index.constant(clip.input[0])
+        low, high = index.constant(clip.input[1]), index.constant(clip.input[2])
+        if weight is None or low is None or high is None or weight.dtype != np.int8:
+            continue
+        if int(low) < -8 or int(high) > 7:
+            continue
+        zero_point = index.constant(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+        if zero_point is not None and np.any(zero_point != 0):
+            continue
+        values = np.clip(weight, int(low), int(high))
+        name = f"{clip.input[0]}_int4"
+        graph.initializer.append(helper.make_tensor(name, TensorProto.INT4, values.shape, values.flatten().tolist()))
+        node.input[0] = name
+        if len(node.input) > 2:
+            del node.input[2:]  # zero point 0 is the default; its type would have to be INT4 too
+        clips.append(clip)
+        packed += 1
+    for clip in clips:
+        graph.node.remove(clip)
+    _drop_unused_initializers(model)
+    return packed
+
+
+def _drop_unused_initializers(model: onnx.ModelProto) -> None:
+    used = {name for node in model.graph.node for name in node.input}
+    used |= {o.name for o in model.graph.output}
+    keep = [init for init in model.graph.initializer if init.name in used]
+    if len(keep) != len(model.graph.initializer):
+        del model.graph.initializer[:]
+        model.graph.initializer.extend(keep)
+
+
+#: (op type, input index) pairs that must stay float32 whatever the data type.
+_KEEP_FP32_INPUTS = {("Resize", 1), ("Resize", 2), ("Upsample", 1)}
+
+
+def _int8_region(index: GraphIndex, node: onnx.NodeProto) -> bool:
+    """Q/DQ and compute nodes fed by a dequantized weight keep float32 (TensorRT fuses them
+    into int8 kernels; their float tensors exist only between the fused ops)."""
+    if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+        return True
+    if node.op_type in WEIGHTED_OPS and len(node.input) > 1:
+        producer = index.producer.get(node.input[1])
+        return producer is not None and producer.op_type == "DequantizeLinear"
+    return False
+
+
+def _tensor_types(model: onnx.ModelProto) -> dict[str, int]:
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    graph = inferred.graph
+    types = {init.name: init.data_type for init in graph.initializer}
+    for value in list(graph.input) + list(graph.output) + list(graph.value_info):
+        if value.type.HasField("tensor_type"):
+            types[value.name] = value.type.tensor_type.elem_type
+    return types
+
+
+def cast_float_parts_fp16(model: onnx.ModelProto) -> int:
+    """Run every float32 op outside the int8 parts in float16, with Casts at the borders
+    (in place); graph inputs and outputs stay float32. Returns the number of ops moved to fp16.
+    """
+    graph = model.graph
+    index = GraphIndex.build(graph)
+    types = _tensor_types(model)
+    FLOAT, HALF = TensorProto.FLOAT, TensorProto.FLOAT16
+    region = [
+        node for node in graph.node
+        if node.op_type != "Constant" and not _int8_region(index, node)
+        and any(types.get(n) == FLOAT for n in list(node.input) + list(node.output) if n)
+    ]
+    region_ids = {id(node) for node in region}
+    new_nodes: list[onnx.NodeProto] = []
+    half_constants: dict[str, str] = {}
+    to_half: dict[str, str] = {}
+
+    def half_constant(name: str) -> str:
+        if name not in half_constants:
+            value = index.constant(name)
+            half_name = f"{name}/fp16"
+            graph.initializer.append(numpy_helper.from_array(value.astype(np.float16), half_name))
+            half_constants[name] = half_name
+        return half_constants[name]
+
+    def cast_to_half(name: str) -> str:
+        if name not in to_half:
+            to_half[name] = f"{name}/to_fp16"
+            new_nodes.append(helper.make_node("Cast", [name], [to_half[name]], to=HALF, name=f"{name}/Cast_fp16"))
+        return to_half[name]
+
+    for node in region:
+        for i, name in enumerate(node.input):
+            if not name or types.get(name) != FLOAT or (node.op_type, i) in _KEEP_FP32_INPUTS:
+                continue
+            producer = index.producer.get(name)
+            if index.is_constant(name):
+                node.input[i] = half_constant(name)
+            elif producer is None or id(producer) not in region_ids:
+                node.input[i] = cast_to_half(name)
+        if node.op_type == "Cast" and node.attribute[0].i == FLOAT:
+            node.attribute[0].i = HALF
+        if node.op_type == "ConstantOfShape":
+            for attr in node.attribute:
+                if attr.name == "value" and attr.t.data_type == FLOAT:
+                    attr.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(attr.t).astype(np.float16)))
+        for j, name in enumerate(node.output):
+            if types.get(name) != FLOAT:
+                continue
+            half_name = f"{name}/fp16"
+            node.output[j] = half_name
+            outside = [c for c in index.consumers.get(name, []) if id(c) not in region_ids]
+            for consumer in index.consumers.get(name, []):
+                if id(consumer) in region_ids:
+                    consumer.input[:] = [half_name if n == name else n for n in consumer.input]
+            if outside or name in index.graph_outputs:
+                new_nodes.append(helper.make_node("Cast", [half_name], [name], to=FLOAT, name=f"{name}/Cast_fp32"))
+    graph.node.extend(new_nodes)
+    _topological_sort(graph)
+    del graph.value_info[:]
+    _drop_unused_initializers(model)
+    return len(region)
+
+
+def _topological_sort(graph: onnx.GraphProto) -> None:
+    """Reorder nodes so every input is produced before use (the added Casts went last)."""
+    available = {i.name for i in graph.input} | {init.name for init in graph.initializer} | {""}
+    pending = list(graph.node)
+    ordered: list[onnx.NodeProto] = []
+    while pending:
+        progress = False
+        remaining = []
+        for node in pending:
+            if all(name in available for name in node.input):
+                ordered.append(node)
+                available.update(node.output)
+                progress = True
+            else:
+                remaining.append(node)
+        if not progress:
+            raise ExportError("internal error: the fp16 pass left a cycle or a dangling input in the graph.")
+        pending = remaining
+    del graph.node[:]
+    graph.node.extend(ordered)

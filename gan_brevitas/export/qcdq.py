@@ -1,0 +1,475 @@
+"""QCDQ ONNX export of quantized generators, per deployment target.
+
+Targets:
+
+* ``onnxruntime``: the model as quantized (the paper's asymmetric uint8 activations are fine);
+  every ConvTranspose is rewritten exactly as Conv + PixelShuffle + crop (`subpixel`), because
+  ONNX Runtime runs ConvTranspose in float only; optional INT4 packing of <= 4-bit weights.
+* ``tensorrt``: TensorRT's rules (`rules`): symmetric int8 activations (an asymmetric model is
+  re-calibrated from the given inputs, see `symmetric`), per-channel scales on weights only,
+  ConvTranspose weights per tensor (kept) or per-channel rewritten as Conv (axis 0), 4-bit
+  weights as int8 + Clip, optional fp16 float parts. The exported graph is checked against the
+  rules and an error-level violation stops the export before anything is written.
+* ``float``: the folded float generator, the fp32 baseline that `bench` compares against.
+
+Brevitas exports with the TorchScript exporter (``dynamo=False``: the dynamo path rejects
+quantized biases); the file is then cleaned (initializers out of graph.input), stamped with
+metadata, checked with ``onnx.checker`` (full check) and written to a temporary file that is
+renamed into place, so a failed export leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import onnx
+import torch
+from torch import Tensor, nn
+
+from gan_brevitas.errors import ExportError
+from gan_brevitas.export import passes
+from gan_brevitas.export.rules import check_tensorrt, format_violations
+from gan_brevitas.export.subpixel import rewrite_conv_transpose
+from gan_brevitas.export.symmetric import has_asymmetric_activations, to_symmetric
+from gan_brevitas.inputs import InputSource, iter_batches
+from gan_brevitas.quant.config import QuantConfig
+from gan_brevitas.quant.convert import quant_layers
+
+log = logging.getLogger(__name__)
+
+TARGETS = ("onnxruntime", "tensorrt", "float")
+CONV_TRANSPOSE_MODES = ("auto", "subpixel", "keep")
+DEFAULT_OPSET = 17
+MIN_OPSET = 13
+FORMAT = "gan-brevitas/onnx/1"
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """How to export; validated on construction.
+
+    Attributes:
+        target: "onnxruntime", "tensorrt" or "float".
+        opset: ONNX opset; None picks 17 (21 with int4).
+        conv_transpose: "auto" (onnxruntime: rewrite every ConvTranspose as Conv + PixelShuffle;
+            tensorrt: rewrite those with per-channel weights, which TensorRT cannot run; float:
+            keep), "subpixel" (rewrite all) or "keep" (rewrite none).
+        fp16: run the float parts in fp16 between explicit Casts (tensorrt only).
+        int4: pack weights of <= 4 bits as ONNX INT4 (onnxruntime only; opset 21).
+        dynamic_batch: make the batch dimension of inputs and outputs symbolic.
+        num_samples: calibration samples when re-calibrating symmetric activations for TensorRT.
+    """
+
+    target: str = "onnxruntime"
+    opset: Optional[int] = None
+    conv_transpose: str = "auto"
+    fp16: bool = False
+    int4: bool = False
+    dynamic_batch: bool = True
+    num_samples: int = 128
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise ExportError(f"unknown export target {self.target!r}; choose one of {', '.join(TARGETS)}.")
+        if self.conv_transpose not in CONV_TRANSPOSE_MODES:
+            raise ExportError(
+                f"conv_transpose={self.conv_transpose!r} is not one of {', '.join(CONV_TRANSPOSE_MODES)}."
+            )
+        if self.fp16 and self.target != "tensorrt":
+            raise ExportError(
+                "fp16=True is for target='tensorrt' (strongly typed networks); ONNX Runtime's CPU "
+                "provider has few fp16 kernels."
+            )
+        if self.int4 and self.target != "onnxruntime":
+            raise ExportError(
+                "int4=True is for target='onnxruntime': TensorRT has no 4-bit convolution (4-bit "
+                "weights go to it as int8 + Clip, the default)."
+            )
+        if self.opset is not None and self.opset < MIN_OPSET:
+            raise ExportError(f"opset {self.opset} is too old: per-channel Q/DQ needs opset >= {MIN_OPSET}.")
+        if self.int4 and self.opset is not None and self.opset < passes.INT4_MIN_OPSET:
+            raise ExportError(f"int4=True needs opset >= {passes.INT4_MIN_OPSET}, got opset={self.opset}.")
+        if isinstance(self.num_samples, bool) or not isinstance(self.num_samples, int) or self.num_samples < 1:
+            raise ExportError(f"num_samples must be a positive integer, got {self.num_samples!r}.")
+
+    @property
+    def resolved_opset(self) -> int:
+        if self.opset is not None:
+            return self.opset
+        return passes.INT4_MIN_OPSET if self.int4 else DEFAULT_OPSET
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """What an export wrote and what it changed on the way."""
+
+    path: Path
+    target: str
+    opset: int
+    input_name: str
+    input_shape: tuple[int, ...]
+    output_names: tuple[str, ...]
+    file_bytes: int
+    conversions: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def format(self) -> str:
+        lines = [
+            f"wrote {self.path} ({self.file_bytes / 1e6:.2f} MB, target {self.target}, opset {self.opset})",
+            f"  input {self.input_name} {list(self.input_shape)} (batch dynamic), outputs {', '.join(self.output_names)}",
+        ]
+        lines += [f"  converted: {c}" for c in self.conversions]
+        lines += [f"  {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------
+# Inputs, names, checks
+# ------------------------------------------------------------------------------------------
+
+
+def example_input_for(model: nn.Module, example_input: Optional[Tensor], inputs: Optional[InputSource]) -> Tensor:
+    """One input of batch 1 for tracing: ``example_input``, else the first of ``inputs``, else
+    built from the generator's ``input_kind`` / ``latent_dim`` / ``image_size`` attributes."""
+    if example_input is not None:
+        if not isinstance(example_input, Tensor) or example_input.dim() < 2:
+            raise ExportError("example_input must be a batch tensor [B, ...] of generator inputs.")
+        return example_input[:1].detach().float().cpu()
+    if inputs is not None:
+        return next(iter_batches(inputs, 1, 1)).float().cpu()
+    kind = getattr(model, "input_kind", None)
+    if kind == "latent" and getattr(model, "latent_dim", None):
+        return torch.zeros(1, int(model.latent_dim))
+    if kind == "image" and getattr(model, "in_channels", None) and getattr(model, "image_size", None):
+        side = int(model.image_size)
+        return torch.zeros(1, int(model.in_channels), side, side)
+    raise ExportError(
+        "cannot tell this generator's input shape: pass example_input=torch.randn(1, ...) "
+        "(a batch of one input) or inputs=..."
+    )
+
+
+def _input_name(model: nn.Module) -> str:
+    return {"latent": "latent", "image": "input_image"}.get(getattr(model, "input_kind", ""), "input")
+
+
+def _output_names(model: nn.Module, x: Tensor) -> tuple[str, ...]:
+    with torch.no_grad():
+        output = model(x)
+    if isinstance(output, (tuple, list)):
+        return ("image",) + tuple(f"output_{i}" for i in range(1, len(output)))
+    return ("output",) if getattr(model, "input_kind", None) is None else ("image",)
+
+
+def _is_placeholder(proxy: nn.Module) -> bool:
+    """An activation quantizer still at its construction values (never calibrated)."""
+    tensor_quant = proxy.fused_activation_quant_proxy.tensor_quant
+    scale_untouched = bool(torch.all(tensor_quant.scaling_impl.value.detach() == 1.0))
+    zero_point = getattr(tensor_quant.zero_point_impl, "value", None)
+    zero_untouched = zero_point is None or bool(torch.all(zero_point.detach() == 0.0))
+    return scale_untouched and zero_untouched
+
+
+@contextlib.contextmanager
+def _record_calls(model: nn.Module, names: list[str]) -> Iterator[list[str]]:
+    called: list[str] = []
+    handles = [
+        model.get_submodule(name).register_forward_pre_hook(lambda m, a, name=name: called.append(name))
+        for name in names
+    ]
+    try:
+        yield called
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def layers_called(qmodel: nn.Module, x: Tensor) -> list[str]:
+    """Names of the quantized layers that run on ``x``, in call order (each once)."""
+    names = [name for name, _ in quant_layers(qmodel)]
+    with _record_calls(qmodel, names) as called, torch.no_grad():
+        qmodel(x)
+    return list(dict.fromkeys(called))
+
+
+def drop_unused_layers(qmodel: nn.Module, x: Tensor) -> list[str]:
+    """Replace (in place) the quantized layers that do not run on ``x`` by Identity.
+
+    Why: StyleGAN holds blocks for every resolution but runs those up to its output size;
+    Brevitas's export needs each quantized layer's input scale from a forward pass, which
+    unused layers never see. They are not part of the traced graph either way.
+    """
+    called = set(layers_called(qmodel, x))
+    unused = [name for name, _ in quant_layers(qmodel) if name not in called]
+    for name in unused:
+        parent_name, _, child = name.rpartition(".")
+        setattr(qmodel.get_submodule(parent_name) if parent_name else qmodel, child, nn.Identity())
+    if unused:
+        log.info("%d quantized layer(s) do not run on this input and are left out: %s",
+                 len(unused), ", ".join(unused[:4]) + (", ..." if len(unused) > 4 else ""))
+    return unused
+
+
+def check_calibrated(qmodel: nn.Module, x: Tensor) -> None:
+    """ExportError naming the quantized layers that run on ``x`` but were never calibrated."""
+    stale = []
+    for name in layers_called(qmodel, x):
+        layer = qmodel.get_submodule(name)
+        for side in ("input_quant", "output_quant"):
+            proxy = getattr(layer, side)
+            if proxy.is_quant_enabled and _is_placeholder(proxy):
+                stale.append(f"{name}.{side}")
+    if stale:
+        shown = ", ".join(stale[:4]) + (", ..." if len(stale) > 4 else "")
+        raise ExportError(
+            f"the model was never calibrated: {len(stale)} activation quantizer(s) still hold their "
+            f"initial ranges ({shown}); quantize it with recipes.quantize(model, 'vanilla-ptq', "
+            "inputs=...) before exporting."
+        )
+
+
+def _check_noise_mode(model: nn.Module) -> None:
+    if getattr(model, "noise_mode", None) == "random":
+        raise ExportError(
+            "this generator draws random noise on every call, which has no fixed ONNX graph; set "
+            "model.noise_mode = 'const' (fixed noise maps, the mode qFID uses) before exporting."
+        )
+
+
+def _is_quantized(model: nn.Module) -> bool:
+    return any(True for _ in quant_layers(model))
+
+
+# ------------------------------------------------------------------------------------------
+# Target preparation (PyTorch side)
+# ------------------------------------------------------------------------------------------
+
+
+def _per_channel_conv_transposes(model: nn.Module) -> list[str]:
+    from brevitas.nn import QuantConvTranspose2d
+
+    found = []
+    for name, layer in quant_layers(model):
+        if isinstance(layer, QuantConvTranspose2d):
+            with torch.no_grad():
+                if layer.quant_weight().scale.numel() > 1:
+                    found.append(name)
+    return found
+
+
+def _conv_transposes(model: nn.Module) -> list[str]:
+    return [name for name, m in model.named_modules() if isinstance(m, nn.ConvTranspose2d)]
+
+
+def _subpixel_targets(model: nn.Module, options: ExportOptions) -> list[str]:
+    mode = options.conv_transpose
+    if mode == "keep" or (mode == "auto" and options.target == "float"):
+        return []
+    if mode == "auto" and options.target == "tensorrt":
+        return _per_channel_conv_transposes(model)
+    return _conv_transposes(model)
+
+
+def _config_of(model: nn.Module) -> Optional[QuantConfig]:
+    info = getattr(model, "gan_brevitas", None)
+    return getattr(info, "config", None)
+
+
+def prepare_for_target(
+    model: nn.Module, options: ExportOptions, inputs: Optional[InputSource], x: Tensor
+) -> tuple[nn.Module, list[str], Optional[QuantConfig]]:
+    """A copy of ``model`` ready to trace for ``options.target`` plus the conversions made.
+
+    Never modifies ``model``. Returns (copy, conversion notes, config of the copy).
+    """
+    conversions: list[str] = []
+    config = _config_of(model)
+    if options.target == "float":
+        if _is_quantized(model):
+            raise ExportError(
+                "target 'float' exports a float generator, but this model is quantized: export it "
+                "with target='onnxruntime' or 'tensorrt', and the float generator with 'float'."
+            )
+        from gan_brevitas.quant.convert import fold_for_quantization
+
+        work = fold_for_quantization(model)
+    else:
+        if not _is_quantized(model):
+            raise ExportError(
+                "this model is not quantized (no Brevitas layers): run recipes.quantize(model, "
+                "'vanilla-ptq', inputs=...) first, or export the float model with target='float'."
+            )
+        work = copy.deepcopy(model).eval()
+        check_calibrated(work, x)
+        drop_unused_layers(work, x)
+        if options.target == "tensorrt" and has_asymmetric_activations(work):
+            base = config if config is not None else QuantConfig()
+            work = to_symmetric(work, inputs, base, num_samples=options.num_samples)
+            config = base.replace(act_scheme="symmetric")
+            conversions.append(
+                f"activations: asymmetric uint8 -> symmetric int8, re-calibrated on {options.num_samples} samples"
+            )
+    targets = _subpixel_targets(work, options)
+    if targets:
+        rewrite_conv_transpose(work, targets)
+        conversions.append(f"ConvTranspose -> Conv + PixelShuffle (exact): {', '.join(targets)}")
+    return work.eval(), conversions, config
+
+
+# ------------------------------------------------------------------------------------------
+# Export
+# ------------------------------------------------------------------------------------------
+
+
+def _trace_to_onnx(model: nn.Module, x: Tensor, path: Path, options: ExportOptions, input_name: str,
+                   output_names: tuple[str, ...]) -> None:
+    dynamic_axes = None
+    if options.dynamic_batch:
+        dynamic_axes = {name: {0: "batch"} for name in (input_name, *output_names)}
+    kwargs: dict[str, Any] = dict(
+        dynamo=False,
+        opset_version=options.resolved_opset,
+        input_names=[input_name],
+        output_names=list(output_names),
+        dynamic_axes=dynamic_axes,
+    )
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        try:
+            if options.target == "float":
+                torch.onnx.export(model, (x,), str(path), do_constant_folding=True, **kwargs)
+            else:
+                from brevitas.export import export_onnx_qcdq
+
+                export_onnx_qcdq(model, (x,), export_path=str(path), **kwargs)
+        except ExportError:
+            raise
+        except Exception as err:
+            raise ExportError(
+                f"tracing the model to ONNX failed ({type(err).__name__}: {err}); generators must "
+                "run with a fixed graph (no data-dependent Python control flow, const noise)."
+            ) from err
+
+
+def _metadata(model: nn.Module, config: Optional[QuantConfig], options: ExportOptions,
+              conversions: list[str], input_name: str) -> dict[str, str]:
+    from gan_brevitas import __version__
+
+    info = getattr(model, "gan_brevitas", None)
+    values = {
+        "format": FORMAT,
+        "version": __version__,
+        "target": options.target,
+        "input_name": input_name,
+        "input_kind": str(getattr(model, "input_kind", "unknown")),
+        "generator": json.dumps(getattr(info, "generator", None) or getattr(model, "generator_spec", None)),
+        "conversions": json.dumps(conversions),
+        "fp16": json.dumps(options.fp16),
+        "int4": json.dumps(options.int4),
+    }
+    if options.target != "float":
+        values["method"] = getattr(info, "method", "unknown")
+        if config is not None:
+            values.update(
+                config=config.to_json(),
+                weight_bits=str(config.weight_bits),
+                act_bits=str(config.act_bits),
+                act_scheme=config.act_scheme,
+                per_channel=json.dumps(config.per_channel),
+            )
+    return values
+
+
+def _finish_graph(model_proto: onnx.ModelProto, options: ExportOptions) -> list[str]:
+    notes = []
+    removed = passes.remove_initializer_inputs(model_proto)
+    if removed:
+        log.info("removed %d initializers from graph.input", removed)
+    if options.int4:
+        packed = passes.pack_int4(model_proto)
+        if packed == 0:
+            raise ExportError(
+                "int4=True but no weight has <= 4 bits: quantize with QuantConfig(weight_bits=4) "
+                "or export without int4."
+            )
+        notes.append(f"{packed} weight tensor(s) packed as INT4")
+    if options.fp16:
+        moved = passes.cast_float_parts_fp16(model_proto)
+        notes.append(f"{moved} float op(s) run in fp16 between explicit Casts")
+    return notes
+
+
+def export_model(
+    model: nn.Module,
+    path: str | os.PathLike,
+    options: ExportOptions,
+    *,
+    example_input: Optional[Tensor] = None,
+    inputs: Optional[InputSource] = None,
+) -> ExportReport:
+    """Export ``model`` to ``path`` for ``options.target``; see the module docstring.
+
+    Raises ExportError (and writes nothing) for a model that is not quantized (or, for the
+    float target, that is), was never calibrated, draws random noise, cannot be converted for
+    the target, or whose graph breaks the target's rules.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise ExportError(f"cannot write {path}: directory {path.parent} does not exist; create it first.")
+    if not isinstance(model, nn.Module):
+        raise ExportError(f"expected a torch.nn.Module, got {type(model).__name__}.")
+    _check_noise_mode(model)
+    was_training = model.training
+    try:
+        model.eval()
+        x = example_input_for(model, example_input, inputs)
+        work, conversions, config = prepare_for_target(model, options, inputs, x)
+    finally:
+        model.train(was_training)
+    input_name = _input_name(model)
+    output_names = _output_names(work, x)
+
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as tmp:
+        raw = Path(tmp) / "raw.onnx"
+        _trace_to_onnx(work, x, raw, options, input_name, output_names)
+        model_proto = onnx.load(str(raw))
+        conversions += _finish_graph(model_proto, options)
+        passes.set_metadata(model_proto, _metadata(model, config, options, conversions, input_name))
+        try:
+            onnx.checker.check_model(model_proto, full_check=True)
+        except Exception as err:
+            raise ExportError(f"the exported graph fails onnx.checker: {err}") from err
+        rule_warnings: tuple[str, ...] = ()
+        if options.target == "tensorrt":
+            report = check_tensorrt(model_proto)
+            if report.errors:
+                listed = "\n".join(format_violations(report.errors))
+                raise ExportError(f"the graph breaks TensorRT's rules, nothing was written:\n{listed}")
+            rule_warnings = tuple(str(v) for v in report.warnings)
+            for warning in rule_warnings:
+                log.warning("%s", warning)
+        staged = Path(tmp) / "final.onnx"
+        onnx.save(model_proto, str(staged))
+        os.replace(staged, path)
+    return ExportReport(
+        path=path,
+        target=options.target,
+        opset=options.resolved_opset,
+        input_name=input_name,
+        input_shape=tuple(x.shape),
+        output_names=output_names,
+        file_bytes=path.stat().st_size,
+        conversions=tuple(conversions),
+        warnings=rule_warnings,
+        metadata=passes.read_metadata(model_proto),
+    )

@@ -1,0 +1,107 @@
+"""Convert a model with the paper's asymmetric (uint8 + zero point) activations to symmetric
+int8 activations, the only kind TensorRT runs.
+
+Why re-calibration and not a formula: an asymmetric grid [(-zp) * s, (255 - zp) * s] cannot be
+expressed as a symmetric one without either halving its resolution (post-ReLU tensors waste
+the negative half) or shifting the tensor, and the shift folds exactly into the next layer's
+bias only where that layer has no zero padding (a padded border would see the shift too).
+So the symmetric ranges are measured again, the same way vanilla PTQ measures them (quantiles
+of the float model's layer inputs and outputs over the given inputs), on a float twin of the
+quantized model that carries its (possibly trained) weights. Weights, weight quantizer state
+and biases are kept as they are.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+from brevitas.nn import QuantConv2d, QuantConvTranspose2d, QuantLinear
+from torch import nn
+
+from gan_brevitas.errors import ExportError
+from gan_brevitas.inputs import InputSource
+from gan_brevitas.ptq.calibrate import calibrate_activations
+from gan_brevitas.quant.config import QuantConfig
+from gan_brevitas.quant.convert import QUANT_LAYER_TABLE, quant_layers, quantize_model
+from gan_brevitas.quant.quantizers import is_asymmetric
+
+log = logging.getLogger(__name__)
+
+#: Brevitas layer class -> the torch layer it was converted from.
+FLOAT_OF: dict[type[nn.Module], type[nn.Module]] = {
+    QuantConv2d: nn.Conv2d,
+    QuantConvTranspose2d: nn.ConvTranspose2d,
+    QuantLinear: nn.Linear,
+}
+
+_ACT_KEYS = (".input_quant.", ".output_quant.")
+
+
+def has_asymmetric_activations(qmodel: nn.Module) -> bool:
+    """True when any activation quantizer of ``qmodel`` has a zero point."""
+    for _, layer in quant_layers(qmodel):
+        for proxy in (layer.input_quant, layer.output_quant):
+            if proxy.is_quant_enabled and is_asymmetric(proxy):
+                return True
+    return False
+
+
+def float_twin(qmodel: nn.Module) -> nn.Module:
+    """A float copy of a quantized model: every Brevitas layer back to its torch class with the
+    same float weights and biases (the module names are unchanged)."""
+    import copy
+
+    twin = copy.deepcopy(qmodel)
+    for name, layer in list(quant_layers(twin)):
+        float_cls = FLOAT_OF.get(type(layer))
+        if float_cls is None:
+            raise ExportError(
+                f"layer {name!r} is a {type(layer).__name__}, which the symmetric conversion does "
+                "not know: quantize with QuantConfig(act_scheme='symmetric') instead."
+            )
+        _, attributes = QUANT_LAYER_TABLE[float_cls]
+        kwargs = {attr: getattr(layer, attr) for attr in attributes}
+        plain = float_cls(**kwargs, bias=layer.bias is not None, device="meta")
+        plain.weight = nn.Parameter(layer.weight.detach().clone())
+        if layer.bias is not None:
+            plain.bias = nn.Parameter(layer.bias.detach().clone())
+        plain.train(layer.training)
+        parent_name, _, child = name.rpartition(".")
+        setattr(twin.get_submodule(parent_name) if parent_name else twin, child, plain)
+    return twin.eval()
+
+
+def to_symmetric(
+    qmodel: nn.Module,
+    inputs: Optional[InputSource],
+    config: QuantConfig,
+    num_samples: int = 128,
+    progress: bool = False,
+) -> nn.Module:
+    """A copy of ``qmodel`` with symmetric int8 activations re-calibrated on ``inputs``.
+
+    Raises ExportError without inputs (the message says how to provide them).
+    """
+    if inputs is None:
+        raise ExportError(
+            "this model has asymmetric (uint8 + zero point) activations, which TensorRT cannot run; "
+            "pass calibration inputs (export(..., inputs=latents_or_images)) to re-calibrate them as "
+            "symmetric int8, or quantize with QuantConfig(act_scheme='symmetric')."
+        )
+    symmetric_config = config.replace(act_scheme="symmetric")
+    twin = float_twin(qmodel)
+    converted = quantize_model(twin, symmetric_config)
+    state = {k: v for k, v in qmodel.state_dict().items() if not any(key in f".{k}" for key in _ACT_KEYS)}
+    result = converted.load_state_dict(state, strict=False)
+    unexpected = [k for k in result.unexpected_keys]
+    missing = [k for k in result.missing_keys if not any(key in f".{k}" for key in _ACT_KEYS)]
+    if unexpected or missing:
+        raise ExportError(
+            "the symmetric copy does not match the quantized model's layers "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]}): was the model converted with a "
+            "different QuantConfig.skip? Quantize with act_scheme='symmetric' instead."
+        )
+    calibrate_activations(converted, twin, inputs, symmetric_config, num_samples=num_samples, progress=progress)
+    log.info("re-calibrated symmetric int8 activations on %d samples for TensorRT", num_samples)
+    return converted.eval()
