@@ -1,0 +1,585 @@
+"""MA-QAT and LSQ-QAT (§3.6, §4.2, Appendix A): distillation training of a quantized generator.
+
+The recipe, step by step:
+
+1. Validate everything that could fail (options, VGG weights for the perceptual loss, the
+   discriminator's input shape, the run directory) before writing a single file.
+2. Generate the distillation pairs once (`gan_brevitas.qat.distill`), reused by later runs.
+3. Initialise the quantized model by quantile PTQ (`calibrate_activations`), as the paper does
+   for both strategies.
+4. Train with eq. (4): a discriminator step on LSGAN (real = full-precision output, fake =
+   quantized output of the same input), then a generator step on adv_weight * L_adv + d.
+   Weights always learn through Brevitas's straight-through rounding. Quantizer parameters:
+   * "ma" epochs: activation ranges follow moving averages of per-sample quantiles
+     (`gan_brevitas.qat.ranges`); they are frozen after ``ma_epochs`` in MA-QAT;
+   * "lsq" epochs: activation scales, zero points and (with weight_scaling="learned") weight
+     scales are Adam parameters with their own learning rate (LSQ with learnable zero points).
+   Adam betas (0.5, 0.999) and a cosine annealing schedule over all steps.
+5. After every epoch: held-out PSNR and qFID, one log line, an atomic checkpoint; ``resume=True``
+   continues from it and ends with the same weights as an uninterrupted run (CPU, bitwise).
+
+Under ``torchrun`` the generator and discriminator steps run through PyTorch's
+DistributedDataParallel; ``batch_size`` is the global batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import random
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+import numpy as np
+import torch
+from brevitas.proxy.quant_proxy import QuantProxyFromInjector
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from gan_brevitas.errors import ConfigError, MetricError
+from gan_brevitas.inputs import InputSource, iter_batches
+from gan_brevitas.metrics import fid, psnr, resolve_extractor
+from gan_brevitas.metrics.extractors import ExtractorSpec
+from gan_brevitas.ptq.calibrate import calibrate_activations
+from gan_brevitas.qat.checkpoint import (
+    check_run_dir,
+    json_sha256,
+    load_checkpoint,
+    module_sha256,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    write_log,
+    write_run_record,
+)
+from gan_brevitas.qat.discriminator import check_discriminator, discriminator_scores, fresh_discriminator
+from gan_brevitas.qat.distill import (
+    GENERATION_BATCH,
+    ShardedPairs,
+    draw_inputs,
+    generator_image,
+    inputs_fingerprint,
+    make_loader,
+    prepare_distillation_data,
+)
+from gan_brevitas.qat.distributed import DistContext, setup_distributed
+from gan_brevitas.qat.losses import (
+    DistillationObjective,
+    load_vgg16_features,
+    lsgan_discriminator_loss,
+    resolve_vgg16_weights,
+)
+from gan_brevitas.qat.options import QATOptions, detect_preset
+from gan_brevitas.qat.ranges import MovingAverageRanges
+from gan_brevitas.quant.config import QuantConfig
+from gan_brevitas.quant.convert import quantize_model
+
+log = logging.getLogger(__name__)
+
+#: Called after every epoch (on every process) with that epoch's record and the model.
+EpochCallback = Callable[["EpochRecord", nn.Module], None]
+
+
+@dataclass
+class EpochRecord:
+    """One line of the training log. Epoch 0 is the quantile-PTQ initialisation."""
+
+    epoch: int
+    phase: str
+    losses: dict[str, float] = field(default_factory=dict)
+    lr: dict[str, float] = field(default_factory=dict)
+    psnr: Optional[float] = None
+    qfid: Optional[float] = None
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------- public entry points
+
+
+def ma_qat(float_model: nn.Module, config: QuantConfig, inputs: InputSource, **options: Any) -> nn.Module:
+    """MA-QAT: STE weights; activation ranges from moving averages of per-sample quantiles
+    (momentum 0.99) during the first ``ma_epochs`` epochs, then frozen. See `train_qat`."""
+    return train_qat(float_model, config, inputs, "ma-qat", **options)
+
+
+def lsq_qat(float_model: nn.Module, config: QuantConfig, inputs: InputSource, **options: Any) -> nn.Module:
+    """LSQ-QAT: learned step sizes and zero points initialised by quantile PTQ; with
+    ``schedule="ma-lsq"`` (the paper's CycleGAN) MA-QAT epochs come first. See `train_qat`."""
+    return train_qat(float_model, config, inputs, "lsq-qat", **options)
+
+
+def train_qat(
+    float_model: nn.Module,
+    config: QuantConfig,
+    inputs: InputSource,
+    method: str,
+    *,
+    discriminator: Optional[nn.Module] = None,
+    eval_inputs: Optional[InputSource] = None,
+    on_epoch_end: Optional[EpochCallback] = None,
+    preset: Optional[str] = None,
+    **options: Any,
+) -> nn.Module:
+    """Quantization-aware training of a copy of ``float_model`` (already folded); returns it.
+
+    Args:
+        float_model: the full-precision teacher (left as it is).
+        config: the quantization scheme.
+        inputs: latents / images: a sampler, a tensor or an iterable of batches.
+        method: "ma-qat" or "lsq-qat".
+        discriminator: trained alongside (a copy); None builds a fresh small one. It must take
+            the generator's output shape.
+        eval_inputs: held-out inputs for per-epoch PSNR / qFID; None holds out the first
+            ``eval_samples`` rows of ``inputs``.
+        on_epoch_end: ``callback(record, qmodel)`` after each epoch's checkpoint.
+        preset: whose paper defaults to start from; detected from the generator's class.
+        options: `QATOptions` fields (epochs, batch_size, loss, out_dir, resume, ...).
+    """
+    opts = QATOptions.build(method, preset or detect_preset(float_model), **options)
+    dist_ctx = setup_distributed(opts.backend)
+    try:
+        trainer = _Trainer(float_model, config, inputs, opts, dist_ctx, discriminator, eval_inputs, on_epoch_end)
+        return trainer.run()
+    finally:
+        dist_ctx.close()
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for tensor in (*model.parameters(), *model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def quantizer_parameters(qmodel: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """(name, parameter) of every quantizer parameter: activation scales and zero points,
+    learned weight scales (everything owned by a Brevitas quant proxy)."""
+    found: dict[int, tuple[str, nn.Parameter]] = {}
+    for module_name, module in qmodel.named_modules():
+        if isinstance(module, QuantProxyFromInjector):
+            for name, param in module.named_parameters():
+                found.setdefault(id(param), (f"{module_name}.{name}", param))
+    return list(found.values())
+
+
+@contextlib.contextmanager
+def _isolated_rng(seed: int) -> Iterator[None]:
+    """Seed torch / numpy / random for the run and give the caller's RNG states back after."""
+    saved = rng_state()
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        set_rng_state(saved)
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in flags:
+            module.training = training
+
+
+def _train_mode(qmodel: nn.Module) -> None:
+    """Training mode, except dropout: the targets were made without it."""
+    qmodel.train()
+    for module in qmodel.modules():
+        if isinstance(module, nn.modules.dropout._DropoutNd):
+            module.eval()
+
+
+# --------------------------------------------------------------------------- the trainer
+
+
+class _Trainer:
+    """State of one run; `run` is the whole recipe."""
+
+    def __init__(
+        self,
+        float_model: nn.Module,
+        config: QuantConfig,
+        inputs: InputSource,
+        opts: QATOptions,
+        dist_ctx: DistContext,
+        discriminator: Optional[nn.Module],
+        eval_source: Optional[InputSource],
+        on_epoch_end: Optional[EpochCallback],
+    ) -> None:
+        self.float_model = float_model
+        self.config = config
+        self.inputs = inputs
+        self.opts = opts
+        self.dist = dist_ctx
+        self.user_discriminator = discriminator
+        self.eval_source = eval_source
+        self.on_epoch_end = on_epoch_end
+        self.show = opts.progress and dist_ctx.is_main
+
+    # ----------------------------------------------------------------- setup
+
+    def _device(self) -> torch.device:
+        if self.opts.device is not None:
+            return torch.device(self.opts.device)
+        if self.dist.active and torch.cuda.is_available():
+            return torch.device("cuda", self.dist.local_rank)
+        return _model_device(self.float_model)
+
+    def _explain_scaling(self) -> None:
+        learns_quant = self.opts.schedule in ("lsq", "ma-lsq")
+        if learns_quant and self.config.weight_scaling == "stats":
+            log.warning(
+                "config.weight_scaling='stats': LSQ-QAT learns the activation scales and zero "
+                "points, while weight scales follow the weight quantiles at every step. For the "
+                "paper's LSQ (learned weight step sizes too) use QuantConfig(weight_scaling='learned')."
+            )
+        if self.opts.schedule != "lsq" and self.config.weight_scaling == "learned":
+            log.info(
+                "weight_scaling='learned': during MA epochs the weight scales keep their quantile "
+                "initialisation; weights train through straight-through rounding."
+            )
+
+    def _draw(self) -> tuple[Tensor, Tensor]:
+        if self.eval_source is None:
+            return draw_inputs(self.inputs, self.opts.num_train, self.opts.eval_samples)
+        _, train = draw_inputs(self.inputs, self.opts.num_train, 0)
+        if self.opts.eval_samples == 0:
+            return train[:0], train
+        held = torch.cat([b.detach().cpu() for b in iter_batches(self.eval_source, self.opts.eval_samples, GENERATION_BATCH)])
+        return held, train
+
+    def _build_discriminator(self, sample: Tensor) -> Optional[nn.Module]:
+        opts = self.opts
+        needed = opts.adv_weight > 0 or opts.loss == "perceptual-disc"
+        if not needed:
+            if self.user_discriminator is not None:
+                log.info("adv_weight=0 and loss=%r: the discriminator is not used.", opts.loss)
+            return None
+        if sample.dim() != 4:
+            raise ConfigError(
+                f"the adversarial term needs image outputs [B, C, H, W], got {tuple(sample.shape)}: "
+                "set adv_weight=0 and loss='mse' for other outputs."
+            )
+        if self.user_discriminator is None:
+            log.info("no discriminator given: training a fresh PatchGAN critic (seed %d).", opts.seed)
+            disc = fresh_discriminator(sample.shape[1], sample.shape[-1], seed=opts.seed)
+        else:
+            disc = copy.deepcopy(self.user_discriminator)
+        disc = disc.to(sample.device)
+        check_discriminator(disc, sample)
+        return disc.train()
+
+    def _fingerprint(self, inputs_sha: str) -> dict[str, str]:
+        return {
+            "options": json_sha256(self.opts.training_dict()),
+            "quant_config": json_sha256(self.config.to_dict()),
+            "float_model": self.float_sha,
+            "inputs": inputs_sha,
+            "discriminator": module_sha256(self.disc) if self.disc is not None else "none",
+            "vgg": module_sha256(self.vgg) if self.vgg is not None else "none",
+        }
+
+    def _data_root(self, stack: contextlib.ExitStack) -> Path:
+        if self.opts.data_dir is not None:
+            return Path(self.opts.data_dir)
+        if self.out_dir is not None:
+            return self.out_dir / "distill"
+        if self.dist.active:
+            raise ConfigError("under torchrun give out_dir or data_dir: the processes share the distillation data through it.")
+        return Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gan-brevitas-distill-")))
+
+    def _probe_unused(self, sample_inputs: Tensor) -> set[int]:
+        """Parameters that get no gradient (layers the generator never runs, e.g. StyleGAN
+        blocks above its output resolution) are frozen: DDP requires every trained parameter
+        to take part in each step. The probe also initialises learned weight scales from
+        their statistics (Brevitas does that on the first call)."""
+        params = [p for p in self.qmodel.parameters()]
+        flags = [p.requires_grad for p in params]
+        for p in params:
+            p.requires_grad_(True)
+        with torch.random.fork_rng(devices=[]):
+            output = generator_image(self.qmodel(sample_inputs.to(self.device)))
+            output.float().sum().backward()
+        unused = {id(p) for p in params if p.grad is None}
+        for p, flag in zip(params, flags):
+            p.grad = None
+            p.requires_grad_(flag and id(p) not in unused)
+        if unused:
+            names = [n for n, p in self.qmodel.named_parameters() if id(p) in unused]
+            log.info("%d parameter(s) never take part in the output and stay fixed: %s", len(names),
+                     ", ".join(names[:4]) + (", ..." if len(names) > 4 else ""))
+        return unused
+
+    # ----------------------------------------------------------------- phases
+
+    def _apply_phase(self, phase: str) -> None:
+        learn = phase == "lsq"
+        for p in self.quant_params:
+            if id(p) not in self.unused:
+                p.requires_grad_(learn)
+        if self.ranges is not None:
+            self.ranges.enabled = phase == "ma"
+        if self.dist.active and phase != self.ddp_phase:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp_g = None  # the old reducer must be gone before a new one hooks the parameters
+            self.ddp_g = DistributedDataParallel(self.qmodel, device_ids=ids)
+            if self.disc is not None and self.ddp_d is None:
+                self.ddp_d = DistributedDataParallel(self.disc, device_ids=ids)
+        self.ddp_phase = phase
+
+    # ----------------------------------------------------------------- evaluation
+
+    def _evaluate(self) -> tuple[Optional[float], Optional[float]]:
+        """(PSNR, qFID) of the quantized model on the held-out pairs (main process only)."""
+        if not self.dist.is_main or self.eval_in.shape[0] == 0 or self.eval_targets is None:
+            return None, None
+        ranges_on = self.ranges.enabled if self.ranges is not None else False
+        if self.ranges is not None:
+            self.ranges.enabled = False
+        try:
+            with torch.random.fork_rng(devices=[]), torch.no_grad(), _eval_mode(self.qmodel):
+                images = torch.cat([
+                    generator_image(self.qmodel(b.to(self.device))).float().cpu()
+                    for b in self.eval_in.split(self.opts.eval_batch_size)
+                ])
+        finally:
+            if self.ranges is not None:
+                self.ranges.enabled = ranges_on
+        targets = self.eval_targets
+        value_psnr = psnr(images, targets) if torch.isfinite(images).all() else None
+        value_qfid = None
+        if self.extractor is not None and images.dim() == 4:
+            try:
+                value_qfid = fid(images, targets, self.extractor, name="qfid", cuda=False).value
+            except MetricError as err:
+                log.warning("qFID not computed: %s", err)
+        return value_psnr, value_qfid
+
+    # ----------------------------------------------------------------- checkpoint
+
+    def _state(self, epoch: int) -> dict[str, Any]:
+        return {
+            "epoch": epoch,
+            "fingerprint": self.fingerprint,
+            "model": self.qmodel.state_dict(),
+            "discriminator": self.disc.state_dict() if self.disc is not None else None,
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict() if self.opt_d is not None else None,
+            "scheduler": self.scheduler.state_dict(),
+            "ranges": self.ranges.state_dict() if self.ranges is not None else None,
+            "history": self.history,
+        }
+
+    def _restore(self, state: dict[str, Any]) -> int:
+        """Everything but the model (loaded first, see `run`) from a checkpoint; its epoch."""
+        if self.disc is not None:
+            self.disc.load_state_dict(state["discriminator"], strict=True)
+            self.opt_d.load_state_dict(state["opt_d"])  # type: ignore[union-attr]
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.ranges is not None and state["ranges"] is not None:
+            self.ranges.load_state_dict(state["ranges"])
+        self.history = list(state["history"])
+        rngs = state["rng"]
+        if self.dist.rank < len(rngs):
+            set_rng_state(rngs[self.dist.rank])
+        else:
+            log.warning("the checkpoint holds RNG states of %d process(es); rank %d starts from the seed.",
+                        len(rngs), self.dist.rank)
+        return int(state["epoch"])
+
+    # ----------------------------------------------------------------- the run
+
+    def run(self) -> nn.Module:
+        opts = self.opts
+        self.device = self._device()
+        self._explain_scaling()
+        # 1. Everything that can fail, before any file is written.
+        self.vgg = None
+        if opts.loss == "perceptual":
+            self.vgg = load_vgg16_features(resolve_vgg16_weights(opts.vgg_weights)).to(self.device)
+        self.out_dir = Path(opts.out_dir) if opts.out_dir is not None else None
+        if self.out_dir is not None and self.out_dir.exists() and not self.out_dir.is_dir():
+            raise ConfigError(f"out_dir {self.out_dir} is a file, not a directory.")
+        if getattr(self.float_model, "noise_mode", None) == "random":
+            log.warning(
+                "the generator draws fresh noise on every call (noise_mode='random'): the quantized "
+                "model cannot reproduce the stored outputs exactly; use noise_mode='const' for distillation."
+            )
+        if opts.batch_size % self.dist.world_size:
+            raise ConfigError(
+                f"batch_size={opts.batch_size} is the global batch and must divide evenly over "
+                f"{self.dist.world_size} processes."
+            )
+        self.float_model.to(self.device).eval()
+        self.eval_in, train_in = self._draw()
+        inputs_sha = inputs_fingerprint(self.eval_in, train_in)
+        if len(set(self.dist.gather_objects(inputs_sha))) > 1:
+            raise ConfigError("the processes drew different inputs: give every process the same inputs (same sampler seed).")
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            sample = generator_image(self.float_model(train_in[:2].to(self.device)))
+        self.disc = self._build_discriminator(sample)
+        self.float_sha = module_sha256(self.float_model)
+        self.fingerprint = self._fingerprint(inputs_sha)
+        resuming = False
+        if self.out_dir is not None:
+            resuming = check_run_dir(self.out_dir, self.fingerprint, opts.resume)
+        self.dist.barrier()  # every process has checked before the main one writes
+        if self.out_dir is not None and self.dist.is_main and not resuming:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            write_run_record(self.out_dir, self.fingerprint, {
+                "options": opts.to_dict(), "quant_config": self.config.to_dict()})
+
+        with contextlib.ExitStack() as stack, _isolated_rng(opts.seed + self.dist.rank):
+            # 2. Distillation data.
+            root = self._data_root(stack)
+            directory = prepare_distillation_data(
+                self.float_model, self.eval_in, train_in, root, self.float_sha, opts.shard_size,
+                self.device, write=self.dist.is_main, progress=self.show)
+            self.dist.barrier()
+            dataset = ShardedPairs(directory)
+            self.eval_in, self.eval_targets = dataset.held_out()
+            per_process = opts.batch_size // self.dist.world_size
+            loader, sampler = make_loader(dataset, per_process, self.dist.rank, self.dist.world_size, opts.seed)
+            self.extractor: Optional[ExtractorSpec] = None
+            if self.dist.is_main and self.eval_in.shape[0] >= 2 and sample.dim() == 4:
+                self.extractor = resolve_extractor()
+
+            # 3. Quantized model, initialised by quantile PTQ (skipped when resuming).
+            self.qmodel = quantize_model(self.float_model, self.config).to(self.device)
+            initial, checkpoint = None, None
+            if resuming:
+                checkpoint = load_checkpoint(self.out_dir, map_location=self.device)  # type: ignore[arg-type]
+                # Before anything holds the model's parameters: Brevitas re-creates its quantizer
+                # modules (new Parameter objects) when a state dict is loaded.
+                self.qmodel.load_state_dict(checkpoint["model"], strict=True)
+            else:
+                initial = calibrate_activations(self.qmodel, self.float_model, train_in, self.config,
+                                                num_samples=opts.num_samples, progress=self.show)
+            _train_mode(self.qmodel)
+            self.unused = self._probe_unused(train_in[:2])
+            quant = quantizer_parameters(self.qmodel)
+            quant_ids = {id(p) for _, p in quant}
+            self.quant_params = [p for _, p in quant]
+            weights = [p for p in self.qmodel.parameters() if id(p) not in quant_ids and id(p) not in self.unused]
+            quant_trained = [p for p in self.quant_params if id(p) not in self.unused]
+            self.ranges = None
+            if opts.schedule in ("ma", "ma-lsq"):
+                self.ranges = MovingAverageRanges(self.qmodel, self.config, initial)
+                stack.enter_context(self.ranges.observing())
+
+            # 4. Optimisers, schedule, objective.
+            groups = [{"params": weights, "lr": opts.lr_weights, "name": "weights"}]
+            if quant_trained:
+                groups.append({"params": quant_trained, "lr": opts.lr_quant, "name": "quantizers"})
+            self.opt_g = torch.optim.Adam(groups, betas=opts.betas)
+            steps = len(loader)
+            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt_g, T_max=opts.epochs * steps)
+            self.opt_d = None
+            if self.disc is not None:
+                self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=opts.lr_discriminator, betas=opts.betas)
+            objective = DistillationObjective(
+                opts.loss, opts.adv_weight, opts.content_weight, opts.style_weight, opts.mse_weight,
+                discriminator=self.disc, vgg=self.vgg)
+            self.ddp_g: Optional[nn.Module] = None
+            self.ddp_d: Optional[nn.Module] = None
+            self.ddp_phase: Optional[str] = None
+
+            start = 0
+            self.history: list[dict[str, Any]] = []
+            if checkpoint is not None:
+                start = self._restore(checkpoint)
+                log.info("resuming %s at epoch %d of %d from %s", opts.method, start + 1, opts.epochs, self.out_dir)
+            else:
+                psnr0, qfid0 = self._evaluate()
+                record = EpochRecord(0, "ptq-init", psnr=psnr0, qfid=qfid0)
+                self.history.append(record.to_dict())
+                self._log(record)
+
+            # 5. Epochs.
+            for epoch in range(start, opts.epochs):
+                self._apply_phase(opts.phase(epoch))
+                sampler.set_epoch(epoch)
+                began = time.perf_counter()
+                sums: dict[str, float] = {}
+                bar = tqdm(loader, desc=f"{opts.method} epoch {epoch + 1}/{opts.epochs}", disable=not self.show, leave=False)
+                for inputs, targets in bar:
+                    scalars = self._step(inputs.to(self.device), targets.to(self.device), objective)
+                    for key, value in scalars.items():
+                        sums[key] = sums.get(key, 0.0) + value
+                    bar.set_postfix(loss=f"{scalars['total']:.4g}")
+                losses = self.dist.mean({k: v / steps for k, v in sums.items()})
+                value_psnr, value_qfid = self._evaluate()
+                record = EpochRecord(
+                    epoch + 1, opts.phase(epoch), losses,
+                    {g["name"]: g["lr"] for g in self.opt_g.param_groups},
+                    value_psnr, value_qfid, time.perf_counter() - began)
+                self.history.append(record.to_dict())
+                self._checkpoint(epoch + 1)
+                self._log(record)
+                if self.on_epoch_end is not None:
+                    self.on_epoch_end(record, self.qmodel)
+        self.ddp_g = self.ddp_d = None
+        return self.qmodel.eval()
+
+    def _step(self, inputs: Tensor, targets: Tensor, objective: DistillationObjective) -> dict[str, float]:
+        generator = self.ddp_g if self.ddp_g is not None else self.qmodel
+        critic = self.ddp_d if self.ddp_d is not None else self.disc
+        fake = generator_image(generator(inputs))
+        scalars: dict[str, float] = {}
+        if critic is not None:
+            # Discriminator step: real = full-precision output, fake = quantized output.
+            n = fake.shape[0]
+            scores = discriminator_scores(critic(torch.cat([targets, fake.detach()])))
+            d_loss = lsgan_discriminator_loss(scores[:n], scores[n:])
+            self.opt_d.zero_grad(set_to_none=True)  # type: ignore[union-attr]
+            d_loss.backward()
+            self.opt_d.step()  # type: ignore[union-attr]
+            scalars["discriminator"] = float(d_loss.detach())
+        terms = objective(fake, targets, critic)
+        self.opt_g.zero_grad(set_to_none=True)
+        terms.total.backward()
+        self.opt_g.step()
+        self.scheduler.step()
+        if self.ranges is not None and self.ranges.enabled:
+            self.ranges.commit(self.dist)
+        scalars.update(terms.scalars())
+        return scalars
+
+    def _checkpoint(self, epoch: int) -> None:
+        rngs = self.dist.gather_objects(rng_state())
+        if self.out_dir is None or not self.dist.is_main:
+            self.dist.barrier()
+            return
+        state = self._state(epoch)
+        state["rng"] = rngs
+        save_checkpoint(self.out_dir, state)
+        write_log(self.out_dir, self.history)
+        self.dist.barrier()
+
+    def _log(self, record: EpochRecord) -> None:
+        if not self.dist.is_main:
+            return
+        parts = [f"{k} {v:.4g}" for k, v in sorted(record.losses.items())]
+        quality = []
+        if record.psnr is not None:
+            quality.append(f"PSNR {record.psnr:.2f} dB")
+        if record.qfid is not None:
+            quality.append(f"qFID {record.qfid:.4g} [{self.extractor.label if self.extractor else '?'}]")
+        log.info("%s epoch %d/%d [%s] %s%s%s", self.opts.method, record.epoch, self.opts.epochs, record.phase,
+                 ", ".join(parts), " | " if parts and quality else "", ", ".join(quality))

@@ -1,0 +1,40 @@
+"""Shared pieces of the QAT tests: one thread, a tiny generator, small run options."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from tests.helpers import dcgan_generator
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """QAT tests run single-threaded (2 shared cores; bitwise comparisons stay simple)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def generator() -> torch.nn.Module:
+    """A DCGAN-style generator, latent 16 -> 3x16x16 (BatchNorm folded by quantize)."""
+    return dcgan_generator(z_dim=16, width=16, seed=0)
+
+
+@pytest.fixture(scope="module")
+def latents() -> torch.Tensor:
+    return torch.randn(96, 16, generator=torch.Generator().manual_seed(1))
+
+
+def small_options(**changes: Any) -> dict[str, Any]:
+    """A CPU-sized run: 64 distillation pairs, batch 8, 16 held-out samples, no progress bars."""
+    options: dict[str, Any] = dict(
+        epochs=2, batch_size=8, num_train=64, num_samples=32, eval_samples=16, loss="mse",
+        lr_weights=1e-3, lr_quant=1e-4, progress=False,
+    )
+    options.update(changes)
+    return options
