@@ -214,6 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--inception-weights", help="local Inception-v3 weights file (default: offline demo CNN)")
     demo.set_defaults(func=cmd_demo)
 
+    from gan_brevitas.export.commands import add_commands as add_export_commands
+
+    add_export_commands(sub)
+
     info = sub.add_parser("info", help="show what a quantized generator file holds")
     info.add_argument("path", help="file written by `gan-brevitas quantize`")
     info.set_defaults(func=cmd_info)
