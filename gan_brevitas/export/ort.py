@@ -52,12 +52,19 @@ def _onnxruntime() -> Any:
     return onnxruntime
 
 
-def make_session(path: str | os.PathLike, threads: Optional[int] = None, optimized_path: Optional[str] = None) -> Any:
-    """A CPU InferenceSession with full graph optimizations.
+def make_session(
+    path: str | os.PathLike,
+    threads: Optional[int] = None,
+    optimized_path: Optional[str] = None,
+    optimize: bool = True,
+) -> Any:
+    """A CPU InferenceSession, with full graph optimizations unless ``optimize`` is False.
 
     Args:
         threads: intra-op threads (None: ONNX Runtime's default, one per physical core).
         optimized_path: where ONNX Runtime writes its optimized graph (for inspection).
+        optimize: False runs the graph op by op as written (the ONNX reference semantics,
+            no int8 fusion): slow, for checking what a graph means.
     """
     ort = _onnxruntime()
     model = load_model(path)  # a clear ExportError for files that are not models
@@ -68,7 +75,9 @@ def make_session(path: str | os.PathLike, threads: Optional[int] = None, optimiz
         # int8 activations; without the propagation the model loads and computes the same.
         disabled.append("QDQPropagationTransformer")
     options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.graph_optimization_level = (
+        ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize else ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    )
     options.log_severity_level = 3  # the NCHWc "hardware specific" notice is expected here
     if threads is not None:
         options.intra_op_num_threads = threads
@@ -90,9 +99,9 @@ class OrtGenerator:
     inputs in batches and returns a float tensor, like ``gan_brevitas.metrics.generate``.
     """
 
-    def __init__(self, path: str | os.PathLike, threads: Optional[int] = None) -> None:
+    def __init__(self, path: str | os.PathLike, threads: Optional[int] = None, optimize: bool = True) -> None:
         self.path = Path(path)
-        self.session = make_session(self.path, threads)
+        self.session = make_session(self.path, threads, optimize=optimize)
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)

@@ -85,7 +85,9 @@ def pack_int4(model: onnx.ModelProto) -> int:
             continue
         values = np.clip(weight, int(low), int(high))
         name = f"{clip.input[0]}_int4"
-        graph.initializer.append(helper.make_tensor(name, TensorProto.INT4, values.shape, values.flatten().tolist()))
+        graph.initializer.append(
+            helper.make_tensor(name, TensorProto.INT4, values.shape, _pack_nibbles(values), raw=True)
+        )
         node.input[0] = name
         if len(node.input) > 2:
             del node.input[2:]  # zero point 0 is the default; its type would have to be INT4 too
@@ -95,6 +97,15 @@ def pack_int4(model: onnx.ModelProto) -> int:
         graph.node.remove(clip)
     _drop_unused_initializers(model)
     return packed
+
+
+def _pack_nibbles(values: np.ndarray) -> bytes:
+    """Two signed 4-bit values per byte, first value in the low nibble (ONNX's INT4 layout)."""
+    flat = values.astype(np.int8).ravel()
+    if flat.size % 2:
+        flat = np.append(flat, np.int8(0))
+    nibbles = (flat & 0x0F).astype(np.uint8)
+    return (nibbles[0::2] | (nibbles[1::2] << 4)).tobytes()
 
 
 def _drop_unused_initializers(model: onnx.ModelProto) -> None:

@@ -10,7 +10,8 @@ Targets:
   ConvTranspose weights per tensor (kept) or per-channel rewritten as Conv (axis 0), 4-bit
   weights as int8 + Clip, optional fp16 float parts. The exported graph is checked against the
   rules and an error-level violation stops the export before anything is written.
-* ``float``: the folded float generator, the fp32 baseline that `bench` compares against.
+* ``float``: the folded float generator (or a quantized model's float twin: the same weights
+  without quantizers), the fp32 baseline that `bench` compares against.
 
 Brevitas exports with the TorchScript exporter (``dynamo=False``: the dynamo path rejects
 quantized biases); the file is then cleaned (initializers out of graph.input), stamped with
@@ -39,7 +40,7 @@ from gan_brevitas.errors import ExportError
 from gan_brevitas.export import passes
 from gan_brevitas.export.rules import check_tensorrt, format_violations
 from gan_brevitas.export.subpixel import rewrite_conv_transpose
-from gan_brevitas.export.symmetric import has_asymmetric_activations, to_symmetric
+from gan_brevitas.export.symmetric import float_twin, has_asymmetric_activations, to_symmetric
 from gan_brevitas.inputs import InputSource, iter_batches
 from gan_brevitas.quant.config import QuantConfig
 from gan_brevitas.quant.convert import quant_layers
@@ -296,13 +297,13 @@ def prepare_for_target(
     config = _config_of(model)
     if options.target == "float":
         if _is_quantized(model):
-            raise ExportError(
-                "target 'float' exports a float generator, but this model is quantized: export it "
-                "with target='onnxruntime' or 'tensorrt', and the float generator with 'float'."
-            )
-        from gan_brevitas.quant.convert import fold_for_quantization
+            # The same weights without quantizers: the fp32 baseline of exactly this network.
+            work = float_twin(model)
+            conversions.append("quantized model exported as its float twin (same weights, no quantizers)")
+        else:
+            from gan_brevitas.quant.convert import fold_for_quantization
 
-        work = fold_for_quantization(model)
+            work = fold_for_quantization(model)
     else:
         if not _is_quantized(model):
             raise ExportError(

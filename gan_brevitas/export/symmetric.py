@@ -86,8 +86,8 @@ def to_symmetric(
     if inputs is None:
         raise ExportError(
             "this model has asymmetric (uint8 + zero point) activations, which TensorRT cannot run; "
-            "pass calibration inputs (export(..., inputs=latents_or_images)) to re-calibrate them as "
-            "symmetric int8, or quantize with QuantConfig(act_scheme='symmetric')."
+            "pass calibration inputs (export(..., inputs=latents_or_images); CLI: --images DIR) to "
+            "re-calibrate them as symmetric int8, or quantize with QuantConfig(act_scheme='symmetric')."
         )
     symmetric_config = config.replace(act_scheme="symmetric")
     twin = float_twin(qmodel)
