@@ -246,7 +246,8 @@ class _Trainer:
             log.warning(
                 "config.weight_scaling='stats': LSQ-QAT learns the activation scales and zero "
                 "points, while weight scales follow the weight quantiles at every step. For the "
-                "paper's LSQ (learned weight step sizes too) use QuantConfig(weight_scaling='learned')."
+                "paper's LSQ (learned weight step sizes too) pass weight_scaling='learned' (CLI: "
+                "--set weight_scaling=learned)."
             )
         if self.opts.schedule != "lsq" and self.config.weight_scaling == "learned":
             log.info(

@@ -10,9 +10,10 @@ import torch
 from tests.helpers import dcgan_generator
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(autouse=True, scope="module")
 def one_thread():
-    """QAT tests run single-threaded (2 shared cores; bitwise comparisons stay simple)."""
+    """QAT tests run single-threaded: two threads on 2 shared cores run up to 7x slower under
+    load. Module scope, so module-scoped fixtures (a finished run) get it too."""
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
