@@ -10,12 +10,14 @@ where X_i and Y_i are the input and output of block i in the FULL-PRECISION mode
 ``block_input="quant"`` feeds the quantized model's own X_i instead, Y_i stays full precision).
 
 * STE-BRECQ trains the weights and biases with straight-through rounding, and the quantizer
-  parameters with LSQ: the weight scales (the method runs with ``weight_scaling="learned"``, so
-  they are parameters initialised from the weight quantiles) and the activation scales and
-  zero points. Adam; Appendix A.1's learning rates; the rate drops 10x half-way.
+  parameters with LSQ: the activation scales and zero points, and the weight scales when
+  ``config.weight_scaling == "learned"`` (the paper; parameters initialised from the weight
+  quantiles; with "stats" they follow the weights). Adam; Appendix A.1's learning rates; the
+  rates drop 10x half-way.
 * AR-BRECQ learns each weight's rounding with AdaRound (`gan_brevitas.ptq.adaround`, built on
   Brevitas's learned-round quantizer) with the weights and weight scales fixed, and the
-  activation scales / zero points with LSQ. The regulariser's β anneals 20 -> 2 after a
+  activation scales / zero points with LSQ. It needs ``weight_scaling="learned"`` (a stored
+  scale: the grid must not move when the rounded weights are written back). The regulariser's β anneals 20 -> 2 after a
   warm-up without it (the first 20% of the steps; the paper: 20,000 steps, 4,000 warm-up).
   At the end of each block the rounding is hardened: every weight is exactly on its grid.
 
@@ -161,13 +163,15 @@ class SteBrecqOptions(BrecqOptions):
             The paper's 1e-2 / 1e-3 were set on rosinality's equal-LR ``weight_orig`` (unit
             variance, the layer multiplies it by sqrt(2 / fan_in)); a relative rate means the
             same on the folded weights we train, and on any other generator.
-        bias_lr: Adam learning rate of the biases (absolute, as the paper's).
+        bias_lr: Adam learning rate of the biases, relative to the RMS of the layer's output
+            (a weight step of weight_lr x RMS(W) moves the output by about weight_lr x its
+            RMS; this gives bias steps the same effect, whatever the layer's output scale).
         lr_decay_at: fraction of the steps after which every rate is multiplied by lr_decay.
         lr_decay: the step decay factor.
     """
 
     weight_lr: float = 1e-2
-    bias_lr: float = 1e-3
+    bias_lr: float = 1e-2
     lr_decay_at: float = 0.5
     lr_decay: float = 0.1
 
@@ -358,8 +362,8 @@ def _check_chain(float_model: nn.Module, block: Block, data: _BlockData) -> None
     if output.shape != target.shape or not torch.allclose(output, target, rtol=1e-4, atol=1e-5):
         raise ConfigError(
             f"block {block.name!r}: running its modules one after the other does not give the "
-            "output the model computes (the forward does more between them); choose block "
-            "boundaries at which the model's data flow is a plain chain."
+            "output the model computes (the forward does more between them, or the block draws "
+            "random numbers); choose block boundaries at which the data flow is a plain chain."
         )
 
 
@@ -413,13 +417,37 @@ def _record_fisher_weights(
     data.has_weights = True
 
 
-def _param_groups_ste(layers: Sequence[QuantWeightBiasInputOutputLayer], options: SteBrecqOptions) -> list[dict]:
+def _rms(x: Tensor) -> float:
+    return max(float(x.detach().float().pow(2).mean().sqrt()), 1e-12)
+
+
+def _output_rms(qmodel: nn.Module, block: Block, data: _BlockData, layers: Sequence[nn.Module]) -> list[float]:
+    """RMS of each layer's output on the block's first recorded batch."""
+    seen: dict[int, float] = {}
+    handles = [
+        layer.register_forward_hook(lambda m, a, out, i=i: seen.__setitem__(i, _rms(first_tensor(out))))
+        for i, layer in enumerate(layers)
+    ]
+    try:
+        with torch.no_grad():
+            args, kwargs, _, _ = data.batch(0)
+            run_block(qmodel, block, args, kwargs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [seen.get(i, 1.0) for i in range(len(layers))]
+
+
+def _param_groups_ste(
+    layers: Sequence[QuantWeightBiasInputOutputLayer], output_rms: Sequence[float], options: SteBrecqOptions
+) -> list[dict]:
+    """Adam groups: weights at weight_lr x RMS(W), biases at bias_lr x RMS(output), LSQ
+    parameters at quant_lr."""
     groups = []
-    for layer in layers:
-        rms = float(layer.weight.detach().pow(2).mean().sqrt())
-        groups.append({"params": [layer.weight], "lr": options.weight_lr * max(rms, 1e-12)})
+    for layer, out_rms in zip(layers, output_rms):
+        groups.append({"params": [layer.weight], "lr": options.weight_lr * _rms(layer.weight)})
         if layer.bias is not None:
-            groups.append({"params": [layer.bias], "lr": options.bias_lr})
+            groups.append({"params": [layer.bias], "lr": options.bias_lr * out_rms})
         quant = _weight_scale_parameters(layer) + _act_quant_parameters(layer)
         if quant:
             groups.append({"params": quant, "lr": options.quant_lr})
@@ -433,7 +461,7 @@ def _optimise(
     groups: list[dict],
     options: BrecqOptions,
     index: int,
-    method: str,
+    bar: tqdm,
     rounding: Sequence[AdaRoundWeight] = (),
 ) -> None:
     """The training loop of one block (both methods)."""
@@ -445,9 +473,8 @@ def _optimise(
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, [milestone], gamma=options.lr_decay)
     warmup_steps = int(options.steps * options.warmup) if isinstance(options, ArBrecqOptions) else 0
     order = torch.Generator().manual_seed(options.seed * 1_000_003 + index)
-    bar = tqdm(range(options.steps), desc=f"{method} {block.name}", disable=not options.progress, leave=False)
     with _only_trainable(qmodel, params), torch.enable_grad():
-        for step in bar:
+        for step in range(options.steps):
             b = int(torch.randint(len(data), (1,), generator=order))
             args, kwargs, target, weight = data.batch(b)
             loss = reconstruction_loss(run_block(qmodel, block, args, kwargs), target, weight)
@@ -465,9 +492,9 @@ def _optimise(
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
-            if step % 50 == 0 or step == options.steps - 1:
+            bar.update()
+            if step % 10 == 0:
                 bar.set_postfix(loss=f"{float(loss):.4g}")
-    bar.close()
 
 
 def _reconstruct_block(
@@ -493,20 +520,24 @@ def _reconstruct_block(
     loss_before, rel_before = _evaluate(qmodel, block, data)
     modules = [layer for _, layer in layers]
     flipped: Optional[float] = None
+    bar = tqdm(total=options.steps, desc=f"{method} {block.name}", disable=not options.progress)
     if isinstance(options, ArBrecqOptions):
         with learned_rounding(modules) as rounding:
             groups = [{"params": [r.value for r in rounding], "lr": options.round_lr}]
             act = [p for layer in modules for p in _act_quant_parameters(layer)]
             if act:
                 groups.append({"params": act, "lr": options.quant_lr})
-            _optimise(qmodel, block, data, groups, options, index, method, rounding)
+            _optimise(qmodel, block, data, groups, options, index, bar, rounding)
             counts = [r.value.numel() for r in rounding]
             shares = [r.harden() for r in rounding]
         flipped = sum(s * c for s, c in zip(shares, counts)) / sum(counts)
     else:
         assert isinstance(options, SteBrecqOptions)
-        _optimise(qmodel, block, data, _param_groups_ste(modules, options), options, index, method)
+        groups = _param_groups_ste(modules, _output_rms(qmodel, block, data, modules), options)
+        _optimise(qmodel, block, data, groups, options, index, bar)
     loss_after, rel_after = _evaluate(qmodel, block, data)
+    bar.set_postfix_str(f"loss {loss_before:.4g} -> {loss_after:.4g}, relative error {rel_before:.4f} -> {rel_after:.4f}")
+    bar.close()
     report = BlockReport(
         name=block.name,
         layers=[name for name, _ in layers],
@@ -533,6 +564,23 @@ def _reconstruct_block(
 # --------------------------------------------------------------------------- driver
 
 
+def _check_weight_scaling(config: QuantConfig, method: str) -> None:
+    """The saved model is rebuilt from ``config``, so the method runs with it as given."""
+    if config.weight_scaling == "learned":
+        return
+    if method == "ar-brecq":
+        raise ConfigError(
+            "AR-BRECQ rounds every weight onto a FIXED grid, so the weight scale must be a stored "
+            "parameter: use QuantConfig(weight_scaling='learned') (or the option "
+            "weight_scaling='learned'; CLI: --set weight_scaling=learned)."
+        )
+    log.warning(
+        "config.weight_scaling='stats': STE-BRECQ trains the weights and the activation scales "
+        "and zero points, while the weight scales follow the weight quantiles. For the paper's "
+        "LSQ weight step sizes use QuantConfig(weight_scaling='learned')."
+    )
+
+
 def block_reconstruction(
     float_model: nn.Module,
     config: QuantConfig,
@@ -542,17 +590,15 @@ def block_reconstruction(
 ) -> nn.Module:
     """Quantize ``float_model`` (already folded) and reconstruct it block by block."""
     start = time.perf_counter()
-    effective = config if config.weight_scaling == "learned" else config.replace(weight_scaling="learned")
-    if effective is not config:
-        log.info("%s learns the weight scales: running with weight_scaling='learned'", method)
+    _check_weight_scaling(config, method)
     float_model.eval()
-    qmodel = quantize_model(float_model, effective).eval()
+    qmodel = quantize_model(float_model, config).eval()
     blocks = (
         default_blocks(float_model) if options.blocks is None else blocks_from_spec(float_model, options.blocks)
     )
     check_blocks_exist(float_model, blocks)
     layer_names = [name for name, _ in quant_layers(qmodel)]
-    report = BrecqReport(method=method, config=effective.to_dict(), options=options.to_dict())
+    report = BrecqReport(method=method, config=config.to_dict(), options=options.to_dict())
 
     with BlockDataCache(options.max_memory_mb * 2**20, options.cache_dir) as cache:
         batches = iter_batches(inputs, options.num_samples, options.batch_size)
@@ -561,13 +607,14 @@ def block_reconstruction(
             float_model, blocks, batches, cache, expected, options.seed, layer_names, options.progress
         )
         check_coverage(blocks, capture.ran_layers)
+        device = next(float_model.parameters()).device
         for index in capture.block_order:
-            _check_chain(float_model, blocks[index], _BlockData(cache, index, "args", torch.device("cpu")))
+            _check_chain(float_model, blocks[index], _BlockData(cache, index, "args", device))
 
         samples = min(options.calibration_samples, options.num_samples)
         calibration = (cache.get(INPUTS_KEY, b) for b in range(cache.num_batches))
         with seeded(options.seed):
-            calibrate_activations(qmodel, float_model, calibration, effective, samples, options.progress)
+            calibrate_activations(qmodel, float_model, calibration, config, samples, options.progress)
         _initialise_weight_scales(qmodel)
 
         for index in capture.block_order:
