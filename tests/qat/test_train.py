@@ -189,3 +189,21 @@ def test_perceptual_disc_and_a_given_discriminator(generator, latents):
                      **small_options(epochs=1, loss="perceptual-disc", eval_samples=0))
     assert _same(before, [p.detach() for p in disc.parameters()])  # the caller's copy is untouched
     assert {"content", "style", "adversarial", "discriminator"} <= set(recorder.records[0].losses)
+
+
+def test_stylegan_layers_that_never_run_stay_fixed(latents):
+    """StyleGAN keeps all 9 progression blocks (reference layout) but an 8 px model runs only
+    blocks 0-1: the others get no gradient and are frozen (DDP requires it), the rest trains."""
+    model = recipes.build_generator("stylegan", size=8, channels=8, code_dim=16, n_mlp=1, noise_mode="const")
+    qmodel = recipes.quantize(model, "lsq-qat", config=W4, inputs=latents,
+                              **small_options(epochs=1, eval_samples=0, lr_weights=1e-2))
+    reference = recipes.quantize(model, "vanilla-ptq", config=W4, inputs=latents[16:], num_samples=32, progress=False)
+    trained, initial = dict(qmodel.named_parameters()), dict(reference.named_parameters())
+    frozen = {n for n, p in trained.items() if not p.requires_grad}
+    unused_blocks = {n for n in trained if any(f"progression.{i}." in n for i in range(2, 9))}
+    assert unused_blocks and unused_blocks <= frozen
+    assert not any("progression.0." in n or "progression.1." in n for n in frozen)
+    for name in unused_blocks & set(initial):
+        assert torch.equal(trained[name], initial[name]), name
+    name = "generator.progression.0.conv2.weight"
+    assert not torch.equal(trained[name], initial[name])
