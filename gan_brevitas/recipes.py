@@ -24,6 +24,7 @@ from gan_brevitas.metrics.evaluate import Evaluation
 from gan_brevitas.metrics.evaluate import evaluate as evaluate_images
 from gan_brevitas.metrics.extractors import resolve_extractor
 from gan_brevitas.models import build_generator, load_generator
+from gan_brevitas.plugins import modelopt_method
 from gan_brevitas.ptq.brecq import ar_brecq, ste_brecq
 from gan_brevitas.ptq.vanilla import vanilla_ptq
 from gan_brevitas.qat import lsq_qat, ma_qat
@@ -43,6 +44,9 @@ METHODS: dict[str, Method] = {
     "lsq-qat": lsq_qat,
     "ste-brecq": ste_brecq,
     "ar-brecq": ar_brecq,
+    "modelopt-int8": modelopt_method("int8"),
+    "modelopt-int8-percentile": modelopt_method("int8-percentile"),
+    "modelopt-w4a8": modelopt_method("w4a8"),
 }
 
 __all__ = [

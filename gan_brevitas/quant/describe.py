@@ -53,6 +53,12 @@ def _conv_like_float_layers(model: nn.Module, known: list[str]) -> list[tuple[st
 
 
 def describe_rows(model: nn.Module) -> list[LayerRow]:
+    from gan_brevitas.plugins import is_modelopt_model
+
+    if is_modelopt_model(model):  # quantized through the ModelOpt plugin: its own rows
+        from gan_brevitas.plugins.modelopt import describe_rows as modelopt_rows
+
+        return modelopt_rows(model)
     rows = [
         LayerRow(
             name=name,
@@ -72,10 +78,13 @@ def describe_rows(model: nn.Module) -> list[LayerRow]:
 
 def describe(model: nn.Module) -> str:
     """A plain-text table: layer, type, weight bits, per-channel, activation scheme, notes."""
+    return format_table(describe_rows(model))
+
+
+def format_table(rows: list[LayerRow]) -> str:
+    """The `describe` table of ``rows`` (shared by the Brevitas and the ModelOpt reports)."""
     header = ("layer", "type", "w bits", "per-ch", "activations (scheme, scale)", "float-kept part")
-    lines = [header] + [
-        (r.name, r.kind, r.weight_bits, r.per_channel, r.activations, r.note) for r in describe_rows(model)
-    ]
+    lines = [header] + [(r.name, r.kind, r.weight_bits, r.per_channel, r.activations, r.note) for r in rows]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
     out = []
     for index, line in enumerate(lines):
