@@ -38,17 +38,28 @@ def run(name: str, out_dir: Path) -> dict[str, torch.Tensor]:
     return recipes.quantize(generator, method, config=QuantConfig(**W4_LEARNED), inputs=latents, **options).state_dict()
 
 
-def run_rank(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
-    """Join a gloo group like a torchrun process, make every run, save this rank's weights."""
+def run_rank(rank: int, world_size: int, ports: list[int], out_dir: str) -> None:
+    """Behave like a process that torchrun started: only the environment says it is
+    distributed, and each run initialises (and tears down) the gloo group itself."""
     import warnings
 
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
-    os.environ["LOCAL_RANK"] = str(rank)
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
-    try:
-        for name in RUNS:
-            state = run(name, Path(out_dir) / name)
-            torch.save(state, Path(out_dir) / f"{name}-rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world_size), MASTER_ADDR="127.0.0.1")
+    for name, port in zip(RUNS, ports):
+        os.environ["MASTER_PORT"] = str(port)
+        state = run(name, Path(out_dir) / name)
+        assert not dist.is_initialized()  # the run closed the group it opened
+        torch.save(state, Path(out_dir) / f"{name}-rank{rank}.pt")
+
+
+def free_ports(count: int) -> list[int]:
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports

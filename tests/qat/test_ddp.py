@@ -1,12 +1,12 @@
-"""DDP: two gloo processes (torch.multiprocessing, as torchrun would start them) end with
-identical weights, equal to one process on the same global batch: bitwise for MA ranges,
-within float rounding for gradient steps."""
+"""DDP: two gloo processes started the way torchrun starts them (RANK / WORLD_SIZE / MASTER_* in
+the environment; torch.multiprocessing spawns them) end with identical weights, equal to one
+process on the same global batch: bitwise for MA ranges, within float rounding otherwise."""
 
 import torch
 import torch.multiprocessing as mp
 
 from gan_brevitas.qat.checkpoint import load_checkpoint
-from tests.qat.ddp_worker import RUNS, run, run_rank
+from tests.qat.ddp_worker import RUNS, free_ports, run, run_rank
 
 #: Largest relative difference, 2 processes vs 1 (measured: 0, 8e-8 and 8e-5). DDP sums
 #: per-process gradient means in another order than one process; over two epochs those
@@ -21,7 +21,7 @@ def _worst(a: dict, b: dict) -> float:
 
 
 def test_two_gloo_processes_match_one_process(tmp_path):
-    mp.spawn(run_rank, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(run_rank, args=(2, free_ports(len(RUNS)), str(tmp_path)), nprocs=2, join=True)
     for name in RUNS:
         rank0 = torch.load(tmp_path / f"{name}-rank0.pt", weights_only=True)
         rank1 = torch.load(tmp_path / f"{name}-rank1.pt", weights_only=True)
