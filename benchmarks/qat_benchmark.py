@@ -154,12 +154,11 @@ def run_model(problem: Problem, args: argparse.Namespace, extractor) -> tuple[li
         rows.append(Row(problem.name, "vanilla PTQ", bits, *measure(ptq, problem, reference, extractor),
                         time.perf_counter() - began))
         for method, config in (("ma-qat", stats), ("lsq-qat", learned)):
-            history: list[dict[str, Any]] = []
             began = time.perf_counter()
             qmodel = recipes.quantize(
                 problem.model, method, config=config, inputs=problem.sampler(),
                 out_dir=str(work / f"{method}-w{bits}"),
-                on_epoch_end=lambda record, _: history.append(record.to_dict()), **common)
+                **common)
             seconds = time.perf_counter() - began
             checkpoint = torch.load(work / f"{method}-w{bits}" / "checkpoint.pt", weights_only=True)
             rows.append(Row(problem.name, method.upper(), bits,

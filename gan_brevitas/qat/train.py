@@ -39,6 +39,7 @@ import torch
 from brevitas.proxy.quant_proxy import QuantProxyFromInjector
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from gan_brevitas.errors import ConfigError, MetricError
@@ -407,10 +408,23 @@ class _Trainer:
     # ----------------------------------------------------------------- the run
 
     def run(self) -> nn.Module:
+        train_in = self._validate()
+        with contextlib.ExitStack() as stack, _isolated_rng(self.opts.seed + self.dist.rank):
+            loader, sampler = self._prepare_data(train_in, stack)
+            checkpoint, initial = self._build_model(train_in)
+            self._build_training(len(loader), initial, stack)
+            start = self._start(checkpoint)
+            for epoch in range(start, self.opts.epochs):
+                self._epoch(epoch, loader, sampler)
+        self.ddp_g = self.ddp_d = None
+        return self.qmodel.eval()
+
+    def _validate(self) -> Tensor:
+        """Step 1: everything that can fail, before any file is written; returns the training
+        inputs (the held-out ones go to ``self.eval_in``)."""
         opts = self.opts
         self.device = self._device()
         self._explain_scaling()
-        # 1. Everything that can fail, before any file is written.
         self.vgg = None
         if opts.loss == "perceptual":
             self.vgg = load_vgg16_features(resolve_vgg16_weights(opts.vgg_weights)).to(self.device)
@@ -433,110 +447,118 @@ class _Trainer:
         if len(set(self.dist.gather_objects(inputs_sha))) > 1:
             raise ConfigError("the processes drew different inputs: give every process the same inputs (same sampler seed).")
         with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            sample = generator_image(self.float_model(train_in[:2].to(self.device)))
-        self.disc = self._build_discriminator(sample)
+            self.sample = generator_image(self.float_model(train_in[:2].to(self.device)))
+        self.disc = self._build_discriminator(self.sample)
         self.float_sha = module_sha256(self.float_model)
         self.fingerprint = self._fingerprint(inputs_sha)
-        resuming = False
+        self.resuming = False
         if self.out_dir is not None:
-            resuming = check_run_dir(self.out_dir, self.fingerprint, opts.resume)
+            self.resuming = check_run_dir(self.out_dir, self.fingerprint, opts.resume)
         self.dist.barrier()  # every process has checked before the main one writes
-        if self.out_dir is not None and self.dist.is_main and not resuming:
+        if self.out_dir is not None and self.dist.is_main and not self.resuming:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             write_run_record(self.out_dir, self.fingerprint, {
                 "options": opts.to_dict(), "quant_config": self.config.to_dict()})
+        return train_in
 
-        with contextlib.ExitStack() as stack, _isolated_rng(opts.seed + self.dist.rank):
-            # 2. Distillation data.
-            root = self._data_root(stack)
-            directory = prepare_distillation_data(
-                self.float_model, self.eval_in, train_in, root, self.float_sha, opts.shard_size,
-                self.device, write=self.dist.is_main, progress=self.show)
-            self.dist.barrier()
-            dataset = ShardedPairs(directory)
-            self.eval_in, self.eval_targets = dataset.held_out()
-            per_process = opts.batch_size // self.dist.world_size
-            loader, sampler = make_loader(dataset, per_process, self.dist.rank, self.dist.world_size, opts.seed)
-            self.extractor: Optional[ExtractorSpec] = None
-            if self.dist.is_main and self.eval_in.shape[0] >= 2 and sample.dim() == 4:
-                self.extractor = resolve_extractor()
+    def _prepare_data(self, train_in: Tensor, stack: contextlib.ExitStack) -> tuple[DataLoader, DistributedSampler]:
+        """Step 2: the distillation shards (written by the main process) and this process's loader."""
+        opts = self.opts
+        directory = prepare_distillation_data(
+            self.float_model, self.eval_in, train_in, self._data_root(stack), self.float_sha, opts.shard_size,
+            self.device, write=self.dist.is_main, progress=self.show)
+        self.dist.barrier()
+        dataset = ShardedPairs(directory)
+        self.eval_in, self.eval_targets = dataset.held_out()
+        self.extractor: Optional[ExtractorSpec] = None
+        if self.dist.is_main and self.eval_in.shape[0] >= 2 and self.sample.dim() == 4:
+            self.extractor = resolve_extractor()
+        per_process = opts.batch_size // self.dist.world_size
+        return make_loader(dataset, per_process, self.dist.rank, self.dist.world_size, opts.seed)
 
-            # 3. Quantized model, initialised by quantile PTQ (skipped when resuming).
-            self.qmodel = quantize_model(self.float_model, self.config).to(self.device)
-            initial, checkpoint = None, None
-            if resuming:
-                checkpoint = load_checkpoint(self.out_dir, map_location=self.device)  # type: ignore[arg-type]
-                # Before anything holds the model's parameters: Brevitas re-creates its quantizer
-                # modules (new Parameter objects) when a state dict is loaded.
-                self.qmodel.load_state_dict(checkpoint["model"], strict=True)
-            else:
-                initial = calibrate_activations(self.qmodel, self.float_model, train_in, self.config,
-                                                num_samples=opts.num_samples, progress=self.show)
-            _train_mode(self.qmodel)
-            self.unused = self._probe_unused(train_in[:2])
-            quant = quantizer_parameters(self.qmodel)
-            quant_ids = {id(p) for _, p in quant}
-            self.quant_params = [p for _, p in quant]
-            weights = [p for p in self.qmodel.parameters() if id(p) not in quant_ids and id(p) not in self.unused]
-            quant_trained = [p for p in self.quant_params if id(p) not in self.unused]
-            self.ranges = None
-            if opts.schedule in ("ma", "ma-lsq"):
-                self.ranges = MovingAverageRanges(self.qmodel, self.config, initial)
-                stack.enter_context(self.ranges.observing())
+    def _build_model(self, train_in: Tensor) -> tuple[Optional[dict[str, Any]], Optional[dict]]:
+        """Step 3: the quantized model, initialised by quantile PTQ or loaded from the checkpoint.
 
-            # 4. Optimisers, schedule, objective.
-            groups = [{"params": weights, "lr": opts.lr_weights, "name": "weights"}]
-            if quant_trained:
-                groups.append({"params": quant_trained, "lr": opts.lr_quant, "name": "quantizers"})
-            self.opt_g = torch.optim.Adam(groups, betas=opts.betas)
-            steps = len(loader)
-            self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt_g, T_max=opts.epochs * steps)
-            self.opt_d = None
-            if self.disc is not None:
-                self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=opts.lr_discriminator, betas=opts.betas)
-            objective = DistillationObjective(
-                opts.loss, opts.adv_weight, opts.content_weight, opts.style_weight, opts.mse_weight,
-                discriminator=self.disc, vgg=self.vgg)
-            self.ddp_g: Optional[nn.Module] = None
-            self.ddp_d: Optional[nn.Module] = None
-            self.ddp_phase: Optional[str] = None
+        Returns (checkpoint or None, PTQ ranges or None).
+        """
+        self.qmodel = quantize_model(self.float_model, self.config).to(self.device)
+        initial, checkpoint = None, None
+        if self.resuming:
+            checkpoint = load_checkpoint(self.out_dir, map_location=self.device)  # type: ignore[arg-type]
+            # Before anything holds the model's parameters: Brevitas re-creates its quantizer
+            # modules (new Parameter objects) when a state dict is loaded.
+            self.qmodel.load_state_dict(checkpoint["model"], strict=True)
+        else:
+            initial = calibrate_activations(self.qmodel, self.float_model, train_in, self.config,
+                                            num_samples=self.opts.num_samples, progress=self.show)
+        _train_mode(self.qmodel)
+        self.unused = self._probe_unused(train_in[:2])
+        return checkpoint, initial
 
-            start = 0
-            self.history: list[dict[str, Any]] = []
-            if checkpoint is not None:
-                start = self._restore(checkpoint)
-                log.info("resuming %s at epoch %d of %d from %s", opts.method, start + 1, opts.epochs, self.out_dir)
-            else:
-                psnr0, qfid0 = self._evaluate()
-                record = EpochRecord(0, "ptq-init", psnr=psnr0, qfid=qfid0)
-                self.history.append(record.to_dict())
-                self._log(record)
+    def _build_training(self, steps: int, initial: Optional[dict], stack: contextlib.ExitStack) -> None:
+        """Step 4: parameter groups, optimisers, cosine schedule, MA statistics, objective."""
+        opts = self.opts
+        quant = quantizer_parameters(self.qmodel)
+        quant_ids = {id(p) for _, p in quant}
+        self.quant_params = [p for _, p in quant]
+        weights = [p for p in self.qmodel.parameters() if id(p) not in quant_ids and id(p) not in self.unused]
+        quant_trained = [p for p in self.quant_params if id(p) not in self.unused]
+        groups = [{"params": weights, "lr": opts.lr_weights, "name": "weights"}]
+        if quant_trained:
+            groups.append({"params": quant_trained, "lr": opts.lr_quant, "name": "quantizers"})
+        self.opt_g = torch.optim.Adam(groups, betas=opts.betas)
+        self.steps = steps
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt_g, T_max=opts.epochs * steps)
+        self.opt_d = None
+        if self.disc is not None:
+            self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=opts.lr_discriminator, betas=opts.betas)
+        self.ranges = None
+        if opts.schedule in ("ma", "ma-lsq"):
+            self.ranges = MovingAverageRanges(self.qmodel, self.config, initial)
+            stack.enter_context(self.ranges.observing())
+        self.objective = DistillationObjective(
+            opts.loss, opts.adv_weight, opts.content_weight, opts.style_weight, opts.mse_weight,
+            discriminator=self.disc, vgg=self.vgg)
+        self.ddp_g: Optional[nn.Module] = None
+        self.ddp_d: Optional[nn.Module] = None
+        self.ddp_phase: Optional[str] = None
 
-            # 5. Epochs.
-            for epoch in range(start, opts.epochs):
-                self._apply_phase(opts.phase(epoch))
-                sampler.set_epoch(epoch)
-                began = time.perf_counter()
-                sums: dict[str, float] = {}
-                bar = tqdm(loader, desc=f"{opts.method} epoch {epoch + 1}/{opts.epochs}", disable=not self.show, leave=False)
-                for inputs, targets in bar:
-                    scalars = self._step(inputs.to(self.device), targets.to(self.device), objective)
-                    for key, value in scalars.items():
-                        sums[key] = sums.get(key, 0.0) + value
-                    bar.set_postfix(loss=f"{scalars['total']:.4g}")
-                losses = self.dist.mean({k: v / steps for k, v in sums.items()})
-                value_psnr, value_qfid = self._evaluate()
-                record = EpochRecord(
-                    epoch + 1, opts.phase(epoch), losses,
-                    {g["name"]: g["lr"] for g in self.opt_g.param_groups},
-                    value_psnr, value_qfid, time.perf_counter() - began)
-                self.history.append(record.to_dict())
-                self._checkpoint(epoch + 1)
-                self._log(record)
-                if self.on_epoch_end is not None:
-                    self.on_epoch_end(record, self.qmodel)
-        self.ddp_g = self.ddp_d = None
-        return self.qmodel.eval()
+    def _start(self, checkpoint: Optional[dict[str, Any]]) -> int:
+        """The first epoch to train: after the checkpoint's, or 0 after logging the PTQ start."""
+        self.history: list[dict[str, Any]] = []
+        if checkpoint is not None:
+            start = self._restore(checkpoint)
+            log.info("resuming %s at epoch %d of %d from %s", self.opts.method, start + 1, self.opts.epochs, self.out_dir)
+            return start
+        psnr0, qfid0 = self._evaluate()
+        record = EpochRecord(0, "ptq-init", psnr=psnr0, qfid=qfid0)
+        self.history.append(record.to_dict())
+        self._log(record)
+        return 0
+
+    def _epoch(self, epoch: int, loader: DataLoader, sampler: DistributedSampler) -> None:
+        """Step 5, once per epoch: train, evaluate, checkpoint, log, call back."""
+        opts = self.opts
+        phase = opts.phase(epoch)
+        self._apply_phase(phase)
+        sampler.set_epoch(epoch)
+        began = time.perf_counter()
+        sums: dict[str, float] = {}
+        bar = tqdm(loader, desc=f"{opts.method} epoch {epoch + 1}/{opts.epochs}", disable=not self.show, leave=False)
+        for inputs, targets in bar:
+            scalars = self._step(inputs.to(self.device), targets.to(self.device), self.objective)
+            for key, value in scalars.items():
+                sums[key] = sums.get(key, 0.0) + value
+            bar.set_postfix(loss=f"{scalars['total']:.4g}")
+        losses = self.dist.mean({k: v / self.steps for k, v in sums.items()})
+        value_psnr, value_qfid = self._evaluate()
+        record = EpochRecord(epoch + 1, phase, losses, {g["name"]: g["lr"] for g in self.opt_g.param_groups},
+                             value_psnr, value_qfid, time.perf_counter() - began)
+        self.history.append(record.to_dict())
+        self._checkpoint(epoch + 1)
+        self._log(record)
+        if self.on_epoch_end is not None:
+            self.on_epoch_end(record, self.qmodel)
 
     def _step(self, inputs: Tensor, targets: Tensor, objective: DistillationObjective) -> dict[str, float]:
         generator = self.ddp_g if self.ddp_g is not None else self.qmodel
