@@ -281,6 +281,11 @@ def _subpixel_targets(model: nn.Module, options: ExportOptions) -> list[str]:
     return _conv_transposes(model)
 
 
+def _weight_bits(layer: nn.Module) -> int:
+    with torch.no_grad():
+        return int(layer.quant_weight().bit_width)
+
+
 def _config_of(model: nn.Module) -> Optional[QuantConfig]:
     info = getattr(model, "gan_brevitas", None)
     return getattr(info, "config", None)
@@ -320,6 +325,11 @@ def prepare_for_target(
             conversions.append(
                 f"activations: asymmetric uint8 -> symmetric int8, re-calibrated on {options.num_samples} samples"
             )
+    if options.int4 and not any(_weight_bits(layer) <= 4 for _, layer in quant_layers(work)):
+        raise ExportError(
+            "int4=True but no weight has <= 4 bits: quantize with QuantConfig(weight_bits=4) "
+            "or export without int4."
+        )
     targets = _subpixel_targets(work, options)
     if targets:
         rewrite_conv_transpose(work, targets)

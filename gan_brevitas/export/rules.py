@@ -74,8 +74,8 @@ RULES: dict[str, Rule] = {
             "error",
             "ConvTranspose weights must be per tensor or per-channel on axis 0 (TensorRT does not "
             "support per-output-channel ConvTranspose scales, axis 1)",
-            "export with target='tensorrt' (rewrites the ConvTranspose exactly as Conv + "
-            "DepthToSpace) or quantize ConvTranspose weights per tensor",
+            "export with target='tensorrt' and conv_transpose='auto' (the default: rewrites the "
+            "ConvTranspose exactly as Conv + DepthToSpace) or quantize ConvTranspose weights per tensor",
         ),
         Rule(
             "4-bit-weight",

@@ -52,3 +52,15 @@ def small_generators():
         model = recipes.build_generator(name, **kwargs).eval()
         out[name] = (model, inputs_for(model))
     return out
+
+
+@pytest.fixture(scope="session")
+def exported(small_generators, tmp_path_factory):
+    """name -> (qmodel, inputs, report) for the ONNX Runtime export of each reference generator
+    (the paper's scheme: asymmetric activations, per-tensor 8-bit weights)."""
+    out = {}
+    folder = tmp_path_factory.mktemp("ort")
+    for name, (model, x) in small_generators.items():
+        qmodel = quantized(model, x)
+        out[name] = (qmodel, x, recipes.export(qmodel, folder / f"{name}.onnx", "onnxruntime"))
+    return out

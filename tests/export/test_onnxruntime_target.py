@@ -16,17 +16,7 @@ from gan_brevitas.errors import ExportError
 from gan_brevitas.export.ort import OrtGenerator, int8_kernel_report, parity
 from gan_brevitas.quant.convert import quantize_model
 from tests.export.conftest import SMALL, quantized
-
-
-@pytest.fixture(scope="module")
-def exported(small_generators, tmp_path_factory):
-    """name -> (qmodel, inputs, report) for the ONNX Runtime export of each reference generator."""
-    out = {}
-    folder = tmp_path_factory.mktemp("ort")
-    for name, (model, x) in small_generators.items():
-        qmodel = quantized(model, x)
-        out[name] = (qmodel, x, recipes.export(qmodel, folder / f"{name}.onnx", "onnxruntime"))
-    return out
+from tests.helpers import dcgan_generator
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
@@ -87,18 +77,17 @@ def test_keeping_conv_transpose_leaves_it_float(dcgan, tmp_path):
 
 @pytest.fixture(scope="module")
 def sized(tmp_path_factory):
-    """fp32, int8 and int4 exports of one 4-bit CycleGAN wide enough (0.6 M weights) that the
-    weights, not the node names, dominate the files. ConvTranspose kept, so all three hold the
-    same weights (the sub-pixel rewrite adds zero taps: +78% on k3 s2 ConvT weights)."""
+    """fp32, int8 and int4 exports of one 4-bit DCGAN-style generator wide enough (0.2 M
+    weights) that the weights, not the node names, dominate the files. ConvTranspose kept, so
+    all three hold the same weights (the sub-pixel rewrite adds zero taps to k3 s2 kernels)."""
     folder = tmp_path_factory.mktemp("sizes")
-    torch.manual_seed(0)
-    model = recipes.build_generator("cyclegan", ngf=32, n_blocks=1, image_size=16).eval()
-    x = torch.rand(4, 3, 16, 16) * 2 - 1
-    qmodel = quantized(model, x, weight_bits=4, per_channel=True)
-    return x, {
-        "fp32": recipes.export(model, folder / "fp32.onnx", "float"),
-        "int8": recipes.export(qmodel, folder / "int8.onnx", conv_transpose="keep"),
-        "int4": recipes.export(qmodel, folder / "int4.onnx", conv_transpose="keep", int4=True),
+    model = dcgan_generator(z_dim=32, width=64)
+    z = torch.randn(4, 32, generator=torch.Generator().manual_seed(0))
+    qmodel = quantized(model, z, weight_bits=4, per_channel=True)
+    return z, {
+        "fp32": recipes.export(model, folder / "fp32.onnx", "float", example_input=z),
+        "int8": recipes.export(qmodel, folder / "int8.onnx", conv_transpose="keep", example_input=z),
+        "int4": recipes.export(qmodel, folder / "int4.onnx", conv_transpose="keep", int4=True, example_input=z),
     }
 
 
