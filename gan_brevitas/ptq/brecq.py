@@ -112,6 +112,9 @@ class BrecqOptions:
         max_memory_mb: block data above this estimate is streamed to disk.
         cache_dir: parent directory of the on-disk block data (the system temp dir if None).
         out_dir: when given, the report is written there as ``<method>_report.json``.
+        revert_if_worse: a block whose error on the recorded data ends above its start is put
+            back as it started (the report keeps the rejected error), so no block ends worse
+            than vanilla PTQ on the data it was fitted to.
         progress: tqdm progress bars.
     """
 
@@ -127,6 +130,7 @@ class BrecqOptions:
     max_memory_mb: float = 1024.0
     cache_dir: Optional[str] = None
     out_dir: Optional[str] = None
+    revert_if_worse: bool = True
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -135,8 +139,9 @@ class BrecqOptions:
         _non_negative("quant_lr", self.quant_lr)
         if self.block_input not in ("float", "quant"):
             raise ConfigError(f"block_input must be 'float' or 'quant', got {self.block_input!r}.")
-        if not isinstance(self.fisher, bool):
-            raise ConfigError(f"fisher must be True or False, got {self.fisher!r}.")
+        for flag in ("fisher", "revert_if_worse", "progress"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ConfigError(f"{flag} must be True or False, got {getattr(self, flag)!r}.")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ConfigError(f"seed must be an integer, got {self.seed!r}.")
         _non_negative("max_memory_mb", self.max_memory_mb)
@@ -162,7 +167,9 @@ class SteBrecqOptions(BrecqOptions):
         weight_lr: Adam learning rate of the weights, RELATIVE to each weight tensor's RMS.
             The paper's 1e-2 / 1e-3 were set on rosinality's equal-LR ``weight_orig`` (unit
             variance, the layer multiplies it by sqrt(2 / fan_in)); a relative rate means the
-            same on the folded weights we train, and on any other generator.
+            same on the folded weights we train, and on any other generator. Default 1e-3:
+            on held-out data it generalised better than 1e-2, which overfits small samples
+            and, at 4 bits, flips roundings at random (Adam moves every weight at full rate).
         bias_lr: Adam learning rate of the biases, relative to the RMS of the layer's output
             (a weight step of weight_lr x RMS(W) moves the output by about weight_lr x its
             RMS; this gives bias steps the same effect, whatever the layer's output scale).
@@ -170,8 +177,8 @@ class SteBrecqOptions(BrecqOptions):
         lr_decay: the step decay factor.
     """
 
-    weight_lr: float = 1e-2
-    bias_lr: float = 1e-2
+    weight_lr: float = 1e-3
+    bias_lr: float = 1e-3
     lr_decay_at: float = 0.5
     lr_decay: float = 0.1
 
@@ -223,9 +230,12 @@ class ArBrecqOptions(BrecqOptions):
 class BlockReport:
     """Reconstruction error of one block, over all recorded batches.
 
-    ``loss_*`` is the training objective (without regulariser or Fisher weights);
-    ``rel_error_*`` is ||f_q(X) - Y||_F / ||Y||_F. ``flipped`` (AR-BRECQ): the share of the
-    block's weights rounded away from their nearest grid point.
+    ``loss_*`` is the training objective without the AdaRound regulariser (Fisher-weighted
+    when ``fisher=True``); ``rel_error_*`` is ||f_q(X) - Y||_F / ||Y||_F (never weighted);
+    "after" is the state the model keeps.
+    ``rejected_loss``: the error training reached when it was worse than the start and the
+    block was reverted (``revert_if_worse``). ``flipped`` (AR-BRECQ): the share of the block's
+    weights rounded away from their nearest grid point.
     """
 
     name: str
@@ -237,6 +247,7 @@ class BlockReport:
     steps: int
     seconds: float
     flipped: Optional[float] = None
+    rejected_loss: Optional[float] = None
 
 
 @dataclass
@@ -269,8 +280,11 @@ class BrecqReport:
             "|---|---|---|---|---|---|",
         ]
         for b in self.blocks:
+            after = f"{b.loss_after:.4g}"
+            if b.rejected_loss is not None:
+                after += f" (reverted; trained {b.rejected_loss:.4g})"
             lines.append(
-                f"| {b.name} | {b.loss_before:.4g} | {b.loss_after:.4g} | "
+                f"| {b.name} | {b.loss_before:.4g} | {after} | "
                 f"{b.rel_error_before:.4f} | {b.rel_error_after:.4f} | {b.seconds:.1f} |"
             )
         return "\n".join(lines)
@@ -318,6 +332,23 @@ def _only_trainable(model: nn.Module, params: Sequence[nn.Parameter]) -> Iterato
     finally:
         for p, flag in saved:
             p.requires_grad_(flag)
+
+
+def _snapshot(layers: Sequence[QuantWeightBiasInputOutputLayer]) -> list[tuple[Tensor, Tensor]]:
+    """(parameter, copy) for every value a block's training may change."""
+    params: list[Tensor] = []
+    for layer in layers:
+        params.append(layer.weight)
+        if layer.bias is not None:
+            params.append(layer.bias)
+        params += _weight_scale_parameters(layer) + _act_quant_parameters(layer)
+    return [(p, p.detach().clone()) for p in params]
+
+
+def _restore(snapshot: Sequence[tuple[Tensor, Tensor]]) -> None:
+    with torch.no_grad():
+        for param, saved in snapshot:
+            param.copy_(saved)
 
 
 def _initialise_weight_scales(qmodel: nn.Module) -> None:
@@ -372,7 +403,7 @@ def _evaluate(qmodel: nn.Module, block: Block, data: _BlockData) -> tuple[float,
     loss_sum, error_sq, target_sq = 0.0, 0.0, 0.0
     with torch.no_grad():
         for b in range(len(data)):
-            args, kwargs, target, _ = data.batch(b)
+            args, kwargs, target, weight = data.batch(b)
             output = run_block(qmodel, block, args, kwargs)
             if output.shape != target.shape:
                 raise ConversionError(
@@ -380,7 +411,7 @@ def _evaluate(qmodel: nn.Module, block: Block, data: _BlockData) -> tuple[float,
                     f"{tuple(target.shape)} in full precision; the quantized block must compute "
                     "the same function: check that its layers were converted one for one."
                 )
-            loss_sum += float(reconstruction_loss(output, target))
+            loss_sum += float(reconstruction_loss(output, target, weight))
             error_sq += float((output - target).pow(2).sum())
             target_sq += float(target.pow(2).sum())
     return loss_sum / len(data), math.sqrt(error_sq / max(target_sq, 1e-30))
@@ -494,7 +525,7 @@ def _optimise(
                 scheduler.step()
             bar.update()
             if step % 10 == 0:
-                bar.set_postfix(loss=f"{float(loss):.4g}")
+                bar.set_postfix(loss=f"{float(loss.detach()):.4g}")
 
 
 def _reconstruct_block(
@@ -519,7 +550,9 @@ def _reconstruct_block(
         _record_fisher_weights(qmodel, float_model, block, data, options.seed)
     loss_before, rel_before = _evaluate(qmodel, block, data)
     modules = [layer for _, layer in layers]
+    start_state = _snapshot(modules)
     flipped: Optional[float] = None
+    rejected: Optional[float] = None
     bar = tqdm(total=options.steps, desc=f"{method} {block.name}", disable=not options.progress)
     if isinstance(options, ArBrecqOptions):
         with learned_rounding(modules) as rounding:
@@ -536,6 +569,19 @@ def _reconstruct_block(
         groups = _param_groups_ste(modules, _output_rms(qmodel, block, data, modules), options)
         _optimise(qmodel, block, data, groups, options, index, bar)
     loss_after, rel_after = _evaluate(qmodel, block, data)
+    if options.revert_if_worse and loss_after > loss_before:
+        log.warning(
+            "%s block %s: the reconstruction error rose (%.4g -> %.4g): the block keeps its "
+            "vanilla-PTQ state; try lower learning rates.", method, block.name, loss_before, loss_after,
+        )
+        rejected = loss_after
+        _restore(start_state)
+        if isinstance(options, ArBrecqOptions):  # keep the weights on their (nearest) grid
+            with torch.no_grad():
+                for layer in modules:
+                    layer.weight.copy_(layer.quant_weight().value)
+            flipped = 0.0
+        loss_after, rel_after = _evaluate(qmodel, block, data)
     bar.set_postfix_str(f"loss {loss_before:.4g} -> {loss_after:.4g}, relative error {rel_before:.4f} -> {rel_after:.4f}")
     bar.close()
     report = BlockReport(
@@ -548,6 +594,7 @@ def _reconstruct_block(
         steps=options.steps,
         seconds=time.perf_counter() - start,
         flipped=flipped,
+        rejected_loss=rejected,
     )
     log.info(
         "%s block %s: loss %.4g -> %.4g, relative error %.4f -> %.4f (%.1f s)",
@@ -555,7 +602,7 @@ def _reconstruct_block(
     )
     if loss_after > loss_before:
         log.warning(
-            "%s block %s: the reconstruction error rose (%.4g -> %.4g); lower the learning rates.",
+            "%s block %s: the reconstruction error rose (%.4g -> %.4g); try lower learning rates.",
             method, block.name, loss_before, loss_after,
         )
     return report
