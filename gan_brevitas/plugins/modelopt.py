@@ -73,6 +73,8 @@ ATTENTION_KEY = "gan_brevitas.SelfAttention"
 BLUR_KEY = "gan_brevitas.Blur"
 #: The bmm operand quantizers of `QuantSelfAttention`, named as in ModelOpt's attention plugins.
 BMM_QUANTIZERS = ("q_bmm_quantizer", "k_bmm_quantizer", "v_bmm_quantizer", "softmax_quantizer")
+#: ModelOpt's registry keys of the compute layers whose outputs ``quantize_outputs`` quantizes.
+COMPUTE_KEYS = ("nn.Conv1d", "nn.Conv2d", "nn.ConvTranspose1d", "nn.ConvTranspose2d", "nn.Linear")
 #: Where `modelopt_ptq` records its decisions on the quantized model (read by `describe_rows`).
 RECORD_ATTR = "gan_brevitas_modelopt"
 EXPORT_OPSET = 17
@@ -105,6 +107,10 @@ class ModelOptPreset:
         act_percentile: percentile of |x| used when calibration is "percentile".
         quantize_attention: quantize the operands of SAGAN's two attention bmm products.
         quantize_blur: quantize StyleGAN's fixed Blur filter (input and weight).
+        quantize_outputs: also quantize the output of every Conv / ConvTranspose / Linear
+            (ModelOpt's ``output_quantizer``, off in its defaults). The paper quantizes
+            outputs too, and ONNX Runtime fuses a Conv into an int8 kernel only when its
+            output carries Q/DQ; TensorRT does not need it.
         summary: one line for reports.
     """
 
@@ -116,6 +122,7 @@ class ModelOptPreset:
     act_percentile: float = 99.9
     quantize_attention: bool = True
     quantize_blur: bool = False
+    quantize_outputs: bool = False
     summary: str = ""
 
     def __post_init__(self) -> None:
@@ -127,7 +134,7 @@ class ModelOptPreset:
             raise ConfigError(f"calibration={self.calibration!r} must be 'max' or 'percentile'.")
         if not 0.0 < float(self.act_percentile) <= 100.0:
             raise ConfigError(f"act_percentile={self.act_percentile!r} must be in (0, 100], e.g. 99.9.")
-        for flag in ("quantize_attention", "quantize_blur"):
+        for flag in ("quantize_attention", "quantize_blur", "quantize_outputs"):
             if not isinstance(getattr(self, flag), bool):
                 raise ConfigError(f"{flag} must be True or False, got {getattr(self, flag)!r}.")
 
@@ -163,6 +170,11 @@ class ModelOptPreset:
             entries += [
                 {"quantizer_name": f"*{name}", "parent_class": ATTENTION_KEY, "cfg": self.act_cfg()}
                 for name in BMM_QUANTIZERS
+            ]
+        if self.quantize_outputs:
+            entries += [
+                {"quantizer_name": "*output_quantizer", "parent_class": parent, "cfg": self.act_cfg()}
+                for parent in COMPUTE_KEYS
             ]
         blur_weight = {"num_bits": 8, "axis": 0}
         entries.append(
@@ -491,6 +503,7 @@ def modelopt_ptq(
     progress: bool = True,
     quantize_attention: Optional[bool] = None,
     quantize_blur: Optional[bool] = None,
+    quantize_outputs: Optional[bool] = None,
 ) -> nn.Module:
     """Quantize ``float_model`` (already folded, see `recipes.quantize`) with ModelOpt, in place,
     calibrated on ``num_samples`` inputs; returns it.
@@ -498,7 +511,7 @@ def modelopt_ptq(
     Args:
         config: only ``config.skip`` is used (layers kept float); None means no skip.
         preset: a `PRESETS` name ("int8", "int8-percentile", "w4a8") or a ModelOptPreset.
-        quantize_attention / quantize_blur: override the preset's choice.
+        quantize_attention / quantize_blur / quantize_outputs: override the preset's choice.
 
     Raises ConfigError for an unknown preset or QuantConfig fields that do not apply,
     ConversionError for a layer nobody can quantize (named), CalibrationError for bad inputs.
@@ -508,6 +521,8 @@ def modelopt_ptq(
         scheme = replace(scheme, quantize_attention=quantize_attention)
     if quantize_blur is not None:
         scheme = replace(scheme, quantize_blur=quantize_blur)
+    if quantize_outputs is not None:
+        scheme = replace(scheme, quantize_outputs=quantize_outputs)
     skip = _skip_patterns(config, scheme)
     if not isinstance(float_model, nn.Module):
         raise ConversionError(f"expected a torch.nn.Module, got {type(float_model).__name__}.")
@@ -601,6 +616,9 @@ def _module_row(name: str, module: QuantModule, record: Optional[ModelOptRecord]
             return _float_row(name, why)
         per_channel = "no" if weight_q.axis is None else f"yes (axis {weight_q.axis})"
         activations = f"in {_act_text(input_q)}" if input_q is not None else "-"
+        output_q = quantizers.get("output_quantizer")
+        if output_q is not None and output_q.is_enabled:
+            activations += f" | out {_act_text(output_q)}"
         note = "fixed binomial filter, quantized (quantize_blur=True)" if isinstance(module, QuantBlur) else ""
         return LayerRow(name, kind, str(weight_q.num_bits), per_channel, activations, note)
     if input_q is not None and input_q.is_enabled:

@@ -47,7 +47,8 @@ def inputs_for(model: torch.nn.Module, n: int = 16, seed: int = 0) -> torch.Tens
 @pytest.fixture(scope="session")
 def float_generators() -> dict[str, tuple[torch.nn.Module, torch.Tensor]]:
     """name -> (float generator, its calibration inputs)."""
-    out = {"dcgan": (dcgan_generator(z_dim=16, width=16), torch.randn(16, 16, generator=torch.Generator().manual_seed(1)))}
+    latents = torch.randn(16, 16, generator=torch.Generator().manual_seed(1))
+    out = {"dcgan": (dcgan_generator(z_dim=16, width=16), latents)}
     for name, kwargs in SMALL.items():
         torch.manual_seed(0)
         model = recipes.build_generator(name, **kwargs).eval()

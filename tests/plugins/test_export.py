@@ -12,6 +12,7 @@ from onnx import numpy_helper
 
 from gan_brevitas import recipes
 from gan_brevitas.errors import ExportError
+from gan_brevitas.export.ort import int8_kernel_report
 from gan_brevitas.export.rules import check_tensorrt
 from gan_brevitas.plugins import modelopt as mo
 from gan_brevitas.quant.describe import describe_rows
@@ -120,3 +121,22 @@ def test_export_refuses_what_it_cannot_write(float_generators, int8_models, tmp_
     finally:
         stylegan.noise_mode = "const"
     assert not list(tmp_path.iterdir())
+
+
+def test_quantized_outputs_let_onnx_runtime_run_int8_kernels(float_generators, exported, tmp_path):
+    """ModelOpt's default graph has Q/DQ on layer inputs only, so ONNX Runtime keeps StyleGAN's
+    convs float (Conv -> noise -> LeakyReLU -> Q); quantize_outputs=True adds the output Q/DQ
+    it needs to fuse them (the Blur filter stays float by design)."""
+    model, x = float_generators["stylegan"]
+    assert not int8_kernel_report(exported["stylegan"].path).int8
+    qmodel = recipes.quantize(model, "modelopt-int8", inputs=x, num_samples=len(x), progress=False,
+                              quantize_outputs=True)
+    rows = {row.name: row for row in describe_rows(qmodel)}
+    assert " | out s8 sym s=" in rows["generator.progression.0.conv2"].activations
+    report = mo.export_onnx(qmodel, tmp_path / "out.onnx", "tensorrt", inputs=x)
+    kernels = int8_kernel_report(report.path)
+    assert kernels.all_int8, kernels.format()
+    # Fused int8 kernels requantize in integers (int32 bias, rounded rescale): more one-step
+    # flips than a Q/DQ graph run in float, so a looser bound than `agrees`.
+    parity = mo.ort_parity(qmodel, report.path, x, n=8)
+    assert parity.ratio < 0.25 and parity.exact_fraction > 0.5, parity.format()

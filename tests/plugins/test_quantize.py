@@ -182,3 +182,14 @@ def test_calibration_loop_reads_the_inputs_once():
     assert calls == [4, 4, 4]
     assert [len(b) for b in seen] == [4, 4, 2, 4, 4, 2]
     assert all(torch.equal(a, b) for a, b in zip(seen[:3], seen[3:]))
+
+
+def test_modelopt_save_restore_round_trip(float_generators, int8_models, tmp_path):
+    import modelopt.torch.opt as mto
+
+    model, x = float_generators["sagan"]
+    mto.save(int8_models["sagan"], tmp_path / "q.pth")
+    restored = mto.restore(fold_for_quantization(model), tmp_path / "q.pth")
+    assert isinstance(restored.attn1, mo.QuantSelfAttention)
+    with torch.no_grad():
+        assert torch.equal(restored(x)[0], int8_models["sagan"](x)[0])

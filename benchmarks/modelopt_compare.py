@@ -1,0 +1,321 @@
+"""ModelOpt INT8 vs our Brevitas PTQ on the demo generators: qFID, PSNR, ONNX Runtime latency.
+
+    python benchmarks/modelopt_compare.py                     # all three demo models
+    python benchmarks/modelopt_compare.py --models sagan --eval-n 200 --runs 10   # quick look
+
+Methods, all 8-bit weights and activations, calibrated on the same inputs (a fresh, identically
+seeded sampler each), evaluated on held-out inputs none of them saw:
+
+* ``modelopt-int8``: ModelOpt's INT8 (symmetric, per-channel weights, max calibration);
+* ``modelopt-int8-percentile``: the same with histogram calibration (99.9th percentile of |x|);
+* ``modelopt-int8+outputs``: ``modelopt-int8`` with the conv / linear outputs quantized too
+  (``quantize_outputs=True``), which ONNX Runtime needs to fuse int8 kernels;
+* ``brevitas-sym``: our vanilla PTQ with symmetric activations (QuantConfig(act_scheme=
+  "symmetric")), the paper's quantile ranges, per-tensor weights: the same bits as ModelOpt;
+* ``brevitas-asym``: our vanilla PTQ as the paper does it (asymmetric quantile activations).
+
+qFID and PSNR are against the folded float generator's outputs on the held-out inputs
+(``recipes.evaluate``; FID against real images too when the zoo provides them). Latency: each
+method's ONNX export for ONNX Runtime (ModelOpt's Q/DQ graph through our plugin; Brevitas's
+QCDQ graph through ``recipes.export``) against the float export, interleaved runs, one thread.
+The ModelOpt rows also give ONNX Runtime's parity with ModelOpt's fake-quant model.
+
+Writes ``modelopt_compare.json``, ``.md`` and ``.png`` to ``--out``. The demo generators
+(`gan_brevitas.demo.zoo`) are used when their checkpoints are installed; otherwise small
+randomly initialised generators stand in and every output says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+from torch import Tensor, nn
+
+from gan_brevitas import QuantConfig, recipes
+from gan_brevitas.export.bench import bench
+from gan_brevitas.export.ort import int8_kernel_report
+from gan_brevitas.plugins import modelopt as mo
+
+log = logging.getLogger("modelopt_compare")
+
+#: method -> (recipes method, QuantConfig or None, method options)
+METHODS: dict[str, tuple[str, Optional[QuantConfig], dict[str, Any]]] = {
+    "modelopt-int8": ("modelopt-int8", None, {}),
+    "modelopt-int8-percentile": ("modelopt-int8-percentile", None, {}),
+    "modelopt-int8+outputs": ("modelopt-int8", None, {"quantize_outputs": True}),
+    "brevitas-sym": ("vanilla-ptq", QuantConfig(act_scheme="symmetric"), {}),
+    "brevitas-asym": ("vanilla-ptq", QuantConfig(), {}),
+}
+#: Stand-ins when the demo checkpoints are absent (same classes, random weights).
+RANDOM_SPECS: dict[str, dict[str, Any]] = {
+    "stylegan": dict(size=32, channels=32, code_dim=128, n_mlp=2, noise_mode="const"),
+    "sagan": dict(image_size=32, z_dim=128, conv_dim=16),
+    "cyclegan": dict(ngf=16, n_blocks=2, image_size=32),
+}
+HELDOUT_SEED = 777
+
+
+@dataclass
+class Problem:
+    """A generator, where it came from, a sampler factory (same seed each call), held-out inputs."""
+
+    name: str
+    source: str
+    model: nn.Module
+    sampler: Callable[[], Callable[[int], Tensor]]
+    heldout: Tensor
+    real: Optional[Tensor]
+
+
+@dataclass
+class Row:
+    model: str
+    method: str
+    qfid: float
+    psnr: float
+    fid: Optional[float]
+    quantize_s: float
+    int8_ms_b1: Optional[float] = None
+    int8_ms_b8: Optional[float] = None
+    fp32_ms_b1: Optional[float] = None
+    fp32_ms_b8: Optional[float] = None
+    speedup_b8: Optional[float] = None
+    int8_kernels: Optional[str] = None
+    onnx_mb: Optional[float] = None
+    parity: Optional[str] = None
+    export_error: Optional[str] = None
+
+
+class BoundedStandIn(nn.Module):
+    """A randomly initialised generator with tanh on its output.
+
+    Why: StyleGAN has no output nonlinearity, and with random weights its images leave
+    [-1, 1], which the image metrics reject. Only the random stand-in gets this; trained demo
+    generators are measured as they are.
+    """
+
+    def __init__(self, generator: nn.Module) -> None:
+        super().__init__()
+        self.generator = generator
+        for attr in ("input_kind", "latent_dim", "image_size", "noise_mode"):
+            setattr(self, attr, getattr(generator, attr))
+
+    def forward(self, z: Tensor) -> Tensor:
+        return torch.tanh(self.generator(z))
+
+
+def _latent_sampler(dim: int) -> Callable[[], Callable[[int], Tensor]]:
+    """A factory of identically seeded latent samplers (each method calibrates on the same)."""
+
+    def sampler() -> Callable[[int], Tensor]:
+        rng = torch.Generator().manual_seed(0)
+        return lambda b: torch.randn(b, dim, generator=rng)
+
+    return sampler
+
+
+def load_problem(name: str, eval_n: int, checkpoint_dir: Optional[Path]) -> Problem:
+    """The demo generator ``name`` (from ``checkpoint_dir`` if given), or a random stand-in (logged)."""
+    try:
+        from gan_brevitas.demo import zoo
+
+        found = {} if checkpoint_dir is None else {"checkpoint_dir": checkpoint_dir}
+        model = zoo.load_demo_generator(name, **found)
+        source = "demo zoo (trained)" if checkpoint_dir is None else (
+            f"demo zoo recipe, trained with `python -m gan_brevitas.demo.train --model {name} --out "
+            f"{checkpoint_dir}`"
+        )
+        real = zoo.real_images(name, eval_n, seed=1)
+        if model.input_kind == "image":
+            return Problem(name, source, model, lambda: zoo.demo_sampler(name, seed=0),
+                           zoo.demo_inputs(name, eval_n, seed=HELDOUT_SEED), real)
+        heldout = zoo.latents(model.latent_dim, eval_n, seed=HELDOUT_SEED)
+        return Problem(name, source, model, _latent_sampler(model.latent_dim), heldout, real)
+    except Exception as err:  # noqa: BLE001 - any missing piece of the zoo: fall back, say so
+        log.warning("demo %s generator unavailable (%s): using a RANDOMLY INITIALISED stand-in", name, err)
+    torch.manual_seed(0)
+    model = recipes.build_generator(name, **RANDOM_SPECS[name]).eval()
+    source = "random init (no demo checkpoint)"
+    if name == "stylegan":
+        model, source = BoundedStandIn(model), source + ", output through tanh"
+    if model.input_kind == "image":
+        shape = (model.in_channels, model.image_size, model.image_size)
+
+        def image_sampler() -> Callable[[int], Tensor]:
+            rng = torch.Generator().manual_seed(0)
+            return lambda b: torch.rand(b, *shape, generator=rng) * 2 - 1
+
+        heldout = torch.rand(eval_n, *shape, generator=torch.Generator().manual_seed(HELDOUT_SEED)) * 2 - 1
+        return Problem(name, source, model, image_sampler, heldout, None)
+    heldout = torch.randn(eval_n, model.latent_dim, generator=torch.Generator().manual_seed(HELDOUT_SEED))
+    return Problem(name, source, model, _latent_sampler(model.latent_dim), heldout, None)
+
+
+def quantize(problem: Problem, method: str, num_samples: int) -> tuple[nn.Module, float]:
+    recipe, config, options = METHODS[method]
+    began = time.perf_counter()
+    qmodel = recipes.quantize(problem.model, recipe, config=config, inputs=problem.sampler(),
+                              num_samples=num_samples, progress=False, **options)
+    return qmodel, time.perf_counter() - began
+
+
+def export(qmodel: nn.Module, method: str, path: Path, problem: Problem) -> Any:
+    example = problem.heldout[:1]
+    if method.startswith("modelopt"):
+        return mo.export_onnx(qmodel, path, "onnxruntime", example_input=example)
+    return recipes.export(qmodel, path, "onnxruntime", example_input=example)
+
+
+def run_model(problem: Problem, args: argparse.Namespace, work: Path) -> list[Row]:
+    rows = []
+    float_path = work / f"{problem.name}_fp32.onnx"
+    recipes.export(problem.model, float_path, "float", example_input=problem.heldout[:1])
+    for method in args.methods:
+        log.info("%s: %s", problem.name, method)
+        qmodel, seconds = quantize(problem, method, args.num_samples)
+        evaluation = recipes.evaluate(qmodel, problem.model, problem.heldout, n=len(problem.heldout),
+                                      real=problem.real, progress=False)
+        row = Row(problem.name, method, evaluation.qfid, evaluation.psnr, evaluation.fid, seconds)
+        path = work / f"{problem.name}_{method}.onnx"
+        try:
+            report = export(qmodel, method, path, problem)
+        except Exception as err:  # noqa: BLE001 - a failed export is a result of the comparison
+            log.warning("%s %s: export failed: %s", problem.name, method, err)
+            row.export_error = f"{type(err).__name__}: {err}"
+            rows.append(row)
+            continue
+        row.onnx_mb = report.file_bytes / 1e6
+        kernels = int8_kernel_report(path)
+        row.int8_kernels = kernels.format().splitlines()[0]
+        latency = bench(path, against=float_path, batch_sizes=(1, 8), threads=1, runs=args.runs)
+        by_batch = {r.batch: r for r in latency.rows}
+        row.int8_ms_b1, row.fp32_ms_b1 = by_batch[1].model.median_ms, by_batch[1].baseline.median_ms
+        row.int8_ms_b8, row.fp32_ms_b8 = by_batch[8].model.median_ms, by_batch[8].baseline.median_ms
+        row.speedup_b8 = by_batch[8].speedup
+        if method.startswith("modelopt"):
+            row.parity = mo.ort_parity(qmodel, path, problem.heldout, n=16).format()
+        rows.append(row)
+        log.info("%s", row)
+    return rows
+
+
+def write_report(out: Path, results: dict[str, Any]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "modelopt_compare.json").write_text(json.dumps(results, indent=2))
+    lines = [
+        "# ModelOpt INT8 vs Brevitas PTQ (W8A8) on the demo generators",
+        "",
+        f"Generated by `python benchmarks/modelopt_compare.py` on {results['machine']}, "
+        f"{results['date']}. Calibration: {results['num_samples']} inputs; evaluation: "
+        f"{results['eval_n']} held-out inputs; qFID extractor: {results['extractor']}. "
+        "Latency: ONNX Runtime CPU, 1 thread, median of interleaved runs against the fp32 export "
+        "(shared machine: compare ratios, not absolute times).",
+        "",
+    ]
+    for name, source in results["sources"].items():
+        lines.append(f"- {name}: {source}")
+    lines += [
+        "",
+        "| model | method | qFID | PSNR dB | FID | int8 ms b1 | fp32 ms b1 | int8 ms b8 | fp32 ms b8 | "
+        "speed-up b8 | ONNX MB | int8 kernels |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def cell(value: Any, fmt: str) -> str:
+        return "-" if value is None else format(value, fmt)
+
+    for row in results["rows"]:
+        kernels = row["int8_kernels"] or (f"export failed: {row['export_error']}" if row["export_error"] else "-")
+        lines.append(
+            f"| {row['model']} | {row['method']} | {row['qfid']:.4g} | {row['psnr']:.2f} | {cell(row['fid'], '.2f')} | "
+            f"{cell(row['int8_ms_b1'], '.2f')} | {cell(row['fp32_ms_b1'], '.2f')} | {cell(row['int8_ms_b8'], '.2f')} | "
+            f"{cell(row['fp32_ms_b8'], '.2f')} | {cell(row['speedup_b8'], '.2f')} | {cell(row['onnx_mb'], '.3f')} | "
+            f"{kernels} |"
+        )
+    lines += ["", "ONNX Runtime vs ModelOpt fake-quant (parity of the exported graph):", ""]
+    lines += [f"- {row['model']} {row['method']}: {row['parity']}" for row in results["rows"] if row["parity"]]
+    (out / "modelopt_compare.md").write_text("\n".join(lines) + "\n")
+
+
+def plot(path: Path, results: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = list(results["sources"])
+    methods = list(dict.fromkeys(r["method"] for r in results["rows"]))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    width = 0.8 / len(methods)
+    for panel, (key, label) in enumerate((("qfid", "qFID (lower is better)"), ("psnr", "PSNR dB (higher is better)"),
+                                          ("speedup_b8", "ORT speed-up vs fp32, batch 8"))):
+        ax = axes[panel]
+        for i, method in enumerate(methods):
+            values = []
+            for model in models:
+                row = next((r for r in results["rows"] if r["model"] == model and r["method"] == method), None)
+                values.append(float("nan") if row is None or row[key] is None else row[key])
+            ax.bar([m + i * width for m in range(len(models))], values, width, label=method)
+        ax.set_xticks([m + width * (len(methods) - 1) / 2 for m in range(len(models))])
+        ax.set_xticklabels(models)
+        ax.set_title(label)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("ModelOpt INT8 vs Brevitas PTQ, W8A8 (" + ", ".join(sorted(set(results["sources"].values()))) + ")")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["stylegan", "sagan", "cyclegan"])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--num-samples", type=int, default=256, help="calibration inputs")
+    parser.add_argument("--eval-n", type=int, default=500, help="held-out inputs for qFID / PSNR")
+    parser.add_argument("--runs", type=int, default=20, help="timed ONNX Runtime runs per batch size")
+    parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--checkpoint-dir", type=Path, default=None,
+                        help="demo checkpoints trained elsewhere (default: the packaged ones)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    logging.getLogger("gan_brevitas").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(1)
+
+    from gan_brevitas.metrics import resolve_extractor
+
+    rows: list[Row] = []
+    sources: dict[str, str] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models:
+            problem = load_problem(name, args.eval_n, args.checkpoint_dir)
+            sources[name] = problem.source
+            rows += run_model(problem, args, Path(tmp))
+    results = {
+        "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}",
+        "date": time.strftime("%Y-%m-%d"),
+        "num_samples": args.num_samples,
+        "eval_n": args.eval_n,
+        "runs": args.runs,
+        "extractor": resolve_extractor(None).label,
+        "sources": sources,
+        "rows": [asdict(row) for row in rows],
+    }
+    out = Path(args.out)
+    write_report(out, results)
+    plot(out / "modelopt_compare.png", results)
+    log.info("wrote %s", out / "modelopt_compare.md")
+
+
+if __name__ == "__main__":
+    main()
