@@ -417,9 +417,19 @@ def _evaluate(qmodel: nn.Module, block: Block, data: _BlockData) -> tuple[float,
     return loss_sum / len(data), math.sqrt(error_sq / max(target_sq, 1e-30))
 
 
-def _record_fisher_weights(
-    qmodel: nn.Module, float_model: nn.Module, block: Block, data: _BlockData, seed: int
-) -> None:
+#: Cache key of the float generator's outputs (recorded once, for Fisher weighting).
+REFERENCE_KEY = "reference"
+
+
+def _record_reference_outputs(float_model: nn.Module, cache: BlockDataCache, seed: int) -> None:
+    device = next(float_model.parameters()).device
+    with torch.no_grad():
+        for b in range(cache.num_batches):
+            with seeded(seed + b):
+                cache.put(REFERENCE_KEY, b, first_tensor(float_model(cache.get(INPUTS_KEY, b).to(device))))
+
+
+def _record_fisher_weights(qmodel: nn.Module, block: Block, data: _BlockData, seed: int) -> None:
     """Per-element weights (1 + |g| / mean|g|)^2, g = d ||f_q(x) - f(x)||^2 / d block output."""
     captured: dict[str, Tensor] = {}
 
@@ -432,11 +442,10 @@ def _record_fisher_weights(
 
     handle = qmodel.get_submodule(block.modules[-1]).register_forward_hook(leaf)
     try:
-        with _only_trainable(qmodel, []):
+        with _only_trainable(qmodel, []), torch.enable_grad():
             for b in range(len(data)):
                 x = data.cache.get(INPUTS_KEY, b).to(data.device)
-                with torch.no_grad(), seeded(seed + b):
-                    reference = first_tensor(float_model(x))
+                reference = data.cache.get(REFERENCE_KEY, b).to(data.device)
                 with seeded(seed + b):
                     output = first_tensor(qmodel(x))
                 (grad,) = torch.autograd.grad((output - reference).pow(2).sum(), captured["output"])
@@ -530,7 +539,6 @@ def _optimise(
 
 def _reconstruct_block(
     qmodel: nn.Module,
-    float_model: nn.Module,
     block: Block,
     index: int,
     cache: BlockDataCache,
@@ -547,7 +555,7 @@ def _reconstruct_block(
         capture_quant_inputs(qmodel, block, index, cache, options.seed)
     data = _BlockData(cache, index, "quant_args" if options.block_input == "quant" else "args", device)
     if options.fisher:
-        _record_fisher_weights(qmodel, float_model, block, data, options.seed)
+        _record_fisher_weights(qmodel, block, data, options.seed)
     loss_before, rel_before = _evaluate(qmodel, block, data)
     modules = [layer for _, layer in layers]
     start_state = _snapshot(modules)
@@ -663,9 +671,11 @@ def block_reconstruction(
         with seeded(options.seed):
             calibrate_activations(qmodel, float_model, calibration, config, samples, options.progress)
         _initialise_weight_scales(qmodel)
+        if options.fisher:
+            _record_reference_outputs(float_model, cache, options.seed)
 
         for index in capture.block_order:
-            block_report = _reconstruct_block(qmodel, float_model, blocks[index], index, cache, options, method)
+            block_report = _reconstruct_block(qmodel, blocks[index], index, cache, options, method)
             if block_report is not None:
                 report.blocks.append(block_report)
 
