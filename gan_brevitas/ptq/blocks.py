@@ -32,7 +32,7 @@ import logging
 import math
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -269,29 +269,24 @@ def _nbytes(obj: Any) -> int:
     return 0
 
 
-def _to_cpu(obj: Any) -> Any:
+def _map_tensors(obj: Any, fn: Callable[[Tensor], Tensor]) -> Any:
+    """``obj`` with ``fn`` applied to every tensor in it (nested tuples, lists, dicts)."""
     if isinstance(obj, Tensor):
-        return obj.detach().to("cpu").clone()
+        return fn(obj)
     if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, tuple):
-        return tuple(_to_cpu(v) for v in obj)
-    if isinstance(obj, list):
-        return [_to_cpu(v) for v in obj]
+        return {k: _map_tensors(v, fn) for k, v in obj.items()}
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_map_tensors(v, fn) for v in obj)
     return obj
+
+
+def _to_cpu(obj: Any) -> Any:
+    return _map_tensors(obj, lambda t: t.detach().to("cpu").clone())
 
 
 def to_device(obj: Any, device: torch.device) -> Any:
     """Tensors of a (nested) record moved to ``device``."""
-    if isinstance(obj, Tensor):
-        return obj.to(device)
-    if isinstance(obj, dict):
-        return {k: to_device(v, device) for k, v in obj.items()}
-    if isinstance(obj, tuple):
-        return tuple(to_device(v, device) for v in obj)
-    if isinstance(obj, list):
-        return [to_device(v, device) for v in obj]
-    return obj
+    return _map_tensors(obj, lambda t: t.to(device))
 
 
 class BlockDataCache:
