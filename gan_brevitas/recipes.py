@@ -146,6 +146,7 @@ def export(
     fp16: bool = False,
     int4: bool = False,
     num_samples: int = 128,
+    pad_narrow_convs: bool = True,
 ) -> Any:
     """Export a quantized generator to a QCDQ ONNX file for ``target`` and return an ExportReport.
 
@@ -155,12 +156,14 @@ def export(
     generator, the fp32 baseline). ConvTranspose layers are rewritten exactly as Conv +
     PixelShuffle where the target needs it (``conv_transpose="auto"``). ``fp16`` casts the
     float parts to fp16 (tensorrt); ``int4`` packs <= 4-bit weights as ONNX INT4 (onnxruntime,
-    opset 21). Nothing is written when the export fails (ExportError says why and what to do).
+    opset 21). ``pad_narrow_convs`` (onnxruntime) gives convs with < 16 outputs zero filters,
+    exactly, because ONNX Runtime's int8 conv is slow for narrow outputs. Nothing is written
+    when the export fails (ExportError says why and what to do).
     """
     from gan_brevitas.export.qcdq import ExportOptions, export_model
 
     options = ExportOptions(
         target=target, opset=opset, conv_transpose=conv_transpose, fp16=fp16, int4=int4,
-        num_samples=num_samples,
+        num_samples=num_samples, pad_narrow_convs=pad_narrow_convs,
     )
     return export_model(qmodel, path, options, example_input=example_input, inputs=inputs)

@@ -167,7 +167,8 @@ def int8_kernel_report(path: str | os.PathLike) -> KernelReport:
             continue
         producer = index.producer.get(node.input[1])
         if producer is not None and producer.op_type == "DequantizeLinear":
-            quantized.append(node_label(node))
+            if index.weight_source(producer.input[0]) is not None:  # a quantized weight
+                quantized.append(node_label(node))
         elif index.weight_source(node.input[1]) is not None:
             float_compute.append(node_label(node))
     with tempfile.TemporaryDirectory() as tmp:

@@ -4,7 +4,9 @@ Targets:
 
 * ``onnxruntime``: the model as quantized (the paper's asymmetric uint8 activations are fine);
   every ConvTranspose is rewritten exactly as Conv + PixelShuffle + crop (`subpixel`), because
-  ONNX Runtime runs ConvTranspose in float only; optional INT4 packing of <= 4-bit weights.
+  ONNX Runtime runs ConvTranspose in float only; convs with fewer than 16 outputs get zero
+  filters (`narrow`); data-movement ops run on the 8-bit tensors (`passes`); optional INT4
+  packing of <= 4-bit weights.
 * ``tensorrt``: TensorRT's rules (`rules`): symmetric int8 activations (an asymmetric model is
   re-calibrated from the given inputs, see `symmetric`), per-channel scales on weights only,
   ConvTranspose weights per tensor (kept) or per-channel rewritten as Conv (axis 0), 4-bit
@@ -38,6 +40,7 @@ from torch import Tensor, nn
 
 from gan_brevitas.errors import ExportError
 from gan_brevitas.export import passes
+from gan_brevitas.export.narrow import MIN_INT8_OUT_CHANNELS, pad_narrow_convs
 from gan_brevitas.export.rules import check_tensorrt, format_violations
 from gan_brevitas.export.subpixel import rewrite_conv_transpose
 from gan_brevitas.export.symmetric import float_twin, has_asymmetric_activations, to_symmetric
@@ -68,6 +71,9 @@ class ExportOptions:
         int4: pack weights of <= 4 bits as ONNX INT4 (onnxruntime only; opset 21).
         dynamic_batch: make the batch dimension of inputs and outputs symbolic.
         num_samples: calibration samples when re-calibrating symmetric activations for TensorRT.
+        pad_narrow_convs: give quantized convs with fewer than 16 output channels zero filters
+            up to 16 and slice them off (exact; onnxruntime only: its int8 conv is several
+            times slower for narrow outputs, see `narrow`).
     """
 
     target: str = "onnxruntime"
@@ -77,6 +83,7 @@ class ExportOptions:
     int4: bool = False
     dynamic_batch: bool = True
     num_samples: int = 128
+    pad_narrow_convs: bool = True
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -334,6 +341,12 @@ def prepare_for_target(
     if targets:
         rewrite_conv_transpose(work, targets)
         conversions.append(f"ConvTranspose -> Conv + PixelShuffle (exact): {', '.join(targets)}")
+    if options.target == "onnxruntime" and options.pad_narrow_convs:
+        padded = pad_narrow_convs(work)
+        if padded:
+            conversions.append(
+                f"narrow convs padded to {MIN_INT8_OUT_CHANNELS} output channels, sliced back (exact): {', '.join(padded)}"
+            )
     return work.eval(), conversions, config
 
 
@@ -414,6 +427,10 @@ def _finish_graph(model_proto: onnx.ModelProto, options: ExportOptions) -> list[
                 "or export without int4."
             )
         notes.append(f"{packed} weight tensor(s) packed as INT4")
+    if options.target == "onnxruntime":
+        moves = passes.move_qdq_across_data_movement(model_proto)
+        if moves:
+            notes.append(f"{moves} Q/DQ moved across Pad / DepthToSpace / Slice / Reshape (exact: 8-bit data movement)")
     if options.fp16:
         moved = passes.cast_float_parts_fp16(model_proto)
         notes.append(f"{moved} float op(s) run in fp16 between explicit Casts")

@@ -28,18 +28,16 @@ Supported: groups 1, dilation 1, equal strides on both axes (PixelShuffle's cons
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 from dataclasses import dataclass
 
 import torch
-from brevitas.inject.enum import ScalingImplType, ScalingPerOutputType
-from brevitas.nn import QuantConv2d, QuantConvTranspose2d
+from brevitas.nn import QuantConvTranspose2d
 from torch import Tensor, nn
 
 from gan_brevitas.errors import ExportError
-from gan_brevitas.quant.quantizers import SymmetricWeightQuant
+from gan_brevitas.export.frozen_conv import frozen_quant_conv
 
 log = logging.getLogger(__name__)
 
@@ -179,72 +177,21 @@ def _float_rewrite(layer: nn.ConvTranspose2d) -> SubPixelConvTranspose2d:
     return SubPixelConvTranspose2d(conv.train(layer.training), plans, layer.out_channels)
 
 
-def _fixed_weight_quant(scale: Tensor, bit_width: int, per_channel: bool) -> type:
-    """A weight quantizer holding a given scale (a parameter, not recomputed from statistics):
-    the phase kernels contain zeros, so statistics of them would give another scale."""
-    shape = (scale.numel(), 1, 1, 1) if per_channel else ()
-    return SymmetricWeightQuant.let(
-        bit_width=bit_width,
-        scaling_impl_type=ScalingImplType.PARAMETER,
-        scaling_per_output_type=ScalingPerOutputType.CHANNEL if per_channel else ScalingPerOutputType.TENSOR,
-        scaling_init=torch.ones(shape),
-    )
-
-
-def _check_exported_layer(layer: QuantConvTranspose2d, name: str) -> None:
-    if layer.input_quant.is_quant_enabled and layer.output_quant.is_quant_enabled:
-        return
-    raise ExportError(
-        f"layer {name!r}: the sub-pixel rewrite needs quantized input and output activations "
-        "(models converted by gan_brevitas.quant.convert have both); pass conv_transpose='keep'."
-    )
-
-
-def _quant_rewrite(layer: QuantConvTranspose2d, name: str) -> SubPixelConvTranspose2d:
-    _check_exported_layer(layer, name)
+def _quant_rewrite(layer: QuantConvTranspose2d) -> SubPixelConvTranspose2d:
     plans = _plans(layer)
     s = plans[0].stride
     with torch.no_grad():
         quant_weight = layer.quant_weight()
         weight = quant_weight.value.detach()
         scale = quant_weight.scale.detach()
-        bit_width = int(quant_weight.bit_width)
-    per_channel = scale.numel() > 1
     # A ConvTranspose's per-channel scales are per OUTPUT channel (axis 1 of its weight); each
     # becomes s*s output channels (axis 0) of the convolution.
-    conv_scale = scale.flatten().repeat_interleave(s * s) if per_channel else scale.reshape(())
-    has_bias = layer.bias is not None
-    conv = QuantConv2d(
-        layer.in_channels,
-        layer.out_channels * s * s,
-        (plans[0].taps, plans[1].taps),
-        padding=(plans[0].pad, plans[1].pad),
-        bias=has_bias,
-        weight_quant=_fixed_weight_quant(conv_scale, bit_width, per_channel),
-        bias_quant=layer.bias_quant.quant_injector if layer.bias_quant.is_quant_enabled else None,
-        input_quant=None,
-        output_quant=None,
-        return_quant_tensor=False,
-        device=weight.device,
-        dtype=weight.dtype,
+    conv_scale = scale.flatten().repeat_interleave(s * s) if scale.numel() > 1 else scale
+    bias = layer.bias.detach().repeat_interleave(s * s) if layer.bias is not None else None
+    conv = frozen_quant_conv(
+        layer, phase_kernels(weight, plans), conv_scale, bias, padding=(plans[0].pad, plans[1].pad)
     )
-    conv.input_quant = copy.deepcopy(layer.input_quant)
-    conv.output_quant = copy.deepcopy(layer.output_quant)
-    tensor_quant = conv.weight_quant.tensor_quant
-    threshold = float(tensor_quant.int_scaling_impl(tensor_quant.msb_clamp_bit_width_impl()))
-    with torch.no_grad():
-        tensor_quant.scaling_impl.value.copy_((conv_scale * threshold).reshape(tensor_quant.scaling_impl.value.shape))
-        conv.weight.copy_(phase_kernels(weight, plans))
-        if has_bias:
-            conv.bias.copy_(layer.bias.repeat_interleave(s * s))
-        got = conv.quant_weight()
-    expected = phase_kernels(weight, plans)
-    if not torch.equal(got.value, expected):
-        raise ExportError(
-            f"layer {name!r}: the rewritten weights do not reproduce the quantized ConvTranspose "
-            "weights exactly; pass conv_transpose='keep' and report this model."
-        )
-    return SubPixelConvTranspose2d(conv.train(layer.training), plans, layer.out_channels)
+    return SubPixelConvTranspose2d(conv, plans, layer.out_channels)
 
 
 def rewrite_conv_transpose(model: nn.Module, names: list[str] | None = None) -> list[str]:
@@ -271,7 +218,7 @@ def rewrite_conv_transpose(model: nn.Module, names: list[str] | None = None) -> 
                 f"ConvTranspose2d {name!r} cannot be rewritten into Conv + PixelShuffle: {reason}; "
                 "export with conv_transpose='keep' to leave it as a (float-kernel) ConvTranspose."
             )
-        new = _quant_rewrite(layer, name) if isinstance(layer, QuantConvTranspose2d) else _float_rewrite(layer)
+        new = _quant_rewrite(layer) if isinstance(layer, QuantConvTranspose2d) else _float_rewrite(layer)
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, child, new)

@@ -105,3 +105,23 @@ def test_unsupported_layer_is_named():
     model = nn.Sequential(nn.ConvTranspose2d(4, 4, 3, 2, groups=2))
     with pytest.raises(ExportError, match=r"'0' cannot be rewritten.*groups=2.*conv_transpose='keep'"):
         rewrite_conv_transpose(model)
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_narrow_conv_padding_is_bit_exact(per_channel):
+    from gan_brevitas.export.narrow import ChannelPaddedConv2d, pad_narrow_convs
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(8, 3, 3, padding=1), nn.Tanh())
+    qmodel = quantize_model(model, QuantConfig(per_channel=per_channel))
+    for _, layer in quant_layers(qmodel):
+        set_act_range(layer.input_quant, -2.5, 3.0)
+        set_act_range(layer.output_quant, -1.5, 2.0)
+    qmodel = qmodel.double().eval()
+    padded = copy.deepcopy(qmodel)
+    assert pad_narrow_convs(padded) == ["0"]
+    assert isinstance(padded[0], ChannelPaddedConv2d) and padded[0].conv.out_channels == 16
+    x = torch.randn(2, 8, 6, 6, dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.equal(padded(x), qmodel(x))
+        assert torch.equal(padded[0].conv.quant_weight().int()[3:], torch.zeros(13, 8, 3, 3))
