@@ -30,6 +30,7 @@ import contextlib
 import copy
 import fnmatch
 import glob
+import io
 import json
 import logging
 import math
@@ -542,11 +543,17 @@ def modelopt_ptq(
     modelopt_config = scheme.modelopt_config(float_model, skip)
     skipped = tuple(skipped_modules(float_model, skip))  # by class name: before ModelOpt renames classes
     model = float_model.eval()
+    printed = io.StringIO()
     try:
-        # Conversion only (algorithm None): calibration follows, with the loop, below.
-        model = mtq.quantize(model, {**modelopt_config, "algorithm": None}, None)
+        # Conversion only (algorithm None): calibration follows, with the loop, below. ModelOpt
+        # prints its progress ("Inserted N quantizers"); it goes to our log instead.
+        with contextlib.redirect_stdout(printed):
+            model = mtq.quantize(model, {**modelopt_config, "algorithm": None}, None)
     except RuntimeError as err:
         raise ConversionError(f"ModelOpt found nothing to quantize: {err}") from err
+    finally:
+        for line in printed.getvalue().splitlines():
+            log.info("ModelOpt: %s", line)
     if scheme.calibration == "max":
         called = max_calibrate(model, loop)
     else:
