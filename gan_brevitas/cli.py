@@ -71,6 +71,11 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     from gan_brevitas.quant.serialize import check_output_path
 
     out = check_output_path(args.out)
+    if args.method.startswith("modelopt-"):
+        raise GanBrevitasError(
+            "ModelOpt models are not saved by this command: use the Python API "
+            "(recipes.quantize(..., 'modelopt-int8'), then modelopt.torch.opt.save or recipes.export)."
+        )
     config = _config_from_args(args)
     build_kwargs = {}
     if args.size is not None:

@@ -161,7 +161,13 @@ def export(
     when the export fails (ExportError says why and what to do).
     """
     from gan_brevitas.export.qcdq import ExportOptions, export_model
+    from gan_brevitas.plugins import is_modelopt_model
 
+    if is_modelopt_model(qmodel):
+        from gan_brevitas.plugins.modelopt import export_onnx
+
+        return export_onnx(qmodel, path, target, inputs=inputs, example_input=example_input,
+                           **({"opset": opset} if opset is not None else {}))
     options = ExportOptions(
         target=target, opset=opset, conv_transpose=conv_transpose, fp16=fp16, int4=int4,
         num_samples=num_samples, pad_narrow_convs=pad_narrow_convs,
