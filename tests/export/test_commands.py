@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 
 import onnx
@@ -13,35 +15,42 @@ from gan_brevitas.cli import main
 
 
 @pytest.fixture(scope="module")
-def saved_sagan(exported, tmp_path_factory):
-    qmodel, _, ort_report = exported["sagan"]
+def cli_exports(exported, tmp_path_factory):
+    """The three targets exported through the CLI from a saved quantized SAGAN: (folder,
+    onnxruntime file, printed output, exit codes)."""
+    qmodel, _, _ = exported["sagan"]
     folder = tmp_path_factory.mktemp("cli")
-    recipes.save(qmodel, folder / "q.safetensors")
-    return folder, ort_report.path
-
-
-def test_export_targets_from_a_quantized_file(saved_sagan, capsys):
-    folder, _ = saved_sagan
     source = str(folder / "q.safetensors")
-    assert main(["export", source, "--out", str(folder / "g_int8.onnx")]) == 0
-    assert main(["export", source, "--out", str(folder / "g_fp32.onnx"), "--target", "float"]) == 0
-    # The paper's asymmetric activations: re-calibrated on generated latents for TensorRT.
-    assert main(["export", source, "--out", str(folder / "g_trt.onnx"), "--target", "tensorrt",
-                 "--num-samples", "8", "--fp16"]) == 0
-    out = capsys.readouterr().out
+    recipes.save(qmodel, source)
+    runs = [
+        ["export", source, "--out", str(folder / "g_int8.onnx")],
+        ["export", source, "--out", str(folder / "g_fp32.onnx"), "--target", "float"],
+        # The paper's asymmetric activations: re-calibrated on generated latents for TensorRT.
+        ["export", source, "--out", str(folder / "g_trt.onnx"), "--target", "tensorrt", "--num-samples", "8", "--fp16"],
+    ]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        codes = [main(argv) for argv in runs]
+    return folder, codes, printed.getvalue()
+
+
+def test_export_targets_from_a_quantized_file(cli_exports):
+    folder, codes, out = cli_exports
+    assert codes == [0, 0, 0]
     assert "wrote" in out and "re-calibrated on 8 samples" in out and "fp16" in out
     meta = {p.key: p.value for p in onnx.load(folder / "g_trt.onnx").metadata_props}
     assert meta["gan_brevitas.act_scheme"] == "symmetric" and meta["gan_brevitas.target"] == "tensorrt"
+    meta = {p.key: p.value for p in onnx.load(folder / "g_fp32.onnx").metadata_props}
+    assert meta["gan_brevitas.target"] == "float"
 
 
-def test_check_trt_exit_codes(saved_sagan, capsys):
-    folder, ort_file = saved_sagan
-    assert main(["check-trt", str(ort_file)]) == 1  # asymmetric uint8: breaks the rules
+def test_check_trt_exit_codes(cli_exports, capsys):
+    folder, _, _ = cli_exports
+    assert main(["check-trt", str(folder / "g_int8.onnx")]) == 1  # asymmetric uint8: breaks the rules
     out = capsys.readouterr().out
     assert "symmetric-zero-point" in out and "int8-type" in out and "fix:" in out
-    if (folder / "g_trt.onnx").exists():
-        assert main(["check-trt", str(folder / "g_trt.onnx")]) == 0
-        assert "TensorRT accepts this graph" in capsys.readouterr().out
+    assert main(["check-trt", str(folder / "g_trt.onnx")]) == 0
+    assert "TensorRT accepts this graph" in capsys.readouterr().out
     graph = helper.make_graph(
         [helper.make_node("Relu", ["x"], ["y"])], "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
@@ -52,16 +61,13 @@ def test_check_trt_exit_codes(saved_sagan, capsys):
     assert "nothing to check" in capsys.readouterr().out
 
 
-def test_bench_against_fp32(saved_sagan, capsys):
-    folder, ort_file = saved_sagan
-    fp32 = folder / "fp32_bench.onnx"
-    main(["export", str(folder / "q.safetensors"), "--out", str(fp32), "--target", "float"])
+def test_bench_against_fp32(cli_exports, capsys):
+    folder, _, _ = cli_exports
     json_path = folder / "bench.json"
-    code = main(["bench", str(ort_file), "--against", str(fp32), "--batch", "1", "2", "--runs", "2",
-                 "--warmup", "0", "--threads", "1", "--json", str(json_path)])
+    code = main(["bench", str(folder / "g_int8.onnx"), "--against", str(folder / "g_fp32.onnx"),
+                 "--batch", "1", "2", "--runs", "2", "--warmup", "0", "--threads", "1", "--json", str(json_path)])
     assert code == 0
-    out = capsys.readouterr().out
-    assert "speed-up" in out
+    assert "speed-up" in capsys.readouterr().out
     data = json.loads(json_path.read_text())
     assert [row["batch"] for row in data["rows"]] == [1, 2]
     assert all(row["speedup"] > 0 for row in data["rows"])

@@ -45,7 +45,7 @@ def test_asymmetric_model_needs_inputs(cyclegan_asym, tmp_path):
 
 def test_asymmetric_model_is_recalibrated_symmetric(cyclegan_asym, tmp_path):
     model, x, qmodel = cyclegan_asym
-    report = recipes.export(qmodel, tmp_path / "g.onnx", "tensorrt", inputs=x, num_samples=16)
+    report = recipes.export(qmodel, tmp_path / "g.onnx", "tensorrt", inputs=x, num_samples=8)
     assert any("re-calibrated" in c for c in report.conversions)
     # Per-channel ConvTranspose weights cannot go to TensorRT: rewritten as Conv (axis 0).
     assert any("model.11" in c and "PixelShuffle" in c for c in report.conversions)

@@ -15,19 +15,26 @@ from trt.engine import BuildSpec, build_engine
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None and importlib.util.find_spec("pycuda") is not None
 
 
-def test_build_refuses_a_graph_that_breaks_the_rules(exported, tmp_path):
-    _, _, report = exported["cyclegan"]  # onnxruntime target: asymmetric uint8
-    with pytest.raises(ExportError, match="breaks TensorRT's rules.*target='tensorrt'"):
-        build_engine(report.path, tmp_path / "g.engine")
-    assert not any(tmp_path.iterdir())
+def test_build_refuses_a_graph_that_breaks_the_rules(tmp_path):
+    import onnx
+
+    from tests.export.graphs import qdq_conv_model
+
+    onnx.save(qdq_conv_model(act_zero_point=3, act_dtype=np.uint8), tmp_path / "g.onnx")
+    with pytest.raises(ExportError, match="breaks TensorRT's rules.*target='tensorrt'(.|\n)*symmetric-zero-point"):
+        build_engine(tmp_path / "g.onnx", tmp_path / "g.engine")
+    assert not (tmp_path / "g.engine").exists()
 
 
 @pytest.mark.skipif(HAS_TENSORRT, reason="TensorRT is installed: the missing-dependency path cannot be shown")
-def test_missing_tensorrt_is_a_clear_error(exported, tmp_path):
-    qmodel, x, _ = exported["sagan"]
-    report = recipes.export(qmodel, tmp_path / "g.onnx", "tensorrt", inputs=x, num_samples=8)
+def test_missing_tensorrt_is_a_clear_error(tmp_path):
+    import onnx
+
+    from tests.export.graphs import qdq_conv_model
+
+    onnx.save(qdq_conv_model(), tmp_path / "g.onnx")  # a graph that passes the rules
     with pytest.raises(MissingDependencyError, match="TensorRT is not importable.*gan-brevitas\\[trt\\]"):
-        build_engine(report.path, tmp_path / "g.engine")
+        build_engine(tmp_path / "g.onnx", tmp_path / "g.engine")
     assert not (tmp_path / "g.engine").exists()
 
 
