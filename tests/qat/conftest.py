@@ -39,3 +39,17 @@ def small_options(**changes: Any) -> dict[str, Any]:
     )
     options.update(changes)
     return options
+
+
+@pytest.fixture(scope="session")
+def vgg_file(tmp_path_factory):
+    """Random VGG16 features in torchvision's full-model key layout ("features.N.weight")."""
+    from gan_brevitas.qat.losses import vgg16_features
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        state = {f"features.{k}": v for k, v in vgg16_features().state_dict().items()}
+    state["classifier.0.weight"] = torch.zeros(2, 2)  # ignored, as in the real file
+    path = tmp_path_factory.mktemp("vgg") / "vgg16-397923af.pth"
+    torch.save(state, path)
+    return path

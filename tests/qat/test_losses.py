@@ -26,17 +26,6 @@ def no_vgg_anywhere(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
 
 
-@pytest.fixture(scope="module")
-def vgg_file(tmp_path_factory):
-    """Random VGG16 features in torchvision's full-model key layout ("features.N.weight")."""
-    torch.manual_seed(0)
-    state = {f"features.{k}": v for k, v in vgg16_features().state_dict().items()}
-    state["classifier.0.weight"] = torch.zeros(2, 2)  # ignored, as in the real file
-    path = tmp_path_factory.mktemp("vgg") / "vgg16-397923af.pth"
-    torch.save(state, path)
-    return path
-
-
 def test_lsgan_terms():
     ones, zeros = torch.ones(4), torch.zeros(4)
     assert float(lsgan_discriminator_loss(ones, zeros)) == 0.0  # perfect critic

@@ -179,6 +179,15 @@ def test_perceptual_loss_without_vgg_is_refused(generator, latents, tmp_path, mo
     assert not (tmp_path / "r").exists()
 
 
+def test_perceptual_loss_with_local_vgg_weights(generator, latents, vgg_file):
+    recorder = Recorder()
+    recipes.quantize(generator, "lsq-qat", config=W4, inputs=latents, vgg_weights=str(vgg_file), on_epoch_end=recorder,
+                     **small_options(epochs=1, loss="perceptual", eval_samples=0, num_train=32))
+    losses = recorder.records[0].losses
+    assert {"content", "style", "adversarial"} <= set(losses) and "mse" not in losses
+    assert losses["distill"] == pytest.approx(3.0 * losses["content"] + 3e4 * losses["style"], rel=1e-4)
+
+
 def test_perceptual_disc_and_a_given_discriminator(generator, latents):
     from gan_brevitas.qat.discriminator import fresh_discriminator
 
