@@ -473,6 +473,8 @@ class _Trainer:
         self.extractor: Optional[ExtractorSpec] = None
         if self.dist.is_main and self.eval_in.shape[0] >= 2 and self.sample.dim() == 4:
             self.extractor = resolve_extractor()
+            log.info("per-epoch PSNR and qFID on %d held-out inputs; qFID extractor: %s",
+                     self.eval_in.shape[0], self.extractor.label)
         per_process = opts.batch_size // self.dist.world_size
         return make_loader(dataset, per_process, self.dist.rank, self.dist.world_size, opts.seed)
 
@@ -603,6 +605,6 @@ class _Trainer:
         if record.psnr is not None:
             quality.append(f"PSNR {record.psnr:.2f} dB")
         if record.qfid is not None:
-            quality.append(f"qFID {record.qfid:.4g} [{self.extractor.label if self.extractor else '?'}]")
+            quality.append(f"qFID {record.qfid:.4g}")
         log.info("%s epoch %d/%d [%s] %s%s%s", self.opts.method, record.epoch, self.opts.epochs, record.phase,
                  ", ".join(parts), " | " if parts and quality else "", ", ".join(quality))
