@@ -191,13 +191,13 @@ def run_model(problem: Problem, args: argparse.Namespace, extractor) -> tuple[li
         rows.append(Row(problem.name, "vanilla PTQ", bits, *measure(ptq, problem, reference, extractor),
                         time.perf_counter() - began))
         for method, config in (("ma-qat", stats), ("lsq-qat", learned)):
-            began = time.perf_counter()
             qmodel = recipes.quantize(
                 problem.model, method, config=config, inputs=problem.sampler(),
                 out_dir=str(work / f"{method}-w{bits}"),
                 **common)
-            seconds = time.perf_counter() - began
             checkpoint = torch.load(work / f"{method}-w{bits}" / "checkpoint.pt", weights_only=True)
+            # Training time from the log, so a run finished earlier (resumed: nothing to do) keeps it.
+            seconds = sum(h["seconds"] for h in checkpoint["history"])
             rows.append(Row(problem.name, method.upper(), bits,
                             *measure(qmodel, problem, reference, extractor), seconds, checkpoint["history"]))
             if method == "lsq-qat" and bits == args.bits[0]:
@@ -230,7 +230,7 @@ def write_report(out: Path, results: dict[str, Any]) -> None:
         "",
         "Settings: " + ", ".join(f"{k}={v}" for k, v in results["settings"].items()),
         "",
-        "| model | source | method | bits | qFID | PSNR (dB) | time (s) |",
+        "| model | source | method | bits | qFID | PSNR (dB) | time (s): calibration / training epochs |",
         "|---|---|---|---|---|---|---|",
     ]
     for row in results["rows"]:
