@@ -2,6 +2,7 @@
 
     python benchmarks/brecq_benchmark.py                              # W8A8 and W4A8
     python benchmarks/brecq_benchmark.py --ste-steps 50 --ar-steps 100 --eval-n 100   # quick look
+    python benchmarks/brecq_benchmark.py --bits 8 --methods STE-BRECQ --weight-lr 1e-2 --out /tmp/x
 
 For each weight width the generator is quantized three ways: vanilla PTQ (quantile ranges,
 per-tensor, the paper's baseline), STE-BRECQ and AR-BRECQ (both with learned weight scales,
@@ -108,6 +109,8 @@ def run(problem: Problem, args: argparse.Namespace, extractor) -> list[Row]:
              dict(steps=args.ar_steps, round_lr=args.round_lr, **common)),
         )
         for label, method, config, options in runs:
+            if label not in args.methods:
+                continue
             began = time.perf_counter()
             qmodel = recipes.quantize(problem.model, method, config=config, inputs=problem.sampler(), **options)
             seconds = time.perf_counter() - began
@@ -216,9 +219,10 @@ def plot(path: Path, results: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bits", nargs="+", type=int, default=[8, 4])
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--ste-steps", type=int, default=500, help="paper: 2000 per block")
     parser.add_argument("--ar-steps", type=int, default=1000, help="paper: 20000 per block")
-    parser.add_argument("--weight-lr", type=float, default=1e-3, help="STE weight rate, relative to RMS(W)")
+    parser.add_argument("--weight-lr", type=float, default=1e-2, help="STE weight rate, relative to RMS(W) (paper: 1e-2)")
     parser.add_argument("--round-lr", type=float, default=1e-2, help="AdaRound rate (BRECQ 1e-3 over 20000 steps)")
     parser.add_argument("--num-samples", type=int, default=896, help="reconstruction samples (paper: 896)")
     parser.add_argument("--batch-size", type=int, default=16, help="paper: 16")
