@@ -74,9 +74,12 @@ def _quality(paths: dict[str, Path], reference: torch.Tensor, x: torch.Tensor, b
     from gan_brevitas.metrics import fid
 
     result = {}
+    # StyleGAN has no output Tanh: like its sample grids, images are clamped to [-1, 1].
+    reference = reference.clamp(-1, 1)
     for key, path in paths.items():
         runner = OrtGenerator(path)
         images = torch.cat([torch.from_numpy(runner(x[i : i + batch])) for i in range(0, len(x), batch)])
+        images = images.clamp(-1, 1)
         qfid = fid(images, reference, name="qfid")
         result[key] = {"psnr_db": _psnr(images, reference), "qfid": qfid.value, "extractor": qfid.extractor}
     return result
@@ -238,6 +241,7 @@ def main() -> int:
                         help="measure PSNR / qFID of the TensorRT conversion")
     parser.add_argument("--quality-cases", nargs="*", default=["sagan-64", "stylegan-128", "cyclegan-128"])
     parser.add_argument("--quality-n", type=int, default=64, help="images for PSNR / qFID")
+    parser.add_argument("--resume", action="store_true", help="reuse cases finished by an interrupted run")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("gan_brevitas").setLevel(logging.WARNING)
@@ -260,15 +264,19 @@ def main() -> int:
             env["cpu"] = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    results = []
+    partial = out / "export_ort_latency.partial.json"
+    done = json.loads(partial.read_text()) if args.resume and partial.exists() else {}
     with tempfile.TemporaryDirectory() as tmp:
         for case in CASES:
-            if case.label in args.cases:
-                results.append(run_case(case, Path(tmp), args))
+            if case.label in args.cases and case.label not in done:
+                done[case.label] = run_case(case, Path(tmp), args)
+                _write(partial, json.dumps(done, indent=2))  # a later failure keeps finished cases
+    results = [done[c.label] for c in CASES if c.label in args.cases]
     env["load_after"] = [round(v, 2) for v in os.getloadavg()]
     _write(out / "export_ort_latency.json", json.dumps({"environment": env, "results": results}, indent=2))
     _write(out / "export_ort_latency.md", _markdown(results, env))
     _plot(results, out / "export_ort_latency.png")
+    partial.unlink(missing_ok=True)
     log.info("wrote %s", out / "export_ort_latency.{json,md,png}")
     return 0
 

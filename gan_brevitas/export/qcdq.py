@@ -485,7 +485,7 @@ def export_model(
                 raise ExportError(f"the graph breaks TensorRT's rules, nothing was written:\n{listed}")
             rule_warnings = tuple(str(v) for v in report.warnings)
             for warning in rule_warnings:
-                log.warning("%s", warning)
+                log.info("%s", warning)
         staged = Path(tmp) / "final.onnx"
         onnx.save(model_proto, str(staged))
         os.replace(staged, path)
