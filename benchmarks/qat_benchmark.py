@@ -95,8 +95,12 @@ def load_problem(name: str, eval_n: int, checkpoint_dir: Optional[str]) -> Probl
     where = {} if checkpoint_dir is None else {"checkpoint_dir": Path(checkpoint_dir)}
     try:
         model = zoo.load_demo_generator(name, **where)
-        disc = zoo.load_demo_discriminator(name, **where)
         source = "demo zoo (trained)" if checkpoint_dir is None else f"demo recipe, trained here ({checkpoint_dir})"
+        try:
+            disc = zoo.load_demo_discriminator(name, **where)
+        except Exception as err:  # noqa: BLE001 - the generator alone is enough: a fresh critic
+            log.warning("demo %s discriminator unavailable (%s): QAT trains a fresh one", name, err)
+            disc, source = None, source + ", fresh discriminator"
     except Exception as err:  # noqa: BLE001 - any missing piece of the zoo: fall back, say so
         log.warning("demo %s generator unavailable (%s): using a RANDOMLY INITIALISED stand-in", name, err)
         torch.manual_seed(0)
@@ -125,8 +129,11 @@ def outputs(model: nn.Module, inputs: Tensor, batch: int = 64) -> Tensor:
 
 
 def measure(qmodel: nn.Module, problem: Problem, reference: Tensor, extractor) -> tuple[float, float]:
+    """(qFID, PSNR) on the held-out inputs; images are clamped to [-1, 1] for qFID (a random
+    stand-in StyleGAN has no output nonlinearity), PSNR compares them as they are."""
     images = outputs(qmodel, problem.heldout)
-    return fid(images, reference, extractor, name="qfid", cuda=False).value, psnr(images, reference)
+    value = fid(images.clamp(-1, 1), reference.clamp(-1, 1), extractor, name="qfid", cuda=False).value
+    return value, psnr(images, reference)
 
 
 def step_seconds(model: nn.Module, inputs: Tensor, targets: Tensor, repeats: int, warmup: int = 2) -> float:
