@@ -105,6 +105,22 @@ def read_quant_info(path: str | os.PathLike) -> QuantInfo:
     return QuantInfo.from_metadata(metadata, path)
 
 
+def _full_state_dict(model: nn.Module) -> dict[str, Any]:
+    """The state_dict with every Brevitas parameter, initialised or not.
+
+    A fresh model's learned weight scales (weight_scaling="learned") are left out of its
+    state_dict until their first forward; the saved file has them.
+    """
+    import brevitas.config
+
+    previous = brevitas.config._FULL_STATE_DICT
+    brevitas.config._FULL_STATE_DICT = True
+    try:
+        return model.state_dict()
+    finally:
+        brevitas.config._FULL_STATE_DICT = previous
+
+
 def _check_matches(expected: dict[str, Any], found: dict[str, Any], path: Path) -> None:
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
@@ -138,7 +154,7 @@ def load_quantized(path: str | os.PathLike, model: Optional[nn.Module] = None) -
         model = build_generator(info.generator["name"], **info.generator["kwargs"])
     qmodel = quantize_model(fold_for_quantization(model), info.config)
     state = load_file(str(path))
-    _check_matches(qmodel.state_dict(), state, path)
+    _check_matches(_full_state_dict(qmodel), state, path)
     qmodel.load_state_dict(state, strict=True)
     qmodel.gan_brevitas = info
     return qmodel.eval()

@@ -13,7 +13,18 @@ from tests.helpers import dcgan_generator
 
 pytest.importorskip("onnxruntime")
 
-logging.getLogger("gan_brevitas").setLevel(logging.ERROR)
+
+
+@pytest.fixture(autouse=True)
+def _quiet_gan_brevitas_logs():
+    """Only errors from gan_brevitas in these tests; the level is restored afterwards so other
+    test modules still see warnings (some assert on them)."""
+    logger = logging.getLogger("gan_brevitas")
+    previous = logger.level
+    logger.setLevel(logging.ERROR)
+    yield
+    logger.setLevel(previous)
+
 warnings.filterwarnings("ignore", category=UserWarning, module="brevitas")
 
 #: Reference architectures at tiny widths (fast), one per input kind and layer mix.

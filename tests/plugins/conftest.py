@@ -21,7 +21,18 @@ pytest.importorskip(
 )
 
 torch.set_num_threads(1)
-logging.getLogger("gan_brevitas").setLevel(logging.ERROR)
+
+
+@pytest.fixture(autouse=True)
+def _quiet_gan_brevitas_logs():
+    """Only errors from gan_brevitas in these tests; the level is restored afterwards so other
+    test modules still see warnings (some assert on them)."""
+    logger = logging.getLogger("gan_brevitas")
+    previous = logger.level
+    logger.setLevel(logging.ERROR)
+    yield
+    logger.setLevel(previous)
+
 warnings.filterwarnings("ignore", category=UserWarning)
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 warnings.filterwarnings("ignore", category=FutureWarning)

@@ -153,16 +153,14 @@ def test_recipes_quantize_ste_brecq_end_to_end(name):
         assert relative_error(_image(qmodel(x)), reference) < 0.5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="quant/serialize.load_quantized compares the file with a FRESH model's state_dict, "
-    "which omits Brevitas learned weight scales until their first use, so every model with "
-    "weight_scaling='learned' (vanilla PTQ too) fails to load; remove this mark once fixed",
-)
 def test_a_brecq_model_saves_and_loads(tmp_path):
     model, x = _small("sagan")
     qmodel = recipes.quantize(model, "ste-brecq", config=LEARNED, inputs=x, steps=5, **FAST)
     recipes.save(qmodel, tmp_path / "q.safetensors")
+    ar = recipes.quantize(model, "ar-brecq", config=LEARNED, inputs=x, steps=5, **FAST)
+    recipes.save(ar, tmp_path / "ar.safetensors")
+    with torch.no_grad():
+        assert torch.equal(_image(recipes.load(tmp_path / "ar.safetensors")(x)), _image(ar(x)))
     loaded = recipes.load(tmp_path / "q.safetensors")
     with torch.no_grad():
         assert torch.equal(_image(loaded(x)), _image(qmodel(x)))
