@@ -104,7 +104,7 @@ def run(problem: Problem, args: argparse.Namespace, extractor) -> list[Row]:
             ("vanilla PTQ", "vanilla-ptq", QuantConfig(weight_bits=bits),
              dict(num_samples=args.calibration_samples, progress=args.progress)),
             ("STE-BRECQ", "ste-brecq", QuantConfig(weight_bits=bits, weight_scaling="learned"),
-             dict(steps=args.ste_steps, weight_lr=args.weight_lr, **common)),
+             dict(steps=args.ste_steps, weight_lr=args.weight_lr, bias_lr=args.bias_lr, **common)),
             ("AR-BRECQ", "ar-brecq", QuantConfig(weight_bits=bits, weight_scaling="learned"),
              dict(steps=args.ar_steps, round_lr=args.round_lr, **common)),
         )
@@ -223,6 +223,7 @@ def main() -> None:
     parser.add_argument("--ste-steps", type=int, default=500, help="paper: 2000 per block")
     parser.add_argument("--ar-steps", type=int, default=1000, help="paper: 20000 per block")
     parser.add_argument("--weight-lr", type=float, default=1e-2, help="STE weight rate, relative to RMS(W) (paper: 1e-2)")
+    parser.add_argument("--bias-lr", type=float, default=1e-3, help="STE bias rate, relative to RMS(output)")
     parser.add_argument("--round-lr", type=float, default=1e-2, help="AdaRound rate (BRECQ 1e-3 over 20000 steps)")
     parser.add_argument("--num-samples", type=int, default=896, help="reconstruction samples (paper: 896)")
     parser.add_argument("--batch-size", type=int, default=16, help="paper: 16")
