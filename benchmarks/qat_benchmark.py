@@ -7,7 +7,7 @@ For every model and weight width it quantizes the generator three ways, measures
 against the full-precision outputs on held-out inputs that no method trained or calibrated on,
 and times one training step of the quantized generator against the full-precision one on the
 same batch (the cost of QAT). Writes ``qat_benchmark.json``, ``.md`` and ``.png`` (qFID / PSNR
-bars and per-epoch qFID curves) to ``--out``.
+bars and per-epoch PSNR curves) to ``--out``.
 
 The demo generators (`gan_brevitas.demo.zoo`) are used when their checkpoints are installed;
 otherwise small randomly initialised generators stand in and every output says so. qFID uses
@@ -290,11 +290,11 @@ def plot(path: Path, results: dict[str, Any]) -> None:
                 ax.legend()
         ax = axes[2][col]
         for r in rows:
-            curve = [(h["epoch"], h["qfid"]) for h in r["history"] if h.get("qfid") is not None]
+            curve = [(h["epoch"], h["psnr"]) for h in r["history"] if h.get("psnr") is not None]
             if curve:
                 ax.plot(*zip(*curve), marker="o", label=f"{r['method']} W{r['weight_bits']}")
         ax.set_xlabel("epoch (0 = quantile PTQ init)")
-        ax.set_title(f"{name}: per-epoch qFID ({results['settings']['curve_n']} held-out)")
+        ax.set_title(f"{name}: per-epoch PSNR dB ({results['settings']['curve_n']} held-out)")
         ax.legend(fontsize=7)
     fig.suptitle(f"QAT on CPU-sized schedules ({results['extractor']})", fontsize=9)
     fig.tight_layout()
@@ -340,7 +340,7 @@ def main() -> None:
     parser.add_argument("--lr-quant", type=float, default=None, help="default: the paper's (1e-6; SAGAN 1e-7)")
     parser.add_argument("--checkpoint-dir", default=None, help="demo checkpoints (default: the packaged ones)")
     parser.add_argument("--eval-n", type=int, default=500, help="held-out inputs of the final qFID / PSNR")
-    parser.add_argument("--curve-n", type=int, default=200, help="held-out inputs of the per-epoch qFID")
+    parser.add_argument("--curve-n", type=int, default=200, help="held-out inputs of the per-epoch PSNR / qFID")
     parser.add_argument("--repeats", type=int, default=20, help="timed training steps")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--reference-cost", action="store_true", help="also time steps at the paper's widths")

@@ -367,7 +367,9 @@ class _Trainer:
         value_qfid = None
         if self.extractor is not None and images.dim() == 4:
             try:
-                value_qfid = fid(images, targets, self.extractor, name="qfid", cuda=False).value
+                # As images are shown and saved: generators without an output nonlinearity
+                # (StyleGAN) overshoot [-1, 1], which the FID extractors refuse.
+                value_qfid = fid(images.clamp(-1, 1), targets.clamp(-1, 1), self.extractor, name="qfid", cuda=False).value
             except MetricError as err:
                 log.warning("qFID not computed: %s", err)
         return value_psnr, value_qfid
