@@ -5,19 +5,30 @@
 
 No public checkpoint can be downloaded on our machines, so the project trains its own, small
 (same classes as :mod:`gan_brevitas.models`, narrower, 32 px) and on data that ships with PyPI
-packages (:mod:`gan_brevitas.demo.data`). Each recipe was picked to train reliably in about ten
-minutes on 2 CPU cores:
+packages (:mod:`gan_brevitas.demo.data`). Each recipe was picked to train reliably in about a
+quarter of an hour on one CPU core of a shared machine:
 
 * ``stylegan``: StyledGenerator on the 5,000 MNIST digits; non-saturating logistic loss with a
-  lazy R1 penalty on reals, Adam (0.0, 0.99), mapping network at 1/100 of the learning rate,
-  EMA of the generator weights (rosinality's recipe, trained directly at 32 px). Trained with
-  random noise, saved with ``noise_mode="const"`` (demo inference is deterministic).
-* ``sagan``: SAGAN Generator on the same digits; hinge loss, two time-scale Adam (0.0, 0.9)
-  (the SAGAN paper's recipe), EMA of the generator weights whose BatchNorm statistics are
-  re-estimated for the averaged weights before saving.
+  lazy R1 penalty on reals, Adam (0.0, 0.99), mapping network at 1/100 of the generator's
+  learning rate (rosinality's recipe, trained directly at 32 px), EMA of the generator weights.
+  Trained with random noise, saved with ``noise_mode="const"`` (demo inference is
+  deterministic). The discriminator learns 10x slower than the equal-LR generator: with equal
+  rates it won outright and the samples stayed coloured blobs.
+* ``sagan``: SAGAN Generator on the same digits; non-saturating loss, Adam 2e-4 (0.5, 0.999),
+  EMA of the generator weights whose BatchNorm statistics are re-estimated for the averaged
+  weights before saving.
 * ``cyclegan``: two ResnetGenerators, gravel -> brick and back, two PatchGANs; LSGAN loss, cycle
   loss 10, identity loss 5, Adam 2e-4 (0.5, 0.999), learning rate decayed linearly to 0 over the
   second half (junyanz's recipe). Only gravel -> brick and its brick discriminator are saved.
+
+Mode collapse: at 32 px the SAGAN generator starts from a 2x2 map, and within 50 steps its
+4x4 features (``l2``) lost almost all dependence on the latent (their spread over latents fell
+from 0.48 to 0.11 while their size stayed), so every latent gave the same image. That happened
+with hinge or logistic loss, lower learning rates, 3 discriminator steps per generator step,
+another discriminator and a minibatch-stddev channel alike; a DCGAN generator starting from 4x4
+did not collapse (probably the 4x4 map is mostly padding border, an easy latent-free pattern).
+MSGAN's mode-seeking term (``mode_seeking``) keeps different latents giving different images;
+StyleGAN, which had collapsed to a few digits without it, uses it too.
 
 StyleGAN and SAGAN use :class:`~gan_brevitas.models.discriminators.ConvDiscriminator` (spectral
 norm), CycleGAN :class:`~gan_brevitas.models.discriminators.NLayerDiscriminator`.
@@ -99,6 +110,7 @@ class TrainConfig:
         mapping_lr_mult: learning-rate factor of the StyleGAN mapping network.
         r1_gamma / r1_every: R1 penalty weight on reals (0 = off), applied lazily every n steps.
         ema_decay: decay of the generator weight EMA (0 = no EMA; the raw generator is saved).
+        mode_seeking: weight of MSGAN's mode-seeking term in the generator loss (0 = off).
         lambda_cycle / lambda_identity: CycleGAN loss weights.
         decay_start: fraction of the steps after which learning rates decay linearly to 0.
         train_noise_mode: StyleGAN noise during training (the saved kwargs say "const").
@@ -121,6 +133,7 @@ class TrainConfig:
     r1_gamma: float = 0.0
     r1_every: int = 4
     ema_decay: float = 0.0
+    mode_seeking: float = 0.0
     lambda_cycle: float = 10.0
     lambda_identity: float = 5.0
     decay_start: float = 1.0
@@ -169,12 +182,13 @@ RECIPES: dict[str, TrainConfig] = {
         loss="logistic",
         steps=2000,
         batch_size=16,
-        lr_g=1e-3,
-        lr_d=1e-3,
+        lr_g=2e-3,
+        lr_d=2e-4,
         betas=(0.0, 0.99),
         mapping_lr_mult=0.01,
         r1_gamma=1.0,
         ema_decay=0.999,
+        mode_seeking=1.0,
         train_noise_mode="random",
     ),
     "sagan": TrainConfig(
@@ -182,13 +196,14 @@ RECIPES: dict[str, TrainConfig] = {
         generator_kwargs={"image_size": IMAGE_SIZE, "z_dim": 128, "conv_dim": 32},
         discriminator_kind="conv",
         discriminator_kwargs={"image_size": IMAGE_SIZE, "ch": 16},
-        loss="hinge",
+        loss="logistic",
         steps=2000,
         batch_size=32,
         lr_g=2e-4,
-        lr_d=4e-4,
-        betas=(0.0, 0.9),
+        lr_d=2e-4,
+        betas=(0.5, 0.999),
         ema_decay=0.999,
+        mode_seeking=1.0,
     ),
     "cyclegan": TrainConfig(
         model="cyclegan",
@@ -317,7 +332,9 @@ def load_session(config: TrainConfig, path: Path) -> Session:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch.load raises many types for a damaged file
         raise CheckpointError(f"{path} is not a readable training state ({type(err).__name__}: {err})") from err
-    saved, wanted = content["config"], config.to_dict()
+    # A field added to TrainConfig after the state was saved counts as its default value.
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
+    saved, wanted = {**defaults, **content["config"]}, config.to_dict()
     differing = sorted(key for key in wanted if key != "steps" and saved.get(key) != wanted[key])
     if differing:
         raise CheckpointError(
@@ -384,6 +401,18 @@ def r1_penalty(discriminator: nn.Module, real: Tensor) -> Tensor:
     return grad.pow(2).flatten(1).sum(1).mean()
 
 
+def mode_seeking_loss(z: Tensor, images: Tensor, eps: float = 1e-5) -> Tensor:
+    """MSGAN's mode-seeking term (Mao et al. 2019): 1 / (image distance / latent distance).
+
+    The batch is split in two halves that are paired; the term is small when different latents
+    give different images, so minimising it keeps the generator from collapsing to one output.
+    """
+    half = len(z) // 2
+    image_distance = (images[:half] - images[half : 2 * half]).abs().mean()
+    latent_distance = (z[:half] - z[half : 2 * half]).abs().mean()
+    return 1.0 / (image_distance / latent_distance + eps)
+
+
 def lsgan(logits: Tensor, target_real: bool) -> Tensor:
     """Least-squares GAN loss against target 1 (real) or 0 (fake)."""
     return F.mse_loss(logits, torch.full_like(logits, 1.0 if target_real else 0.0))
@@ -442,7 +471,11 @@ def adversarial_step(session: Session, batch: tuple[Tensor, ...], step: int) -> 
     opts["D"].step()
 
     with frozen(discriminator):
-        loss_g = g_loss(config.loss, discriminator(_image(generator(torch.randn(len(real), generator.latent_dim)))))
+        z = torch.randn(len(real), generator.latent_dim)
+        fake = _image(generator(z))
+        loss_g = g_loss(config.loss, discriminator(fake))
+        if config.mode_seeking > 0:
+            loss_g = loss_g + config.mode_seeking * mode_seeking_loss(z, fake)
     opts["G"].zero_grad(set_to_none=True)
     loss_g.backward()
     opts["G"].step()

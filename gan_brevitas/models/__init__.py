@@ -12,6 +12,7 @@ Every generator has ``input_kind`` ("latent" with ``latent_dim``, or "image" wit
 """
 
 from gan_brevitas.models.cyclegan import ResnetGenerator
+from gan_brevitas.models.discriminators import ConvDiscriminator, NLayerDiscriminator, build_discriminator
 from gan_brevitas.models.float_parts import float_parts
 from gan_brevitas.models.fold import fold_generator
 from gan_brevitas.models.load import load_generator, load_state_dict_file
