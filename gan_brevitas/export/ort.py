@@ -189,23 +189,39 @@ def int8_kernel_report(path: str | os.PathLike) -> KernelReport:
 
 @dataclass(frozen=True)
 class ParityReport:
-    """ONNX Runtime vs the PyTorch fake-quant model on the same inputs (first output)."""
+    """ONNX Runtime vs the PyTorch fake-quant model on the same inputs (first output).
+
+    ``floor_mae`` is the fake-quant model against ITSELF with its inputs moved by 1e-6: every
+    activation is re-quantized at each layer, so a value that lands on the other side of a
+    rounding boundary (an exact .5 tie rounded differently, another float summation order in
+    ONNX Runtime's kernels) moves by a whole step, and InstanceNorm spreads that over its
+    channel. Deep random-init generators amplify such flips to about one output step; an
+    ONNX Runtime error at or below this floor is rounding, not a wrong graph.
+    """
 
     mae: float
     max_abs: float
     output_step: float
     n: int
+    floor_mae: float = 0.0
 
     @property
     def within_step(self) -> bool:
         """Mean absolute error within one step of the output quantizer."""
         return self.mae <= self.output_step
 
+    @property
+    def within_floor(self) -> bool:
+        """Mean absolute error no larger than the model's own sensitivity floor (x 1.25)."""
+        return self.mae <= 1.25 * max(self.floor_mae, 1e-12)
+
     def format(self) -> str:
+        step = self.output_step
         return (
             f"ONNX Runtime vs PyTorch fake-quant over {self.n} samples: MAE {self.mae:.3g} "
-            f"({self.mae / self.output_step:.3g} output steps), max {self.max_abs:.3g} "
-            f"({self.max_abs / self.output_step:.3g} steps); output step {self.output_step:.3g}"
+            f"({self.mae / step:.3g} output steps), max {self.max_abs:.3g} ({self.max_abs / step:.3g} steps); "
+            f"output step {step:.3g}; the model's own floor (inputs moved by 1e-6): MAE {self.floor_mae:.3g} "
+            f"({self.floor_mae / step:.3g} steps)"
         )
 
 
@@ -250,6 +266,8 @@ def parity(
     was_training = qmodel.training
     qmodel.eval()
     errors: list[np.ndarray] = []
+    floor: list[np.ndarray] = []
+    noise = torch.Generator().manual_seed(0)
     step = None
     try:
         with torch.no_grad():
@@ -262,10 +280,15 @@ def parity(
                 if got.shape != expected.shape:
                     raise ExportError(f"ONNX output shape {got.shape} differs from the model's {expected.shape}.")
                 errors.append(np.abs(got - expected).ravel())
+                moved = batch + 1e-6 * torch.randn(batch.shape, generator=noise)
+                floor.append(np.abs(_first(qmodel(moved)).numpy() - expected).ravel())
     finally:
         qmodel.train(was_training)
     diffs = np.concatenate(errors)
-    return ParityReport(mae=float(diffs.mean()), max_abs=float(diffs.max()), output_step=float(step), n=n)
+    return ParityReport(
+        mae=float(diffs.mean()), max_abs=float(diffs.max()), output_step=float(step), n=n,
+        floor_mae=float(np.concatenate(floor).mean()),
+    )
 
 
 def input_shape(path: str | os.PathLike, batch: int) -> tuple[str, tuple[int, ...]]:

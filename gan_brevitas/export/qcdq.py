@@ -362,6 +362,10 @@ def _trace_to_onnx(model: nn.Module, x: Tensor, path: Path, options: ExportOptio
         dynamic_axes = {name: {0: "batch"} for name in (input_name, *output_names)}
     kwargs: dict[str, Any] = dict(
         dynamo=False,
+        # No folding at export: it would store products such as StyleGAN's noise weight x
+        # constant noise map as full [1, C, H, W] tensors (tens of MB at 128 px); ONNX Runtime
+        # folds constants when it loads the model anyway.
+        do_constant_folding=False,
         opset_version=options.resolved_opset,
         input_names=[input_name],
         output_names=list(output_names),
@@ -371,7 +375,7 @@ def _trace_to_onnx(model: nn.Module, x: Tensor, path: Path, options: ExportOptio
         warnings.simplefilter("ignore")
         try:
             if options.target == "float":
-                torch.onnx.export(model, (x,), str(path), do_constant_folding=True, **kwargs)
+                torch.onnx.export(model, (x,), str(path), **kwargs)
             else:
                 from brevitas.export import export_onnx_qcdq
 
