@@ -235,8 +235,9 @@ def write_report(out: Path, results: dict[str, Any]) -> None:
         f"Machine: {results['machine']}; torch {results['torch']}; {results['threads']} thread(s). "
         f"Extractor: {results['extractor']}. qFID / PSNR on {results['settings']['eval_n']} held-out inputs.",
         "",
-        "Settings: " + ", ".join(f"{k}={v}" for k, v in results["settings"].items()),
+        "Settings: " + ", ".join(f"{k}={v}" for k, v in results["settings"].items() if k != "note"),
         "",
+        *([f"Note: {results['settings']['note']}", ""] if results["settings"].get("note") else []),
         "| model | source | method | bits | qFID | PSNR (dB) | time (s): calibration / training epochs |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -347,8 +348,16 @@ def main() -> None:
     parser.add_argument("--work-dir", default="/tmp/gan_brevitas_qat_bench", help="run dirs (resumable)")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     parser.add_argument("--progress", action="store_true")
+    parser.add_argument("--note", default="", help="a sentence for the report (e.g. where the checkpoints came from)")
+    parser.add_argument("--render", help="only re-write the markdown / PNG from this results JSON (with --note)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if args.render:
+        results = json.loads(Path(args.render).read_text())
+        if args.note:
+            results["settings"]["note"] = args.note
+        write_report(Path(args.out), results)
+        return
     logging.getLogger("gan_brevitas.metrics.fid").setLevel(logging.ERROR)
     torch.set_num_threads(args.threads)
     extractor = resolve_extractor()

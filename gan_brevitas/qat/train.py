@@ -78,7 +78,7 @@ from gan_brevitas.qat.losses import (
 from gan_brevitas.qat.options import QATOptions, detect_preset
 from gan_brevitas.qat.ranges import MovingAverageRanges
 from gan_brevitas.quant.config import QuantConfig
-from gan_brevitas.quant.convert import quantize_model
+from gan_brevitas.quant.convert import quant_layers, quantize_model
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +195,18 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
     finally:
         for module, training in flags:
             module.training = training
+
+
+def _init_learned_weight_scales(qmodel: nn.Module) -> None:
+    """Initialise every learned weight scale from its weight quantiles now.
+
+    Brevitas does it on a layer's first call and leaves an uninitialised scale out of the
+    state dict, so layers that never run (StyleGAN blocks above the output size) would make
+    checkpoints, resumed runs and saved files disagree on their keys.
+    """
+    with torch.no_grad():
+        for _, layer in quant_layers(qmodel):
+            layer.quant_weight()
 
 
 def _train_mode(qmodel: nn.Module) -> None:
@@ -495,6 +507,7 @@ class _Trainer:
         else:
             initial = calibrate_activations(self.qmodel, self.float_model, train_in, self.config,
                                             num_samples=self.opts.num_samples, progress=self.show)
+            _init_learned_weight_scales(self.qmodel)
         _train_mode(self.qmodel)
         self.unused = self._probe_unused(train_in[:2])
         return checkpoint, initial

@@ -200,12 +200,19 @@ def test_perceptual_disc_and_a_given_discriminator(generator, latents):
     assert {"content", "style", "adversarial", "discriminator"} <= set(recorder.records[0].losses)
 
 
-def test_stylegan_layers_that_never_run_stay_fixed(latents):
+def test_stylegan_layers_that_never_run_stay_fixed(latents, tmp_path):
     """StyleGAN keeps all 9 progression blocks (reference layout) but an 8 px model runs only
-    blocks 0-1: the others get no gradient and are frozen (DDP requires it), the rest trains."""
+    blocks 0-1: the others get no gradient and are frozen (DDP requires it), the rest trains.
+    Their learned weight scales are initialised all the same, so the run resumes and saves."""
     model = recipes.build_generator("stylegan", size=8, channels=8, code_dim=16, n_mlp=1, noise_mode="const")
-    qmodel = recipes.quantize(model, "lsq-qat", config=W4, inputs=latents,
-                              **small_options(epochs=1, eval_samples=0, lr_weights=1e-2))
+    options = small_options(epochs=1, eval_samples=0, lr_weights=1e-2, out_dir=str(tmp_path / "run"))
+    qmodel = recipes.quantize(model, "lsq-qat", config=W4, inputs=latents, **options)
+    resumed = recipes.quantize(model, "lsq-qat", config=W4, inputs=latents, **{**options, "resume": True})
+    assert _same(qmodel.state_dict().values(), resumed.state_dict().values())
+    recipes.save(qmodel, tmp_path / "q.safetensors")
+    loaded = recipes.load(tmp_path / "q.safetensors")
+    with torch.no_grad():
+        assert torch.equal(loaded(latents[:4]), qmodel(latents[:4]))
     reference = recipes.quantize(model, "vanilla-ptq", config=W4, inputs=latents[16:], num_samples=32, progress=False)
     trained, initial = dict(qmodel.named_parameters()), dict(reference.named_parameters())
     frozen = {n for n, p in trained.items() if not p.requires_grad}
@@ -213,6 +220,9 @@ def test_stylegan_layers_that_never_run_stay_fixed(latents):
     assert unused_blocks and unused_blocks <= frozen
     assert not any("progression.0." in n or "progression.1." in n for n in frozen)
     for name in unused_blocks & set(initial):
-        assert torch.equal(trained[name], initial[name]), name
+        if "weight_quant" in name:  # initialised from the weight quantiles, never trained
+            assert float(trained[name]) != 1.0, name
+        else:
+            assert torch.equal(trained[name], initial[name]), name
     name = "generator.progression.0.conv2.weight"
     assert not torch.equal(trained[name], initial[name])
