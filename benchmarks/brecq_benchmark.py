@@ -222,7 +222,7 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument("--ste-steps", type=int, default=500, help="paper: 2000 per block")
     parser.add_argument("--ar-steps", type=int, default=1000, help="paper: 20000 per block")
-    parser.add_argument("--weight-lr", type=float, default=1e-2, help="STE weight rate, relative to RMS(W) (paper: 1e-2)")
+    parser.add_argument("--weight-lr", type=float, default=1e-3, help="STE weight rate, relative to RMS(W) (paper: 1e-2 or 1e-3)")
     parser.add_argument("--bias-lr", type=float, default=1e-3, help="STE bias rate, relative to RMS(output)")
     parser.add_argument("--round-lr", type=float, default=1e-2, help="AdaRound rate (BRECQ 1e-3 over 20000 steps)")
     parser.add_argument("--num-samples", type=int, default=896, help="reconstruction samples (paper: 896)")
