@@ -88,7 +88,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     qmodel = recipes.quantize(model, args.method, config=config, inputs=inputs, **options)
     recipes.save(qmodel, out)
     print(recipes.describe(qmodel))
-    print(f"\nwrote {out} ({args.method}, {config.to_json()})")
+    print(f"\nwrote {out} ({args.method}, {qmodel.gan_brevitas.config.to_json()})")
     return 0
 
 
