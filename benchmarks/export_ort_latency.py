@@ -198,7 +198,7 @@ def _plot(results: list[dict[str, Any]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
     labels, fp32, int8 = [], [], []
     for r in results:
         for row in r["latency"]["rows"]:
@@ -210,7 +210,7 @@ def _plot(results: list[dict[str, Any]], path: Path) -> None:
     left.bar([x + 0.2 for x in xs], int8, width=0.4, label="int8")
     for x, a, b in zip(xs, fp32, int8):
         left.text(x, max(a, b), f"{a / b:.2f}x", ha="center", va="bottom", fontsize=8)
-    left.set_xticks(list(xs), labels, fontsize=7)
+    left.set_xticks(list(xs), labels, fontsize=7, rotation=35, ha="right")
     left.set_yscale("log")
     left.set_ylabel("ONNX Runtime CPU latency, ms (median)")
     left.legend()
