@@ -371,7 +371,7 @@ def main() -> None:
         for r in model_rows:
             log.info("%s %s W%d: qFID %.4g PSNR %.2f dB (%.0f s)", r.model, r.method, r.weight_bits, r.qfid, r.psnr, r.seconds)
     reference = reference_cost(max(3, args.repeats // 5)) if args.reference_cost else {}
-    settings = {k: v for k, v in vars(args).items() if k not in ("out", "work_dir", "progress", "models")}
+    settings = {k: v for k, v in vars(args).items() if k not in ("out", "work_dir", "progress", "models", "render")}
     results = {
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} thread(s), no GPU",
         "torch": torch.__version__,
