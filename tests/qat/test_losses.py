@@ -15,7 +15,6 @@ from gan_brevitas.qat.losses import (
     lsgan_discriminator_loss,
     lsgan_generator_loss,
     resolve_vgg16_weights,
-    vgg16_features,
 )
 
 
