@@ -40,8 +40,12 @@ LRELU_SLOPE_PATCH = 0.2  # junyanz's PatchGAN
 PATCH_KERNEL = 4
 
 
-def _sn_conv(in_channels: int, out_channels: int, kernel: int, stride: int, padding: int) -> nn.Module:
-    return spectral_norm(nn.Conv2d(in_channels, out_channels, kernel, stride, padding))
+def _maybe_sn(layer: nn.Module, spectral: bool) -> nn.Module:
+    return spectral_norm(layer) if spectral else layer
+
+
+def _conv(in_channels: int, out_channels: int, kernel: int, stride: int, padding: int, spectral: bool) -> nn.Module:
+    return _maybe_sn(nn.Conv2d(in_channels, out_channels, kernel, stride, padding), spectral)
 
 
 def minibatch_stddev(x: Tensor, group_size: int) -> Tensor:
@@ -66,7 +70,8 @@ def minibatch_stddev(x: Tensor, group_size: int) -> Tensor:
 class ConvDiscriminator(nn.Module):
     """SN-GAN standard CNN discriminator with a minibatch-stddev head; one logit per image, [B].
 
-    Layout at 32 px (every conv / linear spectrally normalised, LeakyReLU 0.1)::
+    Layout at 32 px (LeakyReLU 0.1; every conv / linear spectrally normalised unless
+    ``spectral=False``)::
 
         features   3x3 (3 -> ch)        4x4/2 (ch -> 2ch)      32 -> 16
                    3x3 (2ch -> 2ch)     4x4/2 (2ch -> 4ch)     16 -> 8
@@ -85,9 +90,14 @@ class ConvDiscriminator(nn.Module):
         ch: base width (SN-GAN uses 64; the demos use 16, about 0.4 M parameters: plenty for
             32 px digits and fast to train on a CPU).
         group_size: minibatch-stddev group size (4, as StyleGAN); 0 turns the channel off.
+        spectral: spectral norm on every layer (SN-GAN, used with SAGAN). StyleGAN's own
+            discriminator has none and relies on the R1 penalty alone: with both, the StyleGAN
+            demo's discriminator was too smooth to push its generator off a few digits.
     """
 
-    def __init__(self, image_size: int = 32, in_channels: int = 3, ch: int = 32, group_size: int = 4) -> None:
+    def __init__(
+        self, image_size: int = 32, in_channels: int = 3, ch: int = 32, group_size: int = 4, spectral: bool = True
+    ) -> None:
         super().__init__()
         if image_size < 8 or image_size % 8 != 0:
             raise ConfigError(f"ConvDiscriminator image_size must be a multiple of 8, got {image_size}")
@@ -104,17 +114,19 @@ class ConvDiscriminator(nn.Module):
         previous = in_channels
         for c_in, c_out in zip(widths[:-1], widths[1:]):
             layers += [
-                _sn_conv(previous, c_in, 3, 1, 1),
+                _conv(previous, c_in, 3, 1, 1, spectral),
                 nn.LeakyReLU(LRELU_SLOPE_SN),
-                _sn_conv(c_in, c_out, 4, 2, 1),
+                _conv(c_in, c_out, 4, 2, 1, spectral),
                 nn.LeakyReLU(LRELU_SLOPE_SN),
             ]
             previous = c_out
         self.features = nn.Sequential(*layers)
         extra = 1 if group_size > 0 else 0
-        self.head = nn.Sequential(_sn_conv(widths[-1] + extra, widths[-1], 3, 1, 1), nn.LeakyReLU(LRELU_SLOPE_SN))
+        self.head = nn.Sequential(
+            _conv(widths[-1] + extra, widths[-1], 3, 1, 1, spectral), nn.LeakyReLU(LRELU_SLOPE_SN)
+        )
         final_side = image_size // 8
-        self.score = spectral_norm(nn.Linear(widths[-1] * final_side * final_side, 1))
+        self.score = _maybe_sn(nn.Linear(widths[-1] * final_side * final_side, 1), spectral)
 
     def forward(self, x: Tensor) -> Tensor:
         """x: [B, in_channels, S, S] in [-1, 1]. Returns logits [B] (higher = judged real)."""
