@@ -3,12 +3,35 @@ average of per-sample quantiles of the full-precision model. Nothing is trained.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from torch import nn
 
+from gan_brevitas.errors import ConfigError
 from gan_brevitas.inputs import InputSource
 from gan_brevitas.ptq.calibrate import calibrate_activations
 from gan_brevitas.quant.config import QuantConfig
 from gan_brevitas.quant.convert import quantize_model
+
+
+@dataclass(frozen=True)
+class VanillaPtqOptions:
+    """Options of vanilla PTQ (the keyword options of ``recipes.quantize(..., "vanilla-ptq")``).
+
+    Attributes:
+        num_samples: inputs fed one at a time while the activation quantiles are averaged
+            (the paper: 500).
+        progress: tqdm progress bar.
+    """
+
+    num_samples: int = 500
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.num_samples, bool) or not isinstance(self.num_samples, int) or self.num_samples < 1:
+            raise ConfigError(f"num_samples must be a positive integer (the paper: 500), got {self.num_samples!r}.")
+        if not isinstance(self.progress, bool):
+            raise ConfigError(f"progress must be True or False, got {self.progress!r}.")
 
 
 def vanilla_ptq(
@@ -19,6 +42,8 @@ def vanilla_ptq(
     progress: bool = True,
 ) -> nn.Module:
     """Convert ``float_model`` (already folded) and calibrate it; returns the quantized copy."""
+    options = VanillaPtqOptions(num_samples=num_samples, progress=progress)
     qmodel = quantize_model(float_model, config)
-    calibrate_activations(qmodel, float_model, inputs, config, num_samples=num_samples, progress=progress)
+    calibrate_activations(qmodel, float_model, inputs, config, num_samples=options.num_samples,
+                          progress=options.progress)
     return qmodel.eval()
