@@ -18,6 +18,7 @@ EPILOG = """examples:
   gan-brevitas quantize --model cyclegan --checkpoint latest_net_G.pth --images horses/ \\
       --method vanilla-ptq --weight-bits 4 --out q.safetensors
   gan-brevitas info q.safetensors
+  gan-brevitas reproduce recipes/*/*.toml --profile cpu --out reproduce_out
 """
 
 
@@ -159,6 +160,51 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _checkpoint_map(items: Sequence[str] | None, models: set[str]) -> dict[str, str]:
+    """``--checkpoint [MODEL=]PATH`` items -> {model: path}; a bare PATH needs one model."""
+    from gan_brevitas.reproduce.spec import MODELS
+
+    mapping: dict[str, str] = {}
+    for item in items or ():
+        name, sep, path = item.partition("=")
+        if not sep:
+            if len(models) != 1:
+                raise GanBrevitasError(
+                    f"--checkpoint {item}: these recipes use {', '.join(sorted(models))}; name the model, "
+                    "e.g. --checkpoint stylegan=PATH."
+                )
+            name, path = next(iter(models)), item
+        if name not in MODELS:
+            raise GanBrevitasError(f"--checkpoint {item}: {name!r} is not one of {', '.join(MODELS)}.")
+        mapping[name] = path
+    return mapping
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    import torch
+
+    from gan_brevitas.reproduce import RunSettings, UserData, load_recipes, reproduce
+    from gan_brevitas.reproduce.report import summary
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    recipes = load_recipes(args.recipes)
+    settings = RunSettings(
+        profile=args.profile,
+        out_dir=Path(args.out),
+        checkpoints=_checkpoint_map(args.checkpoint, {r.experiment.model for r in recipes}),
+        user_data=UserData(images=args.images, eval_images=args.eval_images, real=args.real),
+        device=args.device,
+        inception_weights=args.inception_weights,
+        report_only=args.report_only,
+        command=" ".join(["gan-brevitas", *args.argv]),
+    )
+    outcomes, path = reproduce(recipes, settings)
+    print(summary(outcomes))
+    print(f"\nreport: {path}")
+    return 0
+
+
 def _add_quant_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("quantization scheme (defaults: the paper's)")
     group.add_argument("--config", help="QuantConfig as a JSON file; the flags below override it")
@@ -219,6 +265,26 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--inception-weights", help="local Inception-v3 weights file (default: offline demo CNN)")
     demo.set_defaults(func=cmd_demo)
 
+    reproduce = sub.add_parser(
+        "reproduce", help="run the paper's experiments from recipes/*.toml and write RESULTS.md",
+        description="Run recipe files (one per row of the paper's Tables 3 and 4, one Figure 1 sweep per "
+        "model), cache every finished row, skip cached rows, and write OUT/RESULTS.md.",
+    )
+    reproduce.add_argument("recipes", nargs="+", help="recipe TOML files or folders, e.g. recipes/table4/*.toml")
+    reproduce.add_argument("--profile", default="cpu", choices=["paper", "cpu", "tiny"],
+                           help="paper: the files as written; cpu: scaled for a 2-core machine (default); tiny: tests")
+    reproduce.add_argument("--checkpoint", action="append", metavar="[MODEL=]PATH",
+                           help="your generator checkpoint for MODEL (default: the packaged demo generators); repeatable")
+    reproduce.add_argument("--images", help="calibration / training images of an image-to-image checkpoint")
+    reproduce.add_argument("--eval-images", help="held-out images for its metrics (default: --images)")
+    reproduce.add_argument("--real", help="real images for FID with --checkpoint (omit: no FID)")
+    reproduce.add_argument("--out", default="reproduce_out", help="cache, RESULTS.md and figures (default reproduce_out/)")
+    reproduce.add_argument("--device", default="cpu", help="where generators run and train (default cpu)")
+    reproduce.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    reproduce.add_argument("--inception-weights", help="local Inception-v3 weights (default: offline demo CNN)")
+    reproduce.add_argument("--report-only", action="store_true", help="run nothing; rewrite RESULTS.md from the cache")
+    reproduce.set_defaults(func=cmd_reproduce)
+
     from gan_brevitas.export.commands import add_commands as add_export_commands
 
     add_export_commands(sub)
@@ -232,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     func: Callable[[argparse.Namespace], int] = args.func
     try:

@@ -1,0 +1,36 @@
+"""Reproduce the paper's experiments: ``recipes/*.toml`` -> cached rows -> RESULTS.md.
+
+    gan-brevitas reproduce recipes/table4/*.toml --profile cpu
+
+* `spec`: recipe files (one per row of Tables 3 / 4, one sweep per model for Figure 1), made
+  of the package's config dataclasses and validated on load; profiles "paper", "cpu", "tiny".
+* `sources`: where the generators come from (the demo zoo, or user checkpoints).
+* `cache`: one JSON record per finished row, keyed by everything its numbers depend on.
+* `runner`: runs the rows that are not cached yet, with progress.
+* `findings`: the paper's findings F1..F6, decided by fixed rules from qFID numbers.
+* `report`: RESULTS.md, the Figure 1 plot and the sample grids.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from gan_brevitas.reproduce.report import write_results
+from gan_brevitas.reproduce.runner import Outcome, RunSettings, run_rows
+from gan_brevitas.reproduce.sources import UserData
+from gan_brevitas.reproduce.spec import PROFILES, Recipe, Row, load_recipe, load_recipes
+
+__all__ = ["PROFILES", "Outcome", "Recipe", "Row", "RunSettings", "UserData", "load_recipe", "load_recipes",
+           "reproduce"]
+
+
+def reproduce(recipes: Sequence[Recipe], settings: RunSettings) -> tuple[list[Outcome], Path]:
+    """Run every row of ``recipes`` under ``settings.profile`` (cached rows are skipped) and
+    write RESULTS.md; returns the outcomes and the report's path."""
+    started = time.perf_counter()
+    rows = [row for recipe in recipes for row in recipe.rows(settings.profile)]
+    outcomes, models, extractor = run_rows(rows, settings)
+    path = write_results(recipes, outcomes, models.descriptions(), extractor, settings, time.perf_counter() - started)
+    return outcomes, path
