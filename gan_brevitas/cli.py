@@ -154,7 +154,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     settings = DemoSettings(
         models=tuple(args.models), n=args.n, num_samples=args.num_samples, out_dir=Path(args.out_dir),
-        inception_weights=args.inception_weights,
+        inception_weights=args.inception_weights, sections=tuple(args.sections), brecq_steps=args.brecq_steps,
+        brecq_samples=args.brecq_samples, qat_epochs=args.qat_epochs, qat_train=args.qat_train,
     )
     run_demo(settings)
     return 0
@@ -220,6 +221,7 @@ def _add_quant_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from gan_brevitas.demo.run import SECTIONS
     from gan_brevitas.recipes import METHODS
 
     parser = argparse.ArgumentParser(
@@ -263,6 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--num-samples", type=int, default=200, help="calibration samples, one at a time (default 200; paper 500)")
     demo.add_argument("--out-dir", default="demo_out", help="where report.md, results.json and the PNGs go")
     demo.add_argument("--inception-weights", help="local Inception-v3 weights file (default: offline demo CNN)")
+    demo.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS,
+                      help="which parts to run (default: all; modelopt only where ModelOpt is installed)")
+    demo.add_argument("--brecq-steps", type=int, default=100, help="BRECQ steps per block (default 100; paper 2,000 / 20,000)")
+    demo.add_argument("--brecq-samples", type=int, default=128, help="BRECQ reconstruction inputs (default 128; paper 896)")
+    demo.add_argument("--qat-epochs", type=int, default=2, help="QAT epochs (default 2; paper 100-200)")
+    demo.add_argument("--qat-train", type=int, default=128, help="QAT distillation pairs per epoch (default 128; paper 10,000)")
     demo.set_defaults(func=cmd_demo)
 
     reproduce = sub.add_parser(

@@ -1,13 +1,23 @@
 """`gan-brevitas demo`: the main job, offline, on the packaged demo generators.
 
-For each demo generator: full precision, then vanilla PTQ with min-max and with quantile
-ranges at W8A8 and W4A8, per tensor and per channel (the paper's Table 3/4 rows that a CPU can
-run in minutes), and the activation-quantile sweep of the paper's Figure 1. Writes
+For each demo generator, in sections (`SECTIONS`, all by default):
+
+* ``ptq``: full precision, then vanilla PTQ with min-max and with quantile ranges at W8A8 and
+  W4A8, per tensor and per channel;
+* ``figure1``: the activation-quantile sweep of the paper's Figure 1;
+* ``brecq``: STE-BRECQ at W8A8 and AR-BRECQ at W4A8 (Table 3), with short step counts;
+* ``qat``: MA-QAT and LSQ-QAT at W8A8 and LSQ-QAT at W4A8 (Table 4), a short CPU schedule with
+  pixel-MSE distillation (no VGG16 weights offline) against the demo discriminator;
+* ``modelopt``: NVIDIA ModelOpt's int8 preset through our plugin, where ModelOpt is installed.
+
+The step counts are demo-sized (the whole job fits in about ten minutes on two cores); the
+benchmarks in ``benchmarks/`` and ``gan-brevitas reproduce`` run the longer schedules. Writes
 ``report.md``, ``results.json``, a labelled PNG grid per model and the Figure 1 plot.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import platform
@@ -21,6 +31,7 @@ import torch
 from gan_brevitas import recipes
 from gan_brevitas.demo import zoo
 from gan_brevitas.demo.figures import save_grid, save_quantile_plot
+from gan_brevitas.errors import ConfigError
 from gan_brevitas.metrics.evaluate import collect_inputs, evaluate_outputs
 from gan_brevitas.metrics.extractors import ExtractorSpec, resolve_extractor
 from gan_brevitas.metrics.fid import fid, generate
@@ -55,8 +66,14 @@ class RowResult:
     seconds: float
 
 
+#: The demo's sections, in running order (see the module docstring).
+SECTIONS = ("ptq", "figure1", "brecq", "qat", "modelopt")
+
+
 @dataclass(frozen=True)
 class DemoSettings:
+    """What the demo runs. The step counts are demo-sized, not the paper's."""
+
     models: tuple[str, ...] = zoo.DEMO_MODELS
     n: int = 1000  # images per metric
     num_samples: int = 200  # calibration samples, one at a time (the paper: 500)
@@ -64,6 +81,24 @@ class DemoSettings:
     out_dir: Path = Path("demo_out")
     progress: bool = True
     inception_weights: Optional[str] = None
+    sections: tuple[str, ...] = SECTIONS
+    brecq_steps: int = 100  # per block (the paper: 2,000 STE / 20,000 AR)
+    brecq_samples: int = 128  # reconstruction inputs (the paper: 896)
+    qat_epochs: int = 2  # (the paper: 100-200)
+    qat_train: int = 128  # distillation pairs per epoch (the paper: 10,000)
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.sections if s not in SECTIONS]
+        if unknown:
+            raise ConfigError(f"unknown demo section(s) {unknown}; choose from {list(SECTIONS)}")
+        for name in ("n", "num_samples", "grid_size", "brecq_steps", "brecq_samples", "qat_train"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"DemoSettings.{name} must be >= 1, got {getattr(self, name)}")
+        if self.qat_epochs < 2:
+            raise ConfigError(
+                f"DemoSettings.qat_epochs must be >= 2, got {self.qat_epochs}: MA-QAT freezes its ranges after "
+                "the first epoch and CycleGAN's LSQ-QAT runs one MA epoch before LSQ"
+            )
 
 
 def ptq_rows() -> list[DemoRow]:
@@ -89,10 +124,55 @@ def quantile_sweep_rows() -> list[DemoRow]:
     ]
 
 
+def brecq_rows(settings: DemoSettings) -> list[DemoRow]:
+    """Table 3's pattern: STE-BRECQ at W8A8, AR-BRECQ (learned weight scales) at W4A8."""
+    options = {"steps": settings.brecq_steps, "num_samples": settings.brecq_samples,
+               "calibration_samples": settings.num_samples}
+    quantiles = {"act_quantiles": ACT_QUANTILES, "weight_quantiles": WEIGHT_QUANTILES}
+    return [
+        DemoRow("STE-BRECQ W8A8 per-tensor", "ste-brecq", QuantConfig(weight_bits=8, **quantiles), options),
+        DemoRow("AR-BRECQ W4A8 per-tensor", "ar-brecq",
+                QuantConfig(weight_bits=4, weight_scaling="learned", **quantiles), options),
+    ]
+
+
+def qat_rows(name: str, settings: DemoSettings) -> list[DemoRow]:
+    """Table 4's pattern, CPU-sized: MA-QAT and LSQ-QAT at W8A8, LSQ-QAT at W4A8.
+
+    Pixel-MSE distillation plus the adversarial term against a copy of the demo discriminator;
+    the per-model preset supplies the paper's learning rates and schedule.
+    """
+    options = {"preset": name, "epochs": settings.qat_epochs, "ma_epochs": 1, "num_train": settings.qat_train,
+               "batch_size": 8, "loss": "mse", "eval_samples": 16,
+               "discriminator": zoo.load_demo_discriminator(name)}
+    return [
+        DemoRow("MA-QAT W8A8 per-tensor", "ma-qat", QuantConfig(weight_bits=8), options),
+        DemoRow("LSQ-QAT W8A8 per-tensor", "lsq-qat", QuantConfig(weight_bits=8, weight_scaling="learned"), options),
+        DemoRow("LSQ-QAT W4A8 per-tensor", "lsq-qat", QuantConfig(weight_bits=4, weight_scaling="learned"), options),
+    ]
+
+
+def modelopt_rows() -> list[DemoRow]:
+    """ModelOpt's int8 preset through our plugin; none where nvidia-modelopt is not installed."""
+    if importlib.util.find_spec("modelopt") is None:
+        return []
+    return [DemoRow("ModelOpt int8 (W8A8 symmetric)", "modelopt-int8", QuantConfig(weight_bits=8))]
+
+
+def _section_rows(section: str, name: str, settings: DemoSettings) -> list[DemoRow]:
+    if section == "ptq":
+        return ptq_rows()
+    if section == "brecq":
+        return brecq_rows(settings)
+    if section == "qat":
+        return qat_rows(name, settings)
+    return modelopt_rows()
+
+
 def _run_row(name: str, row: DemoRow, model, x, fp_images, real, extractor, settings) -> tuple[RowResult, Any]:
     start = time.perf_counter()
-    qmodel = recipes.quantize(model, row.method, config=row.config, inputs=x,
-                              num_samples=settings.num_samples, progress=False, **row.options)
+    options = {"num_samples": settings.num_samples, "progress": False, **row.options}
+    qmodel = recipes.quantize(model, row.method, config=row.config, inputs=x, **options)
     q_images = generate(qmodel, x, x.shape[0], progress=False)
     metrics = evaluate_outputs(q_images, fp_images, real, extractor)
     result = RowResult(name, row.label, row.method, row.config.weight_bits, row.config.per_channel,
@@ -114,15 +194,20 @@ def run_model(name: str, settings: DemoSettings, extractor: ExtractorSpec) -> di
     grid_rows = [("full precision", fp_images[: settings.grid_size])]
     from tqdm.auto import tqdm
 
-    for row in tqdm(ptq_rows(), desc=f"{name}: PTQ", disable=not settings.progress):
-        result, qmodel = _run_row(name, row, model, x, fp_images, real, extractor, settings)
-        results.append(result)
-        with torch.no_grad():
-            grid_rows.append((row.label, generate(qmodel, x[: settings.grid_size], settings.grid_size, progress=False)))
     sweep = []
-    for row in tqdm(quantile_sweep_rows(), desc=f"{name}: Figure 1", disable=not settings.progress):
-        result, _ = _run_row(name, row, model, x, fp_images, real, extractor, settings)
-        sweep.append({"high_quantile": row.config.act_quantiles[1], "qfid": result.qfid, "psnr": result.psnr})
+    for section in settings.sections:
+        if section == "figure1":
+            for row in tqdm(quantile_sweep_rows(), desc=f"{name}: Figure 1", disable=not settings.progress):
+                result, _ = _run_row(name, row, model, x, fp_images, real, extractor, settings)
+                sweep.append({"high_quantile": row.config.act_quantiles[1], "qfid": result.qfid, "psnr": result.psnr})
+            continue
+        for row in tqdm(_section_rows(section, name, settings), desc=f"{name}: {section}",
+                        disable=not settings.progress):
+            result, qmodel = _run_row(name, row, model, x, fp_images, real, extractor, settings)
+            results.append(result)
+            with torch.no_grad():
+                grid_rows.append((row.label, generate(qmodel, x[: settings.grid_size], settings.grid_size,
+                                                      progress=False)))
     inputs_row = x[: settings.grid_size] if getattr(model, "input_kind", "latent") == "image" else None
     save_grid(settings.out_dir / f"{name}_grid.png", grid_rows, title=f"{name} demo generator", inputs=inputs_row)
     return {"results": results, "sweep": sweep}
@@ -155,8 +240,10 @@ def write_report(settings: DemoSettings, extractor: ExtractorSpec, per_model: di
              "FID: quantized outputs vs real images. qFID: quantized vs full-precision outputs for the same "
              "inputs (paper §4). PSNR: quantized vs full precision.", ""]
     all_results = [r for data in per_model.values() for r in data["results"]]
-    lines += _table(all_results) + ["", "## Figure 1: qFID against the activation quantile (W8A8 per tensor)", "",
-                                    "![figure 1](figure1_quantile.png)", ""]
+    lines += _table(all_results) + [""]
+    if "figure1" in settings.sections:
+        lines += ["## Figure 1: qFID against the activation quantile (W8A8 per tensor)", "",
+                  "![figure 1](figure1_quantile.png)", ""]
     for name in per_model:
         lines += [f"## {name}", "", f"![{name} grid]({name}_grid.png)", ""]
     path = settings.out_dir / "report.md"
@@ -173,7 +260,8 @@ def run_demo(settings: DemoSettings) -> dict[str, dict]:
     start = time.perf_counter()
     per_model = {name: run_model(name, settings, extractor) for name in settings.models}
     seconds = time.perf_counter() - start
-    save_quantile_plot(settings.out_dir / "figure1_quantile.png", {m: d["sweep"] for m, d in per_model.items()})
+    if "figure1" in settings.sections:
+        save_quantile_plot(settings.out_dir / "figure1_quantile.png", {m: d["sweep"] for m, d in per_model.items()})
     payload = {
         "extractor": {"label": extractor.label, "sha256": extractor.weights_sha256},
         "settings": {k: str(v) for k, v in asdict(settings).items()},

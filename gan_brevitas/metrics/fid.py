@@ -266,8 +266,12 @@ def generate(
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = True,
 ) -> torch.Tensor:
-    """Run a generator over n inputs; returns float images [n, C, H, W] on the CPU (fewer, with a
-    warning, if finite inputs run out first).
+    """Run a generator over n inputs; returns float images [n, C, H, W] on the CPU, clamped to
+    the image range [-1, 1] (fewer, with a warning, if finite inputs run out first).
+
+    Clamping is what turns a generator output into an image: StyleGAN has no output Tanh and
+    its samples are clipped the same way when written as 8-bit pictures. FID, qFID and PSNR
+    are all measured on these images.
 
     Runs in eval mode under ``torch.no_grad`` (not ``torch.inference_mode``, which breaks Brevitas
     quantized inference); the model's train/eval flags are restored afterwards. Inputs go to the
@@ -285,7 +289,7 @@ def generate(
     bar = tqdm(total=n, desc="generating", unit="img", disable=not progress)
     with _evaluation_mode(model), torch.no_grad(), bar:
         for batch in _input_batches(inputs, n, batch_size):
-            outputs.append(_run(model, batch, "the model"))
+            outputs.append(_run(model, batch, "the model").clamp(-1.0, 1.0))
             bar.update(len(batch))
     return torch.cat(outputs)
 

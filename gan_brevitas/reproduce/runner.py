@@ -114,10 +114,6 @@ def machine_description(device: str) -> str:
     return text
 
 
-def _clamped(images: Tensor) -> Tensor:
-    return images.clamp(-1.0, 1.0)
-
-
 class Models:
     """Generators and their reference outputs, loaded once per invocation, when first needed."""
 
@@ -140,7 +136,7 @@ class Models:
         if key not in self._references:
             data = self.data(row.model)
             inputs = data.eval_inputs(settings.n, settings.eval_seed)
-            images = _clamped(generate(fold_for_quantization(data.model), inputs, settings.n, progress=False))
+            images = generate(fold_for_quantization(data.model), inputs, settings.n, progress=False)
             real = None
             if data.real_images is not None:
                 real = data.real_images(settings.real_count, settings.real_seed)
@@ -186,7 +182,7 @@ def measure(row: Row, models: Models, extractor: ExtractorSpec, settings: RunSet
             qmodel = recipes.quantize(data.model, row.method, config=row.quant,
                                       inputs=data.train_inputs(row.eval.input_seed),
                                       **_method_kwargs(row, data, settings, settings.work_dir / key))
-        images = _clamped(generate(qmodel, reference.inputs, row.eval.n, progress=False))
+        images = generate(qmodel, reference.inputs, row.eval.n, progress=False)
     metrics = evaluate_outputs(images, reference.images, reference.real, extractor)
     samples = {"images": images[: row.eval.grid]}
     if reference.inputs.dim() == 4:  # image-to-image: show the inputs too

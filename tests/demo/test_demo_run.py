@@ -1,13 +1,21 @@
 """The main job end to end at tiny sample counts."""
 
+import importlib.util
 import json
 
+import pytest
+
 from gan_brevitas import cli
+from gan_brevitas.demo.run import DemoSettings
+from gan_brevitas.errors import ConfigError
+
+TINY = ["--n", "130", "--num-samples", "4", "--brecq-steps", "2", "--brecq-samples", "8",
+        "--qat-epochs", "2", "--qat-train", "8"]
 
 
 def test_demo_runs_end_to_end_and_writes_its_report(tmp_path, capsys):
     out = tmp_path / "demo_out"
-    code = cli.main(["demo", "--n", "130", "--num-samples", "4", "--out-dir", str(out)])
+    code = cli.main(["demo", *TINY, "--sections", "ptq", "figure1", "--out-dir", str(out)])
     assert code == 0
     for name in ("stylegan", "sagan", "cyclegan"):
         assert (out / f"{name}_grid.png").stat().st_size > 1000
@@ -20,3 +28,35 @@ def test_demo_runs_end_to_end_and_writes_its_report(tmp_path, capsys):
     assert all(r["qfid"] >= 0 for r in rows)
     assert set(results["figure1"]) == {"stylegan", "sagan", "cyclegan"}
     assert "PTQ quantile W8A8 per-tensor" in capsys.readouterr().out
+
+
+def test_demo_brecq_qat_and_modelopt_sections(tmp_path):
+    out = tmp_path / "demo_out"
+    code = cli.main(["demo", *TINY, "--n", "32", "--models", "sagan", "--sections", "brecq", "qat", "modelopt",
+                     "--out-dir", str(out)])
+    assert code == 0
+    rows = json.loads((out / "results.json").read_text())["results"]
+    has_modelopt = importlib.util.find_spec("modelopt") is not None
+    assert [r["method"] for r in rows] == ["-", "ste-brecq", "ar-brecq", "ma-qat", "lsq-qat", "lsq-qat"] + (
+        ["modelopt-int8"] if has_modelopt else [])
+    assert [r["weight_bits"] for r in rows[1:6]] == [8, 4, 8, 8, 4]
+    assert all(r["qfid"] >= 0 and r["psnr"] > 0 for r in rows[1:])
+    assert (out / "sagan_grid.png").stat().st_size > 1000
+
+
+def test_demo_sections_can_be_chosen(tmp_path):
+    out = tmp_path / "demo_out"
+    assert cli.main(["demo", *TINY, "--models", "sagan", "--sections", "ptq", "--out-dir", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert {r["method"] for r in results["results"]} == {"-", "vanilla-ptq"}
+    assert not (out / "figure1_quantile.png").exists()
+    assert "Figure 1" not in (out / "report.md").read_text()
+
+
+def test_demo_settings_reject_bad_values():
+    with pytest.raises(ConfigError, match="unknown demo section"):
+        DemoSettings(sections=("ptq", "gptq"))
+    with pytest.raises(ConfigError, match="brecq_steps must be >= 1"):
+        DemoSettings(brecq_steps=0)
+    with pytest.raises(ConfigError, match="qat_epochs must be >= 2"):
+        DemoSettings(qat_epochs=1)
