@@ -14,8 +14,12 @@ extractors are never mixed.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import hashlib
 import logging
+import shutil
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any, Union
@@ -146,6 +150,29 @@ def _check_pair(images_a: torch.Tensor, images_b: torch.Tensor) -> None:
         )
 
 
+_stats_cache_root: str | None = None
+
+
+def _stats_cache() -> str:
+    """A private directory for torch-fidelity's per-set feature statistics, removed at exit.
+
+    A demo or reproduce run compares many quantized sets with the same full-precision and real
+    sets; caching their statistics (under content hashes) extracts each set's features once per
+    process instead of once per row. Nothing is written into the user's ~/.cache.
+    """
+    global _stats_cache_root
+    if _stats_cache_root is None:
+        _stats_cache_root = tempfile.mkdtemp(prefix="gan-brevitas-fid-stats-")
+        atexit.register(shutil.rmtree, _stats_cache_root, ignore_errors=True)
+    return _stats_cache_root
+
+
+def _cache_name(images: torch.Tensor, spec: ExtractorSpec) -> str:
+    """Names a set by its exact content and the extractor's weights (a stale hit is impossible)."""
+    digest = hashlib.sha256(images.contiguous().numpy().tobytes()).hexdigest()[:24]
+    return f"set-{digest}-{len(images)}-{spec.weights_sha256}"
+
+
 def _fid_uint8(
     images_a: torch.Tensor,
     images_b: torch.Tensor,
@@ -173,7 +200,10 @@ def _fid_uint8(
         feature_extractor_weights_path=spec.weights_path,
         batch_size=batch_size,
         cuda=torch.cuda.is_available() if cuda is None else cuda,
-        cache=False,  # never write feature caches into ~/.cache behind the user's back
+        cache=True,
+        cache_root=_stats_cache(),
+        input1_cache_name=_cache_name(images_a, spec),
+        input2_cache_name=_cache_name(images_b, spec),
         save_cpu_ram=True,  # no DataLoader worker processes: the data is already in memory
         verbose=False,
     )
