@@ -143,8 +143,8 @@ def qat_rows(name: str, settings: DemoSettings) -> list[DemoRow]:
     the per-model preset supplies the paper's learning rates and schedule.
     """
     options = {"preset": name, "epochs": settings.qat_epochs, "ma_epochs": 1, "num_train": settings.qat_train,
-               "batch_size": 8, "loss": "mse", "eval_samples": 16,
-               "discriminator": zoo.load_demo_discriminator(name)}
+               "num_samples": min(settings.num_samples, settings.qat_train), "batch_size": 8, "loss": "mse",
+               "eval_samples": 0, "discriminator": zoo.load_demo_discriminator(name)}
     return [
         DemoRow("MA-QAT W8A8 per-tensor", "ma-qat", QuantConfig(weight_bits=8), options),
         DemoRow("LSQ-QAT W8A8 per-tensor", "lsq-qat", QuantConfig(weight_bits=8, weight_scaling="learned"), options),
