@@ -1,7 +1,7 @@
 """The ModelOpt plugin tests run where nvidia-modelopt imports; elsewhere they skip, saying why.
 
-Tiny generators (the three reference architectures and a DCGAN-style Sequential) are
-quantized once per module and shared by the tests.
+Tiny generators (the three reference architectures and a DCGAN-style Sequential) and the three
+trained demo generators are quantized once per session and shared by the tests.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from gan_brevitas import recipes
+from gan_brevitas.demo import zoo
 from tests.helpers import dcgan_generator
 
 pytest.importorskip(
@@ -45,6 +46,8 @@ SMALL = {
     "cyclegan": dict(ngf=8, n_blocks=1, image_size=16),
 }
 NAMES = ("dcgan", *SMALL)
+#: The packaged trained demo generators (gan_brevitas/demo/checkpoints).
+DEMO_NAMES = tuple(f"demo-{name}" for name in zoo.DEMO_MODELS)
 
 
 def inputs_for(model: torch.nn.Module, n: int = 16, seed: int = 0) -> torch.Tensor:
@@ -64,6 +67,8 @@ def float_generators() -> dict[str, tuple[torch.nn.Module, torch.Tensor]]:
         torch.manual_seed(0)
         model = recipes.build_generator(name, **kwargs).eval()
         out[name] = (model, inputs_for(model))
+    for name in zoo.DEMO_MODELS:
+        out[f"demo-{name}"] = (zoo.load_demo_generator(name), zoo.demo_inputs(name, 16, seed=1))
     return out
 
 

@@ -17,7 +17,7 @@ from gan_brevitas.plugins import is_modelopt_model
 from gan_brevitas.plugins import modelopt as mo
 from gan_brevitas.quant.convert import fold_for_quantization
 from gan_brevitas.quant.describe import describe_rows
-from tests.plugins.conftest import NAMES
+from tests.plugins.conftest import DEMO_NAMES, NAMES
 
 CONV_LIKE = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
 
@@ -32,7 +32,7 @@ def _called(model: nn.Module, x: torch.Tensor) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", NAMES + DEMO_NAMES)
 def test_generator_is_quantized_by_modelopt(float_generators, int8_models, name):
     model, x = float_generators[name]
     qmodel = int8_models[name]
@@ -46,7 +46,7 @@ def test_generator_is_quantized_by_modelopt(float_generators, int8_models, name)
     assert 0 < error < 0.2, error  # really quantized, and still the same images
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", NAMES + DEMO_NAMES)
 def test_report_lists_every_conv_like_layer(float_generators, int8_models, name):
     """Every Conv / ConvTranspose / Linear of the folded generator has a row; those that run
     are quantized by ModelOpt (8-bit, per channel); the others say why they stayed float."""
