@@ -22,9 +22,12 @@ from gan_brevitas.models.stylegan import StyledGenerator
 
 __all__ = [
     "GENERATORS",
+    "ConvDiscriminator",
+    "NLayerDiscriminator",
     "ResnetGenerator",
     "SAGANGenerator",
     "StyledGenerator",
+    "build_discriminator",
     "build_generator",
     "float_parts",
     "fold_generator",
