@@ -63,6 +63,7 @@ from torch import Tensor, nn
 from torchvision.utils import save_image
 from tqdm import tqdm
 
+from gan_brevitas.atomic_files import atomic_write
 from gan_brevitas.demo.data import mnist_digits, translation_domains
 from gan_brevitas.demo.zoo import (
     CHECKPOINT_DIR,
@@ -292,20 +293,6 @@ def state_path(state_dir: Path, model: str) -> Path:
     return state_dir / f"{model}_train_state.pt"
 
 
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Write through a temporary file in the same directory + os.replace: never half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        write(temporary)
-        os.chmod(temporary, 0o644)  # mkstemp makes 0600; checkpoints are package data
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def save_session(session: Session, path: Path) -> None:
     """Write the training state atomically (torch.save of tensors, numbers and strings only)."""
     content = {
@@ -320,7 +307,7 @@ def save_session(session: Session, path: Path) -> None:
         "loss_log": session.loss_log,
         "invocations": session.invocations,
     }
-    _atomic_write(path, lambda temporary: torch.save(content, temporary))
+    atomic_write(path, lambda temporary: torch.save(content, temporary))
     logger.info("saved training state at step %d to %s", session.step, path)
 
 
@@ -647,7 +634,7 @@ def measure_fid(config: TrainConfig, generator: nn.Module, n: int = FID_SAMPLES)
 
 def _save_state_dict(module: nn.Module, path: Path) -> None:
     state = {name: tensor.detach().contiguous().clone() for name, tensor in module.state_dict().items()}
-    _atomic_write(path, lambda temporary: save_file(state, temporary))
+    atomic_write(path, lambda temporary: save_file(state, temporary))
 
 
 def _machine() -> str:
@@ -691,7 +678,7 @@ def export(session: Session, out_dir: Path) -> dict[str, Any]:
         "loss_log": session.loss_log,
     }
     info["export_seconds"] = round(time.perf_counter() - started, 1)
-    _atomic_write(paths["info"], lambda temporary: Path(temporary).write_text(json.dumps(info, indent=2) + "\n"))
+    atomic_write(paths["info"], lambda temporary: Path(temporary).write_text(json.dumps(info, indent=2) + "\n"))
     logger.info(
         "wrote %s: FID %.2f (untrained %.2f), %.0f s training",
         paths["info"], info["fid"]["value"], info["fid_untrained"]["value"], session.elapsed_s,

@@ -20,17 +20,16 @@ import logging
 import os
 import platform
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 from tqdm import tqdm
 
+from gan_brevitas.atomic_files import atomic_write
 from gan_brevitas.demo.data import TEXTURE_SOURCES, mnist_digits, texture_crops
 from gan_brevitas.errors import ConfigError
 from gan_brevitas.metrics.extractors import (
@@ -171,28 +170,14 @@ def train(config: TrainConfig) -> tuple[DemoCNN, dict[str, float]]:
     return model, accuracies
 
 
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Write via a temporary file in the same directory + os.replace, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        write(temporary)
-        os.chmod(temporary, 0o644)  # mkstemp creates 0600; the weights are package data
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def save_weights(model: DemoCNN, path: Path, note: dict[str, object]) -> None:
     """Save the weights (safetensors + class names metadata) and a JSON note beside them, atomically."""
     state = {name: tensor.detach().contiguous() for name, tensor in model.state_dict().items()}
     metadata = {"class_names": ",".join(CLASS_NAMES), "input_size": str(DEMO_CNN_INPUT_SIZE), "range": "[-1, 1]"}
-    _atomic_write(path, lambda temporary: save_file(state, temporary, metadata=metadata))
+    atomic_write(path, lambda temporary: save_file(state, temporary, metadata=metadata))
     note = {**note, "weights_sha256": weights_sha256(path, short=False), "weights_bytes": path.stat().st_size}
     note_path = path.with_suffix(".json")
-    _atomic_write(note_path, lambda temporary: Path(temporary).write_text(json.dumps(note, indent=2) + "\n"))
+    atomic_write(note_path, lambda temporary: Path(temporary).write_text(json.dumps(note, indent=2) + "\n"))
     logger.info("Wrote %s (%d bytes) and %s", path, path.stat().st_size, note_path)
 
 
