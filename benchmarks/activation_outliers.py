@@ -15,7 +15,6 @@ measured here: the paper's full-size generators cannot be downloaded on our mach
 from __future__ import annotations
 
 import json
-import os
 import platform
 import statistics
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from gan_brevitas.atomic_files import atomic_write
 from gan_brevitas.demo import zoo
 from gan_brevitas.quant.convert import fold_for_quantization
 
@@ -76,10 +76,7 @@ def main() -> None:
               for n, s in summary.items()]
     for suffix, text in (("json", json.dumps({"machine": machine, "summary": summary, "layers": per_model}, indent=2)),
                          ("md", "\n".join(lines) + "\n")):
-        target = RESULTS / f"activation_outliers.{suffix}"
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, target)
+        atomic_write(RESULTS / f"activation_outliers.{suffix}", lambda temporary, text=text: Path(temporary).write_text(text))
     import matplotlib
 
     matplotlib.use("Agg")
@@ -90,11 +87,8 @@ def main() -> None:
     ax.set_ylabel("global max / mean per-sample q0.999")
     ax.set_title("Activation reach per layer (demo generators)")
     fig.tight_layout()
-    target = RESULTS / "activation_outliers.png"
-    tmp = target.with_name(target.name + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
+    atomic_write(RESULTS / "activation_outliers.png", lambda temporary: fig.savefig(temporary, dpi=120, format="png"))
     plt.close(fig)
-    os.replace(tmp, target)
     print("\n".join(lines))
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from gan_brevitas import QuantConfig, recipes
+from gan_brevitas.atomic_files import atomic_write
 from gan_brevitas.demo import zoo
 from gan_brevitas.export.ort import int8_kernel_report, parity
 
@@ -62,10 +63,7 @@ def write(rows: list[dict[str, Any]], threads: int) -> None:
     lines += [f"| {r['model']} | {r['mae_steps']:.3f} | {r['max_steps']:.2f} | {r['floor_steps']:.3f} | "
               f"{'yes' if r['within_one_step'] else 'NO'} | {r['int8_kernels']} / {r['quantized_convs']} |" for r in rows]
     for suffix, text in (("json", json.dumps(payload, indent=2)), ("md", "\n".join(lines) + "\n")):
-        target = RESULTS / f"export_parity_demo.{suffix}"
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, target)
+        atomic_write(RESULTS / f"export_parity_demo.{suffix}", lambda temporary, text=text: Path(temporary).write_text(text))
     import matplotlib
 
     matplotlib.use("Agg")
@@ -81,11 +79,8 @@ def write(rows: list[dict[str, Any]], threads: int) -> None:
     ax.set_title("int8 ONNX Runtime parity, trained demo generators")
     ax.legend()
     fig.tight_layout()
-    target = RESULTS / "export_parity_demo.png"
-    tmp = target.with_name(target.name + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
+    atomic_write(RESULTS / "export_parity_demo.png", lambda temporary: fig.savefig(temporary, dpi=120, format="png"))
     plt.close(fig)
-    os.replace(tmp, target)
 
 
 def main() -> None:

@@ -1,7 +1,22 @@
-"""Small generators shared by the tests (built here; no download, no committed weights)."""
+"""Small generators shared by the tests (built here; no download, no committed weights), and the
+log-quieting fixture of the export and plugin test packages."""
 
+import logging
+
+import pytest
 import torch
 from torch import nn
+
+
+@pytest.fixture(autouse=True)
+def quiet_gan_brevitas_logs():
+    """Only errors from gan_brevitas in these tests; the level is restored afterwards so other
+    test modules still see warnings (some assert on them). Autouse where a conftest imports it."""
+    logger = logging.getLogger("gan_brevitas")
+    previous = logger.level
+    logger.setLevel(logging.ERROR)
+    yield
+    logger.setLevel(previous)
 
 
 def dcgan_generator(z_dim: int = 16, width: int = 16, seed: int = 0) -> nn.Sequential:

@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 import warnings
 
 import pytest
 import torch
 
 from gan_brevitas import QuantConfig, recipes
-from tests.helpers import dcgan_generator
+from tests.helpers import dcgan_generator, quiet_gan_brevitas_logs  # noqa: F401 (autouse fixture)
 
 pytest.importorskip("onnxruntime")
 
 
 
-@pytest.fixture(autouse=True)
-def _quiet_gan_brevitas_logs():
-    """Only errors from gan_brevitas in these tests; the level is restored afterwards so other
-    test modules still see warnings (some assert on them)."""
-    logger = logging.getLogger("gan_brevitas")
-    previous = logger.level
-    logger.setLevel(logging.ERROR)
-    yield
-    logger.setLevel(previous)
 
 warnings.filterwarnings("ignore", category=UserWarning, module="brevitas")
 

@@ -6,7 +6,6 @@ trained demo generators are quantized once per session and shared by the tests.
 
 from __future__ import annotations
 
-import logging
 import warnings
 
 import pytest
@@ -14,7 +13,7 @@ import torch
 
 from gan_brevitas import recipes
 from gan_brevitas.demo import zoo
-from tests.helpers import dcgan_generator
+from tests.helpers import dcgan_generator, quiet_gan_brevitas_logs  # noqa: F401 (autouse fixture)
 
 pytest.importorskip(
     "modelopt.torch.quantization",
@@ -24,15 +23,6 @@ pytest.importorskip(
 torch.set_num_threads(1)
 
 
-@pytest.fixture(autouse=True)
-def _quiet_gan_brevitas_logs():
-    """Only errors from gan_brevitas in these tests; the level is restored afterwards so other
-    test modules still see warnings (some assert on them)."""
-    logger = logging.getLogger("gan_brevitas")
-    previous = logger.level
-    logger.setLevel(logging.ERROR)
-    yield
-    logger.setLevel(previous)
 
 warnings.filterwarnings("ignore", category=UserWarning)
 warnings.filterwarnings("ignore", category=DeprecationWarning)
