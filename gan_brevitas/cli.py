@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -53,8 +54,11 @@ def _calibration_inputs(model, args: argparse.Namespace):
     return latent_sampler(latent_dim, seed=args.seed)
 
 
-def _method_options(pairs: Optional[Sequence[str]]) -> dict[str, object]:
-    """``--set steps=2000 --set loss=mse`` -> {"steps": 2000, "loss": "mse"} (JSON values, else text)."""
+def _method_options(method: str, pairs: Optional[Sequence[str]]) -> dict[str, object]:
+    """``--set steps=2000 --set loss=mse`` -> {"steps": 2000, "loss": "mse"} (JSON values, else
+    text); the keys are checked against the method's config fields (`gan_brevitas.methods`)."""
+    from gan_brevitas.methods import check_option_names
+
     options: dict[str, object] = {}
     for pair in pairs or ():
         key, sep, text = pair.partition("=")
@@ -64,6 +68,8 @@ def _method_options(pairs: Optional[Sequence[str]]) -> dict[str, object]:
             options[key.replace("-", "_")] = json.loads(text)
         except json.JSONDecodeError:
             options[key.replace("-", "_")] = text
+    quant_fields = {f.name for f in dataclasses.fields(QuantConfig)}
+    check_option_names(method, [key for key in options if key not in quant_fields], allowed_extras=False)
     return options
 
 
@@ -78,6 +84,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
             "(recipes.quantize(..., 'modelopt-int8'), then modelopt.torch.opt.save or recipes.export)."
         )
     config = _config_from_args(args)
+    options = {"num_samples": args.num_samples, **_method_options(args.method, args.set)}
     build_kwargs = {}
     if args.size is not None:
         build_kwargs["size" if args.model == "stylegan" else "image_size"] = args.size
@@ -85,7 +92,6 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         build_kwargs["noise_mode"] = "const"  # same latents -> same images (calibration, qFID)
     model = recipes.load_generator(args.model, args.checkpoint, **build_kwargs)
     inputs = _calibration_inputs(model, args)
-    options = {"num_samples": args.num_samples, **_method_options(args.set)}
     qmodel = recipes.quantize(model, args.method, config=config, inputs=inputs, **options)
     recipes.save(qmodel, out)
     print(recipes.describe(qmodel))
@@ -222,7 +228,7 @@ def _add_quant_options(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from gan_brevitas.demo.run import SECTIONS
-    from gan_brevitas.recipes import METHODS
+    from gan_brevitas.methods import method_names
 
     parser = argparse.ArgumentParser(
         prog="gan-brevitas",
@@ -237,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     quantize.add_argument("--model", required=True, choices=["stylegan", "sagan", "cyclegan"], help="architecture")
     quantize.add_argument("--checkpoint", required=True, help="float checkpoint in the reference layout")
     quantize.add_argument("--size", type=int, help="output resolution (StyleGAN: default 128; read from the file otherwise)")
-    quantize.add_argument("--method", default="vanilla-ptq", choices=sorted(METHODS), help="recipe (default vanilla-ptq)")
+    quantize.add_argument("--method", default="vanilla-ptq", choices=method_names(), help="recipe (default vanilla-ptq)")
     quantize.add_argument("--num-samples", type=int, default=500, help="calibration samples, fed one at a time (default 500)")
     quantize.add_argument("--images", help="folder of calibration images (image-to-image generators)")
     quantize.add_argument("--seed", type=int, default=0, help="seed of the calibration latents")

@@ -3,6 +3,7 @@
     from gan_brevitas import recipes, QuantConfig
     gen = recipes.load_generator("cyclegan", "latest_net_G.pth")
     qgen = recipes.quantize(gen, "vanilla-ptq", config=QuantConfig(weight_bits=4), inputs=sampler)
+    qgen = recipes.quantize(gen, LSQQAT(epochs=4), config=QuantConfig(), inputs=sampler)  # typed
     print(recipes.describe(qgen))
     recipes.save(qgen, "q.safetensors")
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from torch import Tensor, nn
 
@@ -23,11 +24,17 @@ from gan_brevitas.inputs import InputSource
 from gan_brevitas.metrics.evaluate import Evaluation
 from gan_brevitas.metrics.evaluate import evaluate as evaluate_images
 from gan_brevitas.metrics.extractors import resolve_extractor
+from gan_brevitas.methods import (
+    LSQQAT,
+    MAQAT,
+    ArBRECQ,
+    ModelOptPTQ,
+    SteBRECQ,
+    VanillaPTQ,
+    method_names,
+    resolve_method,
+)
 from gan_brevitas.models import build_generator, load_generator
-from gan_brevitas.plugins import modelopt_method
-from gan_brevitas.ptq.brecq import ar_brecq, ste_brecq
-from gan_brevitas.ptq.vanilla import vanilla_ptq
-from gan_brevitas.qat import lsq_qat, ma_qat
 from gan_brevitas.quant.config import QuantConfig
 from gan_brevitas.quant.convert import fold_for_quantization
 from gan_brevitas.quant.describe import describe
@@ -35,28 +42,20 @@ from gan_brevitas.quant.serialize import QuantInfo, load_quantized, save_quantiz
 
 QUANT_CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(QuantConfig))
 
-#: A recipe: (folded float generator, config, inputs, **options) -> quantized copy.
-Method = Callable[..., nn.Module]
-
-METHODS: dict[str, Method] = {
-    "vanilla-ptq": vanilla_ptq,
-    "ma-qat": ma_qat,
-    "lsq-qat": lsq_qat,
-    "ste-brecq": ste_brecq,
-    "ar-brecq": ar_brecq,
-    "modelopt-int8": modelopt_method("int8"),
-    "modelopt-int8-percentile": modelopt_method("int8-percentile"),
-    "modelopt-w4a8": modelopt_method("w4a8"),
-}
-
 __all__ = [
-    "METHODS",
+    "LSQQAT",
+    "MAQAT",
+    "ArBRECQ",
+    "ModelOptPTQ",
     "QuantConfig",
+    "SteBRECQ",
+    "VanillaPTQ",
     "build_generator",
     "describe",
     "evaluate",
     "load",
     "load_generator",
+    "method_names",
     "quantize",
     "save",
 ]
@@ -64,7 +63,7 @@ __all__ = [
 
 def quantize(
     model: nn.Module,
-    method: str = "vanilla-ptq",
+    method: Any = "vanilla-ptq",
     *,
     config: Optional[QuantConfig] = None,
     inputs: Optional[InputSource] = None,
@@ -74,32 +73,32 @@ def quantize(
 
     Args:
         model: a float generator (ours or any nn.Module); it is left untouched.
-        method: a key of `METHODS` ("vanilla-ptq", ...).
+        method: a method config (``VanillaPTQ(num_samples=64)``, ``LSQQAT(epochs=4)``, ...) or
+            its name (one of `method_names()`: "vanilla-ptq", "lsq-qat", ...).
         config: the quantization scheme; the paper's defaults when omitted.
         inputs: calibration inputs: a sampler ``f(batch_size) -> batch``, a tensor of inputs,
             or an iterable of batches (latents, or images for CycleGAN).
-        options: method options, e.g. ``num_samples=500``, ``progress=False``; `QuantConfig`
+        options: method options (fields of the method's config, e.g. ``num_samples=500``,
+            ``progress=False``; with a config object they replace its fields); `QuantConfig`
             field names (``weight_bits=4``, ``per_channel=True``, ...) override ``config``.
     """
-    handler = METHODS.get(method)
-    if handler is None:
-        raise ConfigError(f"unknown method {method!r}; choose one of {sorted(METHODS)}.")
+    quant_overrides = {key: options.pop(key) for key in list(options) if key in QUANT_CONFIG_FIELDS}
+    spec, method_options, extras = resolve_method(method, options)
     if config is None:
         config = QuantConfig()
     if not isinstance(config, QuantConfig):
         raise ConfigError(f"config must be a QuantConfig, got {type(config).__name__}.")
-    overrides = {key: options.pop(key) for key in list(options) if key in QUANT_CONFIG_FIELDS}
-    if overrides:
-        config = config.replace(**overrides)
+    if quant_overrides:
+        config = config.replace(**quant_overrides)
     if inputs is None:
         raise ConfigError(
             "quantize needs calibration inputs: pass inputs=sampler (callable batch_size -> batch), "
             "a tensor of latents/images, or an iterable of batches."
         )
     float_model = fold_for_quantization(model)
-    qmodel = handler(float_model, config, inputs, **options)
+    qmodel = spec.handler(float_model, config, inputs, method_options, **extras)
     qmodel.gan_brevitas = QuantInfo(
-        method=method, config=config, generator=getattr(model, "generator_spec", None)
+        method=spec.name_of(method_options), config=config, generator=getattr(model, "generator_spec", None)
     )
     return qmodel
 

@@ -1,38 +1,18 @@
 """Optional back ends that quantize generators with other toolkits than Brevitas.
 
 `gan_brevitas.plugins.modelopt` quantizes through NVIDIA ModelOpt (``pip install -e
-".[modelopt]"``). Importing this package never imports ModelOpt: the recipes table registers
-the ModelOpt methods through `modelopt_method`, which loads the plugin only when such a method
-runs, so gan_brevitas works without ModelOpt installed.
+".[modelopt]"``). Importing this package never imports ModelOpt: the ModelOpt methods
+(`gan_brevitas.methods.modelopt`) load the plugin only when one runs, so gan_brevitas works
+without ModelOpt installed.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable
 
 from torch import nn
 
-#: What `recipes.quantize` calls: (folded float model, QuantConfig, inputs, **options) -> model.
-Handler = Callable[..., nn.Module]
-
 MODELOPT_INSTALL = 'pip install -e ".[modelopt]"'
-
-
-def modelopt_method(preset: str) -> Handler:
-    """A `recipes.METHODS` handler that quantizes with the ModelOpt preset ``preset``.
-
-    The plugin (and ModelOpt) is imported when the handler runs, not when it is made.
-    """
-
-    def handler(float_model: nn.Module, config: Any, inputs: Any, **options: Any) -> nn.Module:
-        from gan_brevitas.plugins.modelopt import modelopt_ptq
-
-        return modelopt_ptq(float_model, config, inputs, preset=preset, **options)
-
-    handler.__name__ = f"modelopt_{preset.replace('-', '_')}"
-    handler.__doc__ = f"Quantize with ModelOpt's {preset!r} preset (gan_brevitas.plugins.modelopt)."
-    return handler
 
 
 def is_modelopt_model(model: nn.Module) -> bool:
@@ -47,4 +27,4 @@ def is_modelopt_model(model: nn.Module) -> bool:
     return any(isinstance(module, quant_nn.TensorQuantizer) for module in model.modules())
 
 
-__all__ = ["MODELOPT_INSTALL", "Handler", "is_modelopt_model", "modelopt_method"]
+__all__ = ["MODELOPT_INSTALL", "is_modelopt_model"]

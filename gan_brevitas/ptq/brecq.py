@@ -146,15 +146,6 @@ class BrecqOptions:
             raise ConfigError(f"seed must be an integer, got {self.seed!r}.")
         _non_negative("max_memory_mb", self.max_memory_mb)
 
-    @classmethod
-    def from_options(cls, method: str, options: dict[str, Any]) -> "BrecqOptions":
-        """Build from ``recipes.quantize`` keyword options; unknown names raise ConfigError."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ConfigError(f"unknown {method} option(s) {unknown}; valid options are {sorted(known)}.")
-        return cls(**options)
-
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -690,16 +681,3 @@ def block_reconstruction(
     qmodel.brecq_report = report
     return qmodel.eval()
 
-
-def ste_brecq(float_model: nn.Module, config: QuantConfig, inputs: InputSource, **options: Any) -> nn.Module:
-    """STE-BRECQ (recipe "ste-brecq"); options: `SteBrecqOptions`."""
-    return block_reconstruction(
-        float_model, config, inputs, SteBrecqOptions.from_options("ste-brecq", options), "ste-brecq"
-    )
-
-
-def ar_brecq(float_model: nn.Module, config: QuantConfig, inputs: InputSource, **options: Any) -> nn.Module:
-    """AR-BRECQ (recipe "ar-brecq"); options: `ArBrecqOptions`."""
-    return block_reconstruction(
-        float_model, config, inputs, ArBrecqOptions.from_options("ar-brecq", options), "ar-brecq"
-    )

@@ -105,18 +105,6 @@ class EpochRecord:
 # --------------------------------------------------------------------------- public entry points
 
 
-def ma_qat(float_model: nn.Module, config: QuantConfig, inputs: InputSource, **options: Any) -> nn.Module:
-    """MA-QAT: STE weights; activation ranges from moving averages of per-sample quantiles
-    (momentum 0.99) during the first ``ma_epochs`` epochs, then frozen. See `train_qat`."""
-    return train_qat(float_model, config, inputs, "ma-qat", **options)
-
-
-def lsq_qat(float_model: nn.Module, config: QuantConfig, inputs: InputSource, **options: Any) -> nn.Module:
-    """LSQ-QAT: learned step sizes and zero points initialised by quantile PTQ; with
-    ``schedule="ma-lsq"`` (the paper's CycleGAN) MA-QAT epochs come first. See `train_qat`."""
-    return train_qat(float_model, config, inputs, "lsq-qat", **options)
-
-
 def train_qat(
     float_model: nn.Module,
     config: QuantConfig,

@@ -4,8 +4,9 @@ A recipe file is made of the package's own config dataclasses, one table each:
 
     [experiment]   `Experiment`: table, the paper's row, model, method
     [quant]        `gan_brevitas.quant.config.QuantConfig`
-    [options]      the method's options: `VanillaPtqOptions`, `SteBrecqOptions`,
-                   `ArBrecqOptions` or `QATOptions` (nothing for "full-precision")
+    [options]      the method's options: the fields of its config in `gan_brevitas.methods`
+                   (`VanillaPTQ`, `SteBRECQ`, `ArBRECQ`, `MAQAT`, `LSQQAT`; nothing for
+                   "full-precision"); QAT rows resolve them to `QATOptions` for their model
     [eval]         `EvalSettings`: images per metric, seeds
     [paper]        `PaperResult`: the paper's FID / qFID for this row
     [sweep]        optional: one QuantConfig field and the values it takes (Figure 1)
@@ -21,6 +22,7 @@ values raise ConfigError naming the file, the table and the key.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,9 +32,7 @@ from typing import Any
 import tomllib
 
 from gan_brevitas.errors import ConfigError
-from gan_brevitas.ptq.brecq import ArBrecqOptions, SteBrecqOptions
-from gan_brevitas.ptq.vanilla import VanillaPtqOptions
-from gan_brevitas.qat.options import QATOptions
+from gan_brevitas.methods import method_config, method_spec
 from gan_brevitas.quant.config import QuantConfig
 
 PROFILES: tuple[str, ...] = ("paper", "cpu", "tiny")
@@ -48,15 +48,8 @@ SECTIONS: tuple[str, ...] = ("experiment", "quant", "options", "eval", "paper", 
 PTQ_METHODS: tuple[str, ...] = ("vanilla-ptq", "ste-brecq", "ar-brecq")
 BRECQ_METHODS: tuple[str, ...] = ("ste-brecq", "ar-brecq")
 QAT_METHODS: tuple[str, ...] = ("ma-qat", "lsq-qat")
-#: The options class of each method a recipe may name (None: nothing to configure).
-OPTION_TYPES: dict[str, type | None] = {
-    FULL_PRECISION: None,
-    "vanilla-ptq": VanillaPtqOptions,
-    "ste-brecq": SteBrecqOptions,
-    "ar-brecq": ArBrecqOptions,
-    "ma-qat": QATOptions,
-    "lsq-qat": QATOptions,
-}
+#: The methods a recipe may name: the paper's (their options: `gan_brevitas.methods`).
+RECIPE_METHODS: tuple[str, ...] = (FULL_PRECISION, *PTQ_METHODS, *QAT_METHODS)
 #: Option fields `gan-brevitas reproduce` sets itself (where files go, progress, device); a
 #: recipe must not set them, and they never enter the cache key.
 RUNNER_FIELDS: frozenset[str] = frozenset(
@@ -84,7 +77,7 @@ class Experiment:
         table: "table3", "table4" or "figure1": the section of RESULTS.md the row goes to.
         row: the paper's row in words, e.g. "STE-BRECQ, per-tensor, a8/w8".
         model: "stylegan", "sagan" or "cyclegan" (the demo generator, or ``--checkpoint``).
-        method: "full-precision" or a paper recipe of `gan_brevitas.recipes.METHODS`.
+        method: "full-precision" or a paper method of `gan_brevitas.methods` (`RECIPE_METHODS`).
     """
 
     table: str
@@ -95,7 +88,7 @@ class Experiment:
     def __post_init__(self) -> None:
         _choice("table", self.table, TABLES)
         _choice("model", self.model, MODELS)
-        _choice("method", self.method, tuple(OPTION_TYPES))
+        _choice("method", self.method, RECIPE_METHODS)
         if not isinstance(self.row, str) or not self.row.strip():
             raise ConfigError(f"row must name the paper's row in words, got {self.row!r}.")
 
@@ -291,7 +284,9 @@ def _check_keys(values: Mapping[str, Any], allowed: Iterable[str], path: Path, w
     unknown = sorted(set(values) - set(allowed))
     if unknown:
         listed = ", ".join(repr(key) for key in unknown)
-        raise _fail(path, where, f"unknown key {listed}; {what} are: {', '.join(allowed)}.")
+        close = difflib.get_close_matches(unknown[0], allowed, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise _fail(path, where, f"unknown key {listed}{hint}; {what} are: {', '.join(allowed)}.")
 
 
 def _table(data: Mapping[str, Any], name: str, path: Path, where: str | None = None) -> dict[str, Any]:
@@ -312,17 +307,15 @@ def _build(cls: type, values: Mapping[str, Any], path: Path, where: str) -> Any:
 
 def option_fields(method: str) -> list[str]:
     """The keys a recipe's [options] may hold for ``method``."""
-    cls = OPTION_TYPES[method]
-    if cls is None:
+    if method == FULL_PRECISION:
         return []
-    return sorted(f.name for f in dataclasses.fields(cls) if f.name not in RUNNER_FIELDS | EXPERIMENT_FIELDS)
+    return sorted(name for name in method_spec(method).fields if name not in RUNNER_FIELDS | EXPERIMENT_FIELDS)
 
 
 def build_options(experiment: Experiment, values: Mapping[str, Any], path: Path, where: str) -> Any | None:
-    """The method's options dataclass from a recipe's keys (QAT: the paper's defaults for the
-    model, replaced key by key)."""
-    cls = OPTION_TYPES[experiment.method]
-    if cls is None:
+    """The method's options dataclass from a recipe's keys (QAT: `QATOptions`, the paper's
+    defaults for the model replaced key by key)."""
+    if experiment.method == FULL_PRECISION:
         if values:
             raise _fail(path, where, f"full precision runs no method; remove {sorted(values)}.")
         return None
@@ -332,12 +325,12 @@ def build_options(experiment: Experiment, values: Mapping[str, Any], path: Path,
                                      "remove it from the recipe.")
         if key in EXPERIMENT_FIELDS:
             raise _fail(path, where, f"{key!r} comes from [experiment] (method, model); remove it here.")
+    cls = method_spec(experiment.method).config_type
     _check_keys(values, option_fields(experiment.method), path, where,
                 f"the {experiment.method} options ({cls.__module__}.{cls.__name__})")
     try:
-        if cls is QATOptions:
-            return QATOptions.build(experiment.method, experiment.model, **values)
-        return cls(**values)
+        options = method_config(experiment.method, **values)
+        return options.resolve(experiment.model) if experiment.method in QAT_METHODS else options
     except ConfigError as err:
         raise _fail(path, where, str(err)) from None
 

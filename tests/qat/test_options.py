@@ -52,6 +52,6 @@ def test_bad_options_raise_config_error(changes, fragment):
 
 
 def test_methods_are_registered_and_presets_detected():
-    assert {"ma-qat", "lsq-qat"} <= set(recipes.METHODS)
+    assert {"ma-qat", "lsq-qat"} <= set(recipes.method_names())
     assert detect_preset(recipes.build_generator("sagan", image_size=16, z_dim=8, conv_dim=8)) == "sagan"
     assert detect_preset(object()) == "generic"

@@ -1,0 +1,39 @@
+"""The post-training methods: vanilla PTQ, STE-BRECQ and AR-BRECQ (configs from `gan_brevitas.ptq`)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from torch import nn
+
+from gan_brevitas.inputs import InputSource
+from gan_brevitas.methods.registry import register_method
+from gan_brevitas.ptq.brecq import ArBrecqOptions, SteBrecqOptions, block_reconstruction
+from gan_brevitas.ptq.vanilla import VanillaPtqOptions, vanilla_ptq
+from gan_brevitas.quant.config import QuantConfig
+
+#: The typed names of the configs, for ``recipes.quantize(gen, VanillaPTQ(num_samples=64), ...)``.
+VanillaPTQ = VanillaPtqOptions
+SteBRECQ = SteBrecqOptions
+ArBRECQ = ArBrecqOptions
+
+
+@register_method("vanilla-ptq", VanillaPtqOptions)
+def run_vanilla_ptq(float_model: nn.Module, config: QuantConfig, inputs: InputSource,
+                    options: VanillaPtqOptions) -> nn.Module:
+    """Vanilla PTQ: quantile weights, moving-average activation quantiles (`ptq.vanilla`)."""
+    return vanilla_ptq(float_model, config, inputs, **dataclasses.asdict(options))
+
+
+@register_method("ste-brecq", SteBrecqOptions)
+def run_ste_brecq(float_model: nn.Module, config: QuantConfig, inputs: InputSource,
+                  options: SteBrecqOptions) -> nn.Module:
+    """STE-BRECQ: block reconstruction training weights and quantizers (`ptq.brecq`)."""
+    return block_reconstruction(float_model, config, inputs, options, "ste-brecq")
+
+
+@register_method("ar-brecq", ArBrecqOptions)
+def run_ar_brecq(float_model: nn.Module, config: QuantConfig, inputs: InputSource,
+                 options: ArBrecqOptions) -> nn.Module:
+    """AR-BRECQ: block reconstruction with AdaRound on fixed weight grids (`ptq.brecq`)."""
+    return block_reconstruction(float_model, config, inputs, options, "ar-brecq")
