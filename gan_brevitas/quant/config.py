@@ -17,7 +17,9 @@ from typing import Any, Literal
 from gan_brevitas.errors import ConfigError
 
 ActScheme = Literal["asymmetric", "symmetric"]
-RangeKind = Literal["minmax", "quantile"]
+RangeKind = Literal["minmax", "quantile", "mse"]
+
+RANGE_KINDS: tuple[str, ...] = ("minmax", "quantile", "mse")
 WeightScaling = Literal["stats", "learned"]
 
 MIN_BITS = 2
@@ -73,9 +75,13 @@ class QuantConfig:
         act_bits: bits of every activation quantizer.
         act_scheme: "asymmetric" (unsigned with an integer zero point, the paper's choice) or
             "symmetric" (signed, zero point 0: the only form TensorRT runs).
-        act_range: "minmax" or "quantile" statistics for activation ranges.
+        act_range: "minmax" or "quantile" statistics for activation ranges, or "mse": the
+            per-tensor range minimising the quantization error over a histogram of all
+            calibration activations.
         act_quantiles: (low, high) activation quantiles used when act_range is "quantile".
-        weight_range: "minmax" or "quantile" statistics for weight ranges.
+        weight_range: "minmax" or "quantile" statistics for weight ranges, or "mse": the
+            clipping of the min-max step minimising ``||W - Q(W)||^2`` (per channel when
+            per_channel).
         weight_quantiles: (low, high) weight quantiles used when weight_range is "quantile".
         quantile_momentum: weight of the OLD value in the moving average of per-sample
             activation quantiles (the paper: 0.99).
@@ -83,6 +89,9 @@ class QuantConfig:
             parameter initialised from those statistics).
         quantize_bias: quantize biases to int32 with scale = input scale x weight scale, as the
             integer kernels of ONNX Runtime and TensorRT do.
+        bias_correction: after calibration, subtract from each layer's bias the mean shift
+            of its output that quantization causes (per output channel, layers in network
+            order, earlier ones already quantized and corrected).
         skip: layers kept in float: fnmatch patterns of module names ("model.26") or class
             names ("ConvTranspose2d").
     """
@@ -98,14 +107,15 @@ class QuantConfig:
     quantile_momentum: float = 0.99
     weight_scaling: WeightScaling = "stats"
     quantize_bias: bool = True
+    bias_correction: bool = False
     skip: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         _check_bits("weight_bits", self.weight_bits)
         _check_bits("act_bits", self.act_bits)
         _check_choice("act_scheme", self.act_scheme, ("asymmetric", "symmetric"))
-        _check_choice("act_range", self.act_range, ("minmax", "quantile"))
-        _check_choice("weight_range", self.weight_range, ("minmax", "quantile"))
+        _check_choice("act_range", self.act_range, RANGE_KINDS)
+        _check_choice("weight_range", self.weight_range, RANGE_KINDS)
         _check_choice("weight_scaling", self.weight_scaling, ("stats", "learned"))
         object.__setattr__(self, "act_quantiles", _check_quantiles("act_quantiles", self.act_quantiles))
         object.__setattr__(
@@ -116,7 +126,7 @@ class QuantConfig:
             raise ConfigError(
                 f"quantile_momentum={momentum!r} must be in [0, 1): the paper uses 0.99."
             )
-        for flag in ("per_channel", "quantize_bias"):
+        for flag in ("per_channel", "quantize_bias", "bias_correction"):
             if not isinstance(getattr(self, flag), bool):
                 raise ConfigError(f"{flag} must be True or False, got {getattr(self, flag)!r}.")
         if isinstance(self.skip, str) or not all(isinstance(s, str) for s in self.skip):
@@ -125,15 +135,29 @@ class QuantConfig:
             )
         object.__setattr__(self, "skip", tuple(self.skip))
 
+    @classmethod
+    def paper(cls, **changes: Any) -> "QuantConfig":
+        """The paper's scheme (§3.4, §4.1): per-tensor 8-bit weights from their 0.0001/0.9999
+        quantiles, asymmetric 8-bit activations from the momentum-0.99 average of per-sample
+        0.001/0.999 quantiles, no bias correction; ``changes`` replace fields."""
+        paper = cls(
+            weight_bits=8, per_channel=False, act_bits=8, act_scheme="asymmetric",
+            act_range="quantile", act_quantiles=(0.001, 0.999), weight_range="quantile",
+            weight_quantiles=(0.0001, 0.9999), quantile_momentum=0.99, weight_scaling="stats",
+            quantize_bias=True, bias_correction=False,
+        )
+        return paper.replace(**changes) if changes else paper
+
     @property
     def effective_act_quantiles(self) -> tuple[float, float]:
-        """The activation quantile pair actually used: (0, 1) for min-max."""
-        return (0.0, 1.0) if self.act_range == "minmax" else self.act_quantiles
+        """The activation quantile pair the EMA statistic uses: (0, 1) for min-max (and mse,
+        whose search starts from the full range)."""
+        return self.act_quantiles if self.act_range == "quantile" else (0.0, 1.0)
 
     @property
     def effective_weight_quantiles(self) -> tuple[float, float]:
-        """The weight quantile pair actually used: (0, 1) for min-max."""
-        return (0.0, 1.0) if self.weight_range == "minmax" else self.weight_quantiles
+        """The weight quantile pair used: (0, 1) for min-max (and mse, searched from there)."""
+        return self.weight_quantiles if self.weight_range == "quantile" else (0.0, 1.0)
 
     def replace(self, **changes: Any) -> "QuantConfig":
         """A copy with some fields changed (validated again)."""

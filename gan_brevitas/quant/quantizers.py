@@ -6,7 +6,8 @@ combination of bits / granularity / scaling.
 
 * `SymmetricWeightQuant`: signed symmetric weights, t in [-2^(n-1), 2^(n-1)-1] (not Brevitas's
   narrow default), scale = max(|q_low|, |q_high|) / (2^(n-1)-1) from the weight quantiles, per
-  tensor or per output channel; recomputed from the weights ("stats") or an LSQ parameter
+  tensor or per output channel (or the MSE-optimal clipping of the min-max step,
+  weight_range="mse"); recomputed from the weights ("stats") or an LSQ parameter
   initialised from them ("learned").
 * `AsymmetricActQuant`: unsigned n-bit activations with a learnable scale and a learnable
   integer zero point (the paper's scheme); the values are set by calibration.
@@ -36,7 +37,7 @@ from brevitas.quant.solver import ActQuantSolver, WeightQuantSolver
 
 from gan_brevitas.errors import CalibrationError
 from gan_brevitas.quant.config import QuantConfig
-from gan_brevitas.quant.stats import QuantilePairAbsMax
+from gan_brevitas.quant.stats import MSEClipAbsMax, QuantilePairAbsMax
 
 #: Smallest scale threshold: a constant or all-zero tensor never yields a zero or NaN scale.
 MIN_RANGE = 1e-8
@@ -102,8 +103,10 @@ def weight_quantizer(config: QuantConfig) -> type[ExtendedInjector]:
         if config.weight_scaling == "learned"
         else ScalingImplType.STATS
     )
+    stats = MSEClipAbsMax if config.weight_range == "mse" else QuantilePairAbsMax
     return SymmetricWeightQuant.let(
         bit_width=config.weight_bits,
+        scaling_stats_impl=stats,
         scaling_per_output_type=per_output,
         scaling_impl_type=scaling,
         weight_low_quantile=low,

@@ -9,6 +9,9 @@
   value weight 0.1), hence this component.
 * `QuantilePairAbsMax`: a Brevitas stats op for symmetric weight ranges: the smallest step
   that keeps both weight quantiles on the signed grid, per tensor or per output channel.
+* `MSEClipAbsMax`: a Brevitas stats op for symmetric weight ranges that searches the clipping
+  ratio of the min-max step minimising the squared quantization error, per tensor or per
+  output channel.
 """
 
 from __future__ import annotations
@@ -116,6 +119,74 @@ class QuantilePairAbsMax(nn.Module):
         low, high = quantile_pair(x, self.low_q, self.high_q, self.stats_reduce_dim)
         step = torch.maximum(high.clamp_min(0) / self.t_max, (-low).clamp_min(0) / self.t_min_abs)
         out = step * self.t_min_abs
+        if self.keepdim and self.stats_reduce_dim is not None:
+            out = out.unsqueeze(self.stats_reduce_dim)
+        return out
+
+
+#: Clipping ratios of the min-max step that `MSEClipAbsMax` tries: 1/200, 2/200, ..., 1.
+MSE_CLIP_CANDIDATES = 200
+
+
+def _signed_grid_error(values: Tensor, step: Tensor, t_min_abs: int, t_max: int, dim: Optional[int]) -> Tensor:
+    """Sum of squared errors of ``values`` on the grid ``step * [-t_min_abs, t_max]``."""
+    scale = step if dim is None else step.unsqueeze(dim)
+    quant = torch.clamp(torch.round(values / scale), -t_min_abs, t_max) * scale
+    error = (values - quant).square()
+    return error.sum() if dim is None else error.sum(dim=dim)
+
+
+@register_stats_implementation(signed=False)
+class MSEClipAbsMax(nn.Module):
+    """Brevitas stats op for signed symmetric weights: the MSE-optimal clipped step.
+
+    Starting from the min-max step (the smallest that keeps min and max on the grid
+    t in [-2^(n-1), 2^(n-1)-1]), it tries ratios k/200, k = 1..200, of that step and keeps, per
+    output channel (or for the whole tensor), the one with the least ``sum (W - Q(W))^2``;
+    ties keep the larger ratio, so the error is never above min-max's. The search runs again
+    only when the weights change (compared with a kept copy); the step stays differentiable in
+    the weights through the min-max statistic, the ratio being a constant.
+    """
+
+    def __init__(self, bit_width: int, stats_reduce_dim: Optional[int] = None, keepdim: bool = False) -> None:
+        super().__init__()
+        self.t_max = 2 ** (int(bit_width) - 1) - 1
+        self.t_min_abs = 2 ** (int(bit_width) - 1)
+        self.stats_reduce_dim = stats_reduce_dim
+        self.keepdim = keepdim
+        self._cache_values: Optional[Tensor] = None
+        self._cache_ratio: Optional[Tensor] = None
+
+    def _minmax_step(self, values: Tensor) -> Tensor:
+        low, high = quantile_pair(values, 0.0, 1.0, None if self.stats_reduce_dim is None else 1)
+        return torch.maximum(high.clamp_min(0) / self.t_max, (-low).clamp_min(0) / self.t_min_abs)
+
+    @torch.no_grad()
+    def _search(self, values: Tensor, step: Tensor) -> Tensor:
+        dim = None if self.stats_reduce_dim is None else 1
+        step = step.clamp_min(torch.finfo(step.dtype).tiny)
+        best_ratio = torch.ones_like(step)
+        best_error = _signed_grid_error(values, step, self.t_min_abs, self.t_max, dim)
+        for k in range(MSE_CLIP_CANDIDATES - 1, 0, -1):
+            ratio = k / MSE_CLIP_CANDIDATES
+            error = _signed_grid_error(values, step * ratio, self.t_min_abs, self.t_max, dim)
+            better = error < best_error
+            best_error = torch.where(better, error, best_error)
+            best_ratio = torch.where(better, torch.full_like(best_ratio, ratio), best_ratio)
+        return best_ratio
+
+    def _ratio(self, values: Tensor, step: Tensor) -> Tensor:
+        values = values.detach()
+        cached = self._cache_values
+        if cached is None or cached.shape != values.shape or cached.device != values.device or not torch.equal(cached, values):
+            self._cache_ratio = self._search(values, step.detach())
+            self._cache_values = values.clone()
+        return self._cache_ratio
+
+    def forward(self, x: Tensor) -> Tensor:
+        values = x.reshape(-1) if self.stats_reduce_dim is None else x.flatten(1)
+        step = self._minmax_step(values)
+        out = step * self._ratio(values, step) * self.t_min_abs
         if self.keepdim and self.stats_reduce_dim is not None:
             out = out.unsqueeze(self.stats_reduce_dim)
         return out
