@@ -35,6 +35,8 @@ from gan_brevitas.methods import (
     resolve_method,
 )
 from gan_brevitas.models import build_generator, load_generator
+from gan_brevitas.plugins import is_modelopt_model
+from gan_brevitas.ptq.bias_correction import correct_biases
 from gan_brevitas.quant.config import QuantConfig
 from gan_brevitas.quant.convert import fold_for_quantization
 from gan_brevitas.quant.describe import describe
@@ -97,6 +99,8 @@ def quantize(
         )
     float_model = fold_for_quantization(model)
     qmodel = spec.handler(float_model, config, inputs, method_options, **extras)
+    if config.bias_correction and not is_modelopt_model(qmodel):
+        correct_biases(qmodel, inputs)
     qmodel.gan_brevitas = QuantInfo(
         method=spec.name_of(method_options), config=config, generator=getattr(model, "generator_spec", None)
     )
