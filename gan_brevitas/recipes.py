@@ -28,6 +28,7 @@ from gan_brevitas.methods import (
     LSQQAT,
     MAQAT,
     ArBRECQ,
+    MixedPrecision,
     ModelOptPTQ,
     SteBRECQ,
     VanillaPTQ,
@@ -37,6 +38,7 @@ from gan_brevitas.methods import (
 from gan_brevitas.models import build_generator, load_generator
 from gan_brevitas.plugins import is_modelopt_model
 from gan_brevitas.ptq.bias_correction import correct_biases
+from gan_brevitas.ptq.sensitivity import SensitivityTable, layer_sensitivity, plot_sensitivity
 from gan_brevitas.quant.config import QuantConfig
 from gan_brevitas.quant.convert import fold_for_quantization
 from gan_brevitas.quant.describe import describe
@@ -48,6 +50,7 @@ __all__ = [
     "LSQQAT",
     "MAQAT",
     "ArBRECQ",
+    "MixedPrecision",
     "ModelOptPTQ",
     "QuantConfig",
     "SteBRECQ",
@@ -60,6 +63,8 @@ __all__ = [
     "method_names",
     "quantize",
     "save",
+    "plot_sensitivity",
+    "sensitivity",
 ]
 
 
@@ -77,7 +82,8 @@ def quantize(
         model: a float generator (ours or any nn.Module); it is left untouched.
         method: a method config (``VanillaPTQ(num_samples=64)``, ``LSQQAT(epochs=4)``, ...) or
             its name (one of `method_names()`: "vanilla-ptq", "lsq-qat", ...).
-        config: the quantization scheme; the paper's defaults when omitted.
+        config: the quantization scheme (`QuantConfig()` when omitted; "paper" or
+            `QuantConfig.paper()` for the paper's exact scheme).
         inputs: calibration inputs: a sampler ``f(batch_size) -> batch``, a tensor of inputs,
             or an iterable of batches (latents, or images for CycleGAN).
         options: method options (fields of the method's config, e.g. ``num_samples=500``,
@@ -88,6 +94,8 @@ def quantize(
     spec, method_options, extras = resolve_method(method, options)
     if config is None:
         config = QuantConfig()
+    elif config == "paper":
+        config = QuantConfig.paper()
     if not isinstance(config, QuantConfig):
         raise ConfigError(f"config must be a QuantConfig, got {type(config).__name__}.")
     if quant_overrides:
@@ -99,12 +107,31 @@ def quantize(
         )
     float_model = fold_for_quantization(model)
     qmodel = spec.handler(float_model, config, inputs, method_options, **extras)
+    # methods that choose per-layer settings (mixed precision, weight_range="auto") say so here
+    config = qmodel.__dict__.pop("resolved_quant_config", config)
     if config.bias_correction and not is_modelopt_model(qmodel):
         correct_biases(qmodel, inputs)
     qmodel.gan_brevitas = QuantInfo(
         method=spec.name_of(method_options), config=config, generator=getattr(model, "generator_spec", None)
     )
     return qmodel
+
+
+def sensitivity(
+    model: nn.Module,
+    *,
+    inputs: InputSource,
+    bits: tuple[int, ...] = (4, 8),
+    config: Optional[QuantConfig] = None,
+    num_samples: int = 8,
+    data_range: float = 2.0,
+) -> SensitivityTable:
+    """Per layer and bit width, the output MSE / PSNR vs float when that layer's weights alone
+    are quantized (the config's weight quantizer, default `QuantConfig()`). ``data_range`` is
+    the output's pixel range for PSNR (2.0 for [-1, 1]). `plot_sensitivity(table, path)` draws
+    it; ``table.to_markdown()`` prints it."""
+    config = QuantConfig() if config is None else config
+    return layer_sensitivity(fold_for_quantization(model), inputs, config, bits, num_samples, data_range)
 
 
 def evaluate(

@@ -17,7 +17,7 @@ from gan_brevitas.methods.registry import (
     register_method,
     resolve_method,
 )
-from gan_brevitas.methods.ptq import ArBRECQ, SteBRECQ, VanillaPTQ
+from gan_brevitas.methods.ptq import ArBRECQ, MixedPrecision, SteBRECQ, VanillaPTQ
 from gan_brevitas.methods.qat import LSQQAT, MAQAT
 from gan_brevitas.methods.modelopt import ModelOptPTQ
 
@@ -26,6 +26,7 @@ __all__ = [
     "MAQAT",
     "ArBRECQ",
     "MethodSpec",
+    "MixedPrecision",
     "ModelOptPTQ",
     "SteBRECQ",
     "VanillaPTQ",

@@ -1,4 +1,5 @@
-"""The post-training methods: vanilla PTQ, STE-BRECQ and AR-BRECQ (configs from `gan_brevitas.ptq`)."""
+"""The post-training methods: vanilla PTQ, mixed precision, STE-BRECQ and AR-BRECQ (configs
+from `gan_brevitas.ptq`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from torch import nn
 from gan_brevitas.inputs import InputSource
 from gan_brevitas.methods.registry import register_method
 from gan_brevitas.ptq.brecq import ArBrecqOptions, SteBrecqOptions, block_reconstruction
+from gan_brevitas.ptq.mixed_precision import MixedPrecisionOptions, mixed_precision
 from gan_brevitas.ptq.vanilla import VanillaPtqOptions, vanilla_ptq
 from gan_brevitas.quant.config import QuantConfig
 
@@ -16,6 +18,7 @@ from gan_brevitas.quant.config import QuantConfig
 VanillaPTQ = VanillaPtqOptions
 SteBRECQ = SteBrecqOptions
 ArBRECQ = ArBrecqOptions
+MixedPrecision = MixedPrecisionOptions
 
 
 @register_method("vanilla-ptq", VanillaPtqOptions)
@@ -23,6 +26,13 @@ def run_vanilla_ptq(float_model: nn.Module, config: QuantConfig, inputs: InputSo
                     options: VanillaPtqOptions) -> nn.Module:
     """Vanilla PTQ: quantile weights, moving-average activation quantiles (`ptq.vanilla`)."""
     return vanilla_ptq(float_model, config, inputs, **dataclasses.asdict(options))
+
+
+@register_method("mixed-precision", MixedPrecisionOptions)
+def run_mixed_precision(float_model: nn.Module, config: QuantConfig, inputs: InputSource,
+                        options: MixedPrecisionOptions) -> nn.Module:
+    """Per-layer weight bits under a budget, by sensitivity, then vanilla PTQ (`ptq.mixed_precision`)."""
+    return mixed_precision(float_model, config, inputs, options)
 
 
 @register_method("ste-brecq", SteBrecqOptions)

@@ -1,5 +1,6 @@
 """Vanilla PTQ (§3.5, §4.1): weights from their quantiles, activations from the moving
-average of per-sample quantiles of the full-precision model. Nothing is trained."""
+average of per-sample quantiles of the full-precision model (or the other range estimators of
+`QuantConfig`; weight_range="auto" chooses one per layer first). Nothing is trained."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from torch import nn
 from gan_brevitas.errors import ConfigError
 from gan_brevitas.inputs import InputSource
 from gan_brevitas.ptq.calibrate import calibrate_activations
+from gan_brevitas.ptq.layer_choice import choose_weight_ranges
 from gan_brevitas.quant.config import QuantConfig
 from gan_brevitas.quant.convert import quantize_model
 
@@ -43,7 +45,10 @@ def vanilla_ptq(
 ) -> nn.Module:
     """Convert ``float_model`` (already folded) and calibrate it; returns the quantized copy."""
     options = VanillaPtqOptions(num_samples=num_samples, progress=progress)
-    qmodel = quantize_model(float_model, config)
-    calibrate_activations(qmodel, float_model, inputs, config, num_samples=options.num_samples,
+    resolved = choose_weight_ranges(float_model, config, inputs) if config.weight_range == "auto" else config
+    qmodel = quantize_model(float_model, resolved)
+    calibrate_activations(qmodel, float_model, inputs, resolved, num_samples=options.num_samples,
                           progress=options.progress)
+    if resolved is not config:
+        qmodel.resolved_quant_config = resolved  # recorded by recipes.quantize
     return qmodel.eval()

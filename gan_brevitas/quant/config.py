@@ -9,6 +9,7 @@ with momentum 0.99.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import json
 import math
 from dataclasses import dataclass, field
@@ -20,6 +21,10 @@ ActScheme = Literal["asymmetric", "symmetric"]
 RangeKind = Literal["minmax", "quantile", "mse"]
 
 RANGE_KINDS: tuple[str, ...] = ("minmax", "quantile", "mse")
+#: weight_range also takes "auto": per layer, the kind of least layer-output error.
+WEIGHT_RANGE_KINDS: tuple[str, ...] = RANGE_KINDS + ("auto",)
+#: The fields a per-layer entry of ``QuantConfig.layers`` may set.
+LAYER_FIELDS: tuple[str, ...] = ("weight_bits", "weight_range", "weight_quantiles", "per_channel")
 WeightScaling = Literal["stats", "learned"]
 
 MIN_BITS = 2
@@ -81,7 +86,9 @@ class QuantConfig:
         act_quantiles: (low, high) activation quantiles used when act_range is "quantile".
         weight_range: "minmax" or "quantile" statistics for weight ranges, or "mse": the
             clipping of the min-max step minimising ``||W - Q(W)||^2`` (per channel when
-            per_channel).
+            per_channel), or "auto": per layer, whichever of the three gives the least
+            layer-output error on the calibration inputs (vanilla PTQ writes its choice into
+            ``layers``; a layer without an entry uses "mse").
         weight_quantiles: (low, high) weight quantiles used when weight_range is "quantile".
         quantile_momentum: weight of the OLD value in the moving average of per-sample
             activation quantiles (the paper: 0.99).
@@ -92,6 +99,10 @@ class QuantConfig:
         bias_correction: after calibration, subtract from each layer's bias the mean shift
             of its output that quantization causes (per output channel, layers in network
             order, earlier ones already quantized and corrected).
+        layers: per-layer settings, ``{"name or fnmatch pattern": {"weight_bits": 4, ...}}``
+            or a list of such (pattern, settings) pairs (fields in `LAYER_FIELDS`); entries
+            that match a layer apply in order. Mixed
+            precision and weight_range="auto" write their choices here, so they are saved.
         skip: layers kept in float: fnmatch patterns of module names ("model.26") or class
             names ("ConvTranspose2d").
     """
@@ -109,13 +120,14 @@ class QuantConfig:
     quantize_bias: bool = True
     bias_correction: bool = False
     skip: tuple[str, ...] = field(default_factory=tuple)
+    layers: Any = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         _check_bits("weight_bits", self.weight_bits)
         _check_bits("act_bits", self.act_bits)
         _check_choice("act_scheme", self.act_scheme, ("asymmetric", "symmetric"))
         _check_choice("act_range", self.act_range, RANGE_KINDS)
-        _check_choice("weight_range", self.weight_range, RANGE_KINDS)
+        _check_choice("weight_range", self.weight_range, WEIGHT_RANGE_KINDS)
         _check_choice("weight_scaling", self.weight_scaling, ("stats", "learned"))
         object.__setattr__(self, "act_quantiles", _check_quantiles("act_quantiles", self.act_quantiles))
         object.__setattr__(
@@ -134,6 +146,40 @@ class QuantConfig:
                 f"skip must be a list of module-name patterns or class names, got {self.skip!r}."
             )
         object.__setattr__(self, "skip", tuple(self.skip))
+        object.__setattr__(self, "layers", self._checked_layers(self.layers))
+
+    def _checked_layers(self, layers: Any) -> tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]:
+        """``layers`` as a hashable tuple of (pattern, ((field, validated value), ...))."""
+        items = layers.items() if isinstance(layers, dict) else layers
+        try:
+            entries = [(pattern, dict(values)) for pattern, values in items]
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"layers must map layer names to settings, e.g. {{'net.0': {{'weight_bits': 4}}}}, got {layers!r}."
+            ) from None
+        checked = []
+        for pattern, values in entries:
+            if not isinstance(pattern, str):
+                raise ConfigError(f"layers: {pattern!r} is not a layer name or pattern.")
+            unknown = sorted(set(values) - set(LAYER_FIELDS))
+            if unknown:
+                raise ConfigError(
+                    f"layers[{pattern!r}]: {unknown} cannot be set per layer; the per-layer fields are {list(LAYER_FIELDS)}."
+                )
+            try:
+                resolved = dataclasses.replace(self, layers=(), **values)
+            except ConfigError as err:
+                raise ConfigError(f"layers[{pattern!r}]: {err}") from None
+            checked.append((pattern, tuple((key, getattr(resolved, key)) for key in sorted(values))))
+        return tuple(checked)
+
+    def for_layer(self, name: str) -> "QuantConfig":
+        """The config of layer ``name``: this one with the matching ``layers`` entries applied."""
+        changes: dict[str, Any] = {}
+        for pattern, values in self.layers:
+            if fnmatch.fnmatchcase(name, pattern):
+                changes.update(values)
+        return dataclasses.replace(self, layers=(), **changes)
 
     @classmethod
     def paper(cls, **changes: Any) -> "QuantConfig":
@@ -167,6 +213,11 @@ class QuantConfig:
         data = dataclasses.asdict(self)
         for key in ("act_quantiles", "weight_quantiles", "skip"):
             data[key] = list(data[key])
+        # a list of [pattern, settings] pairs: their order matters and JSON keeps it
+        data["layers"] = [
+            [pattern, {key: list(value) if isinstance(value, tuple) else value for key, value in values}]
+            for pattern, values in self.layers
+        ]
         return data
 
     def to_json(self) -> str:

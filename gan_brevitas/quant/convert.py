@@ -138,7 +138,7 @@ def quantize_model(model: nn.Module, config: QuantConfig) -> nn.Module:
             "config.skip): fold custom layers into standard ones first (see fold_generator)."
         )
     for name, module in targets:
-        _replace(qmodel, name, _quant_layer(module, config))
+        _replace(qmodel, name, _quant_layer(module, config.for_layer(name)))
     return qmodel
 
 

@@ -103,7 +103,8 @@ def weight_quantizer(config: QuantConfig) -> type[ExtendedInjector]:
         if config.weight_scaling == "learned"
         else ScalingImplType.STATS
     )
-    stats = MSEClipAbsMax if config.weight_range == "mse" else QuantilePairAbsMax
+    # "auto" without a per-layer choice (a layer calibration never reached) falls back to mse.
+    stats = MSEClipAbsMax if config.weight_range in ("mse", "auto") else QuantilePairAbsMax
     return SymmetricWeightQuant.let(
         bit_width=config.weight_bits,
         scaling_stats_impl=stats,

@@ -47,3 +47,27 @@ def test_minmax_means_full_quantile_range():
     assert cfg.effective_act_quantiles == (0.0, 1.0)
     assert cfg.effective_weight_quantiles == (0.0, 1.0)
     assert QuantConfig().effective_act_quantiles == (0.001, 0.999)
+
+
+def test_per_layer_settings_validate_apply_in_order_and_round_trip():
+    cfg = QuantConfig(layers={"net.*": {"weight_bits": 4, "weight_quantiles": [0.01, 0.99]},
+                              "net.0": {"weight_bits": 6, "weight_range": "mse"}})
+    assert cfg.for_layer("net.0").weight_bits == 6 and cfg.for_layer("net.0").weight_range == "mse"
+    assert cfg.for_layer("net.1").weight_bits == 4 and cfg.for_layer("net.1").weight_quantiles == (0.01, 0.99)
+    assert cfg.for_layer("head").weight_bits == 8 and cfg.for_layer("head").layers == ()
+    assert QuantConfig.from_json(cfg.to_json()) == cfg
+    assert hash(cfg) == hash(QuantConfig.from_dict(cfg.to_dict()))
+    with pytest.raises(ConfigError, match=r"layers\['net.0'\]: \['act_bits'\] cannot be set per layer"):
+        QuantConfig(layers={"net.0": {"act_bits": 4}})
+    with pytest.raises(ConfigError, match=r"layers\['net.0'\]: weight_bits=9"):
+        QuantConfig(layers={"net.0": {"weight_bits": 9}})
+    with pytest.raises(ConfigError, match="layers must map layer names"):
+        QuantConfig(layers="net.0")
+
+
+def test_paper_preset_is_the_papers_scheme():
+    paper = QuantConfig.paper()
+    assert (paper.per_channel, paper.weight_range, paper.weight_quantiles) == (False, "quantile", (0.0001, 0.9999))
+    assert (paper.act_scheme, paper.act_range, paper.act_quantiles) == ("asymmetric", "quantile", (0.001, 0.999))
+    assert (paper.quantile_momentum, paper.bias_correction) == (0.99, False)
+    assert QuantConfig.paper(weight_bits=4).weight_bits == 4

@@ -1,0 +1,127 @@
+"""Mixed precision: weight bits per layer under a budget, then vanilla PTQ.
+
+The budget is ``effective_bits`` (the average weight bit width weighted by each layer's
+parameter count) or ``max_bytes`` (weight storage, bits x parameters / 8). Every layer starts
+at the highest of ``bits``; the greedy search then lowers, one step at a time, the layer whose
+next step down costs the least output error (from `layer_sensitivity`) per byte it saves,
+until the budget holds (the anchors: ModelOpt's auto_quantize, HAWQ's sensitivity per size).
+The choice goes into ``QuantConfig.layers``, so the result is an ordinary quantized model that
+saves, loads, describes and exports with its per-layer bits.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+from typing import Optional
+
+from torch import nn
+
+from gan_brevitas.errors import ConfigError
+from gan_brevitas.inputs import InputSource
+from gan_brevitas.ptq.sensitivity import SENSITIVITY_SAMPLES, SensitivityTable, _check_bits, layer_sensitivity
+from gan_brevitas.ptq.vanilla import vanilla_ptq
+from gan_brevitas.quant.config import QuantConfig
+
+
+@dataclass(frozen=True)
+class MixedPrecisionOptions:
+    """Options of ``recipes.quantize(gen, "mixed-precision", effective_bits=5.0, ...)``.
+
+    Attributes:
+        effective_bits: average weight bits (weighted by parameter count) to stay at or under.
+        max_bytes: weight bytes (bits x parameters / 8) to stay at or under; give exactly one
+            of the two.
+        bits: the weight bit widths a layer may get.
+        num_samples: calibration inputs of the vanilla PTQ that follows.
+        sensitivity_samples: inputs the per-layer sensitivity is measured on.
+        progress: tqdm progress bars.
+    """
+
+    effective_bits: Optional[float] = None
+    max_bytes: Optional[int] = None
+    bits: tuple[int, ...] = field(default=(4, 8))
+    num_samples: int = 500
+    sensitivity_samples: int = SENSITIVITY_SAMPLES
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if (self.effective_bits is None) == (self.max_bytes is None):
+            raise ConfigError("mixed-precision needs exactly one budget: effective_bits=5.0 or max_bytes=N.")
+        if self.effective_bits is not None and (
+            isinstance(self.effective_bits, bool) or not isinstance(self.effective_bits, (int, float))
+            or self.effective_bits <= 0
+        ):
+            raise ConfigError(f"effective_bits must be a positive number such as 5.0, got {self.effective_bits!r}.")
+        if self.max_bytes is not None and (
+            isinstance(self.max_bytes, bool) or not isinstance(self.max_bytes, int) or self.max_bytes <= 0
+        ):
+            raise ConfigError(f"max_bytes must be a positive integer, got {self.max_bytes!r}.")
+        object.__setattr__(self, "bits", _check_bits(self.bits))
+        for name in ("num_samples", "sensitivity_samples"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
+        if not isinstance(self.progress, bool):
+            raise ConfigError(f"progress must be True or False, got {self.progress!r}.")
+
+
+def weight_bytes(bits: dict[str, int], params: dict[str, int]) -> float:
+    """Weight storage in bytes of a per-layer assignment."""
+    return sum(params[name] * b for name, b in bits.items()) / 8
+
+
+def effective_bits(bits: dict[str, int], params: dict[str, int]) -> float:
+    """Average weight bits weighted by parameter count."""
+    return sum(params[name] * b for name, b in bits.items()) / sum(params[name] for name in bits)
+
+
+def assign_bits(table: SensitivityTable, bits: tuple[int, ...], *, effective: Optional[float] = None,
+                max_bytes: Optional[int] = None) -> dict[str, int]:
+    """Per-layer weight bits: greedy by output error per byte saved until the budget holds."""
+    params = table.params()
+    limit = max_bytes if max_bytes is not None else effective * sum(params.values()) / 8
+    lowest = {name: bits[0] for name in params}
+    if weight_bytes(lowest, params) > limit + 1e-9:
+        raise ConfigError(
+            f"the budget cannot be met: even {bits[0]}-bit weights everywhere need "
+            f"{weight_bytes(lowest, params):.0f} bytes ({bits[0]} effective bits); raise the budget "
+            "or allow fewer bits (bits=(2, 4, 8))."
+        )
+    chosen = {name: bits[-1] for name in params}
+    heap: list[tuple[float, str]] = []
+
+    def push(name: str) -> None:
+        level = bits.index(chosen[name])
+        if level == 0:
+            return
+        lower = bits[level - 1]
+        cost = table.mse(name, lower) - table.mse(name, chosen[name])
+        saved = params[name] * (chosen[name] - lower) / 8
+        heapq.heappush(heap, (cost / saved, name))
+
+    for name in params:
+        push(name)
+    while weight_bytes(chosen, params) > limit + 1e-9:
+        _, name = heapq.heappop(heap)
+        chosen[name] = bits[bits.index(chosen[name]) - 1]
+        push(name)
+    return chosen
+
+
+def mixed_precision(float_model: nn.Module, config: QuantConfig, inputs: InputSource,
+                    options: MixedPrecisionOptions, data_range: float = 2.0) -> nn.Module:
+    """Measure sensitivity, assign bits under the budget, then vanilla PTQ with those bits.
+
+    The returned model carries the config with the per-layer bits as ``resolved_quant_config``
+    (recorded by `recipes.quantize`).
+    """
+    top = config.replace(weight_bits=options.bits[-1])
+    table = layer_sensitivity(float_model, inputs, top, options.bits, options.sensitivity_samples, data_range)
+    chosen = assign_bits(table, options.bits, effective=options.effective_bits, max_bytes=options.max_bytes)
+    per_layer = tuple((name, {"weight_bits": b}) for name, b in chosen.items() if b != top.weight_bits)
+    resolved = top.replace(layers=top.layers + per_layer)
+    qmodel = vanilla_ptq(float_model, resolved, inputs, num_samples=options.num_samples, progress=options.progress)
+    if "resolved_quant_config" not in qmodel.__dict__:  # vanilla PTQ resolved weight_range="auto"
+        qmodel.resolved_quant_config = resolved
+    return qmodel

@@ -1,0 +1,80 @@
+"""Sensitivity and mixed precision: the table, the budget, and a model that saves, loads and
+describes its per-layer bits."""
+
+import pytest
+import torch
+
+from gan_brevitas import recipes
+from gan_brevitas.errors import ConfigError
+from gan_brevitas.methods import MixedPrecision
+from gan_brevitas.ptq.mixed_precision import assign_bits, effective_bits, weight_bytes
+from gan_brevitas.ptq.sensitivity import SensitivityRow, SensitivityTable, plot_sensitivity
+from gan_brevitas.quant.config import QuantConfig
+from gan_brevitas.quant.convert import quant_layers
+from tests.helpers import dcgan_generator
+
+Z = torch.randn(24, 16, generator=torch.Generator().manual_seed(0))
+FAST = QuantConfig(act_range="minmax", weight_range="minmax", per_channel=True)
+
+
+def test_sensitivity_table_has_every_layer_and_fewer_bits_hurt_more(tmp_path):
+    table = recipes.sensitivity(dcgan_generator(), inputs=Z, bits=(2, 8), config=FAST, num_samples=8)
+    assert table.layers == ["1", "4", "7"]
+    for layer in table.layers:
+        assert table.mse(layer, 2) > table.mse(layer, 8) > 0
+    params = table.params()
+    assert params == {"1": 16 * 32 * 16, "4": 32 * 16 * 16, "7": 16 * 3 * 16}
+    assert "| 1 | ConvTranspose2d | 8192 |" in table.to_markdown()
+    assert plot_sensitivity(table, tmp_path / "s.png").stat().st_size > 1000
+
+
+def _table(mse4: dict, params: dict) -> SensitivityTable:
+    rows = [SensitivityRow(n, "Conv2d", params[n], b, (mse4[n] if b == 4 else 0.0), 0.0) for n in params for b in (4, 8)]
+    return SensitivityTable(tuple(rows), 2.0)
+
+
+def test_greedy_lowers_the_cheapest_error_per_byte_first_and_meets_the_budget():
+    params = {"a": 1000, "b": 1000, "c": 2000}
+    table = _table({"a": 1.0, "b": 0.1, "c": 0.5}, params)  # per byte: b < c (0.5/1000) < a
+    assert assign_bits(table, (4, 8), effective=7.0) == {"a": 8, "b": 4, "c": 8}
+    chosen = assign_bits(table, (4, 8), effective=6.0)
+    assert chosen == {"a": 8, "b": 4, "c": 4}
+    assert effective_bits(chosen, params) <= 6.0
+    assert weight_bytes(chosen, params) == (1000 * 8 + 1000 * 4 + 2000 * 4) / 8
+    assert assign_bits(table, (4, 8), max_bytes=3000) == {"a": 8, "b": 4, "c": 4}
+    assert assign_bits(table, (4, 8), max_bytes=4000) == {"a": 8, "b": 8, "c": 8}
+    with pytest.raises(ConfigError, match="cannot be met"):
+        assign_bits(table, (4, 8), effective=3.5)
+
+
+@pytest.mark.parametrize("budget", [dict(effective_bits=5.0), dict(max_bytes=13000)])
+def test_mixed_precision_model_respects_budget_saves_loads_and_describes(tmp_path, budget):
+    model = dcgan_generator()
+    qmodel = recipes.quantize(model, "mixed-precision", config=FAST, inputs=Z, num_samples=16,
+                              sensitivity_samples=8, progress=False, **budget)
+    bits = {name: int(layer.quant_weight().bit_width) for name, layer in quant_layers(qmodel)}
+    params = {name: layer.weight.numel() for name, layer in quant_layers(qmodel)}
+    assert set(bits.values()) <= {4, 8} and 4 in bits.values()
+    if "effective_bits" in budget:
+        assert effective_bits(bits, params) <= 5.0
+    else:
+        assert weight_bytes(bits, params) <= 13000
+    config = qmodel.gan_brevitas.config
+    assert {name: config.for_layer(name).weight_bits for name in bits} == bits
+    recipes.save(qmodel, tmp_path / "mp.safetensors")
+    loaded = recipes.load(tmp_path / "mp.safetensors", model=dcgan_generator())
+    assert {name: int(layer.quant_weight().bit_width) for name, layer in quant_layers(loaded)} == bits
+    with torch.no_grad():
+        assert torch.equal(loaded(Z[:4]), qmodel(Z[:4]))
+    lines = {line.split()[0]: line.split()[2] for line in recipes.describe(loaded).splitlines()[2:]}
+    assert {name: int(lines[name]) for name in bits} == bits
+
+
+def test_mixed_precision_options_are_validated():
+    with pytest.raises(ConfigError, match="exactly one budget"):
+        MixedPrecision()
+    with pytest.raises(ConfigError, match="exactly one budget"):
+        MixedPrecision(effective_bits=5.0, max_bytes=10)
+    with pytest.raises(ConfigError, match="bits must be bit widths"):
+        MixedPrecision(effective_bits=5.0, bits=(1, 8))
+    assert MixedPrecision(effective_bits=5, bits=[8, 4]).bits == (4, 8)
