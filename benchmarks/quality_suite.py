@@ -59,7 +59,6 @@ log = logging.getLogger("quality_suite")
 
 W8_TOOLS = ("ort-static", "nncf", "modelopt-int8")
 CONV_OPS_ONNX = ("Conv", "ConvTranspose", "Gemm", "MatMul")
-BRECQ_STEPS = 200  # per block; CPU budget of the whole run, not the paper's 20k
 CONV_OPS_OV = ("Convolution", "ConvolutionBackpropData", "GroupConvolution", "MatMul")
 
 
@@ -126,10 +125,6 @@ def _quantize_ours(entry: SuiteEntry, method: Optional[str], config: Optional[Qu
 def _paper_config(**changes: Any) -> QuantConfig:
     paper = getattr(QuantConfig, "paper", None)
     return paper(**changes) if callable(paper) else QuantConfig(**changes)
-
-
-def _has_field(name: str) -> bool:
-    return name in {f.name for f in dataclasses.fields(QuantConfig)}
 
 
 # ----------------------------------------------------------------------------- ONNX anchors
@@ -217,33 +212,35 @@ def nncf_ptq(entry: SuiteEntry, fp32: Path, threads: int) -> Outcome:
 # ----------------------------------------------------------------------------- our 4-bit and mixed
 
 
-def _w4_candidates() -> list[tuple[str, str, Optional[QuantConfig], dict[str, Any]]]:
+def _w4_candidates(brecq_steps: int) -> list[tuple[str, str, QuantConfig, dict[str, Any]]]:
     """(label, method, config, options) of the 4-bit-weight recipes this library offers."""
-    candidates: list[tuple[str, str, Optional[QuantConfig], dict[str, Any]]] = [
-        ("vanilla w4 per-ch quantile/minmax-w", "vanilla-ptq",
-         QuantConfig(weight_bits=4, per_channel=True, weight_range="minmax"), {}),
-    ]  # fmt: skip
-    if "mse" in getattr(QuantConfig, "__annotations__", {}).get("weight_range", "") or _mse_supported():
-        extra = {"bias_correction": True} if _has_field("bias_correction") else {}
-        candidates.append(("vanilla w4 per-ch mse", "vanilla-ptq",
-                           QuantConfig(weight_bits=4, per_channel=True, weight_range="mse", act_range="mse", **extra), {}))  # fmt: skip
-    candidates.append(("ste-brecq w4 per-ch", "ste-brecq",
-                       QuantConfig(weight_bits=4, per_channel=True, weight_range="minmax"), {"steps": BRECQ_STEPS}))  # fmt: skip
+    w4 = dict(weight_bits=4, per_channel=True)
+    candidates = [("vanilla, min-max weights, quantile acts", "vanilla-ptq", QuantConfig(weight_range="minmax", **w4), {})]
+    if _accepts(weight_range="mse"):
+        candidates.append(("vanilla, mse weights + mse acts", "vanilla-ptq",
+                           QuantConfig(weight_range="mse", act_range="mse", **w4), {}))  # fmt: skip
+        if _accepts(bias_correction=True):
+            candidates.append(("vanilla, mse weights + mse acts + bias correction", "vanilla-ptq",
+                               QuantConfig(weight_range="mse", act_range="mse", bias_correction=True, **w4), {}))  # fmt: skip
+    if brecq_steps:
+        candidates.append((f"ste-brecq {brecq_steps} steps/block, min-max weights", "ste-brecq",
+                           QuantConfig(weight_range="minmax", **w4), {"steps": brecq_steps}))  # fmt: skip
     return candidates
 
 
-def _mse_supported() -> bool:
+def _accepts(**fields: Any) -> bool:
+    """Whether this library's QuantConfig takes ``fields`` (range search, bias correction...)."""
     try:
-        QuantConfig(weight_range="mse")
+        QuantConfig(**fields)
         return True
-    except Exception:  # the library has no MSE range search yet
+    except Exception:  # TypeError / ConfigError: not offered yet
         return False
 
 
-def ours_w4_best(entry: SuiteEntry, reference: Tensor, data_range: float) -> Outcome:
+def ours_w4_best(entry: SuiteEntry, reference: Tensor, data_range: float, brecq_steps: int) -> Outcome:
     best: Optional[tuple[float, Outcome]] = None
     tried = []
-    for label, method, config, options in _w4_candidates():
+    for label, method, config, options in _w4_candidates(brecq_steps):
         start = time.perf_counter()
         if method.endswith("brecq"):
             n = entry.calib.shape[0]
@@ -263,8 +260,9 @@ def ours_w4_best(entry: SuiteEntry, reference: Tensor, data_range: float) -> Out
 
 
 def ours_mixed(entry: SuiteEntry) -> Outcome:
-    if "mixed-precision" in recipes.METHODS:
-        return _quantize_ours(entry, "mixed-precision", None, effective_bits=5.0)
+    named = [name for name in recipes.method_names() if "mixed" in name]
+    if named:
+        return _quantize_ours(entry, named[0], None, effective_bits=5.0)
     try:
         return _quantize_ours(entry, None, None, effective_bits=5.0)
     except TypeError as error:
@@ -278,7 +276,9 @@ def ours_mixed(entry: SuiteEntry) -> Outcome:
 # ----------------------------------------------------------------------------- the run
 
 
-def method_table(fp32: Path, work: Path, threads: int, reference: Tensor, data_range: float) -> dict[str, Callable[[SuiteEntry], Outcome]]:
+def method_table(
+    fp32: Path, work: Path, threads: int, reference: Tensor, data_range: float, brecq_steps: int = 0
+) -> dict[str, Callable[[SuiteEntry], Outcome]]:
     minmax = dict(weight_range="minmax", act_range="minmax")
     return {
         "ours-default": lambda e: _quantize_ours(e, None, None),
@@ -287,13 +287,15 @@ def method_table(fp32: Path, work: Path, threads: int, reference: Tensor, data_r
         "ort-static": lambda e: ort_static(e, fp32, work, threads),
         "nncf": lambda e: nncf_ptq(e, fp32, threads),
         "modelopt-int8": lambda e: _quantize_ours(e, "modelopt-int8", None),
-        "ours-w4a8-best": lambda e: ours_w4_best(e, reference, data_range),
+        "ours-w4a8-best": lambda e: ours_w4_best(e, reference, data_range, brecq_steps),
         "w4a8-minmax": lambda e: _quantize_ours(e, "vanilla-ptq", QuantConfig(weight_bits=4, per_channel=True, **minmax)),
         "ours-mixed-5bit": ours_mixed,
     }
 
 
-def run_model(entry: SuiteEntry, methods: list[str], threads: int, work: Path) -> tuple[list[Row], dict[str, Any]]:
+def run_model(
+    entry: SuiteEntry, methods: list[str], threads: int, work: Path, brecq_steps: int
+) -> tuple[list[Row], dict[str, Any]]:
     low, high = entry.output_range
     data_range = high - low
     reference = _run_torch(entry.model, entry.test)
@@ -304,7 +306,7 @@ def run_model(entry: SuiteEntry, methods: list[str], threads: int, work: Path) -
     floor = _per_image_psnr(_ort_run(fp32, entry.test, threads), reference, data_range)
     meta = {"fp32_onnx_export_s": round(export_s, 2), "fp32_ort_vs_torch_psnr_db": round(float(np.mean(floor)), 1),
             "n_test": int(entry.test.shape[0]), "n_calib": int(entry.calib.shape[0]), "input_size": entry.input_size}  # fmt: skip
-    table = method_table(fp32, work, threads, reference, data_range)
+    table = method_table(fp32, work, threads, reference, data_range, brecq_steps)
     rows = []
     for method in methods:
         row = Row(entry.name, entry.family, method, "ok")
@@ -460,6 +462,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--name", default="quality_suite", help="output file stem")
+    parser.add_argument("--brecq-steps", type=int, default=0,
+                        help="also try STE-BRECQ at W4 with this many steps per block (slow on a CPU; 0 = skip)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     log.setLevel(logging.INFO)
@@ -483,7 +487,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
         for entry in entries:
-            model_rows, meta = run_model(entry, methods, args.threads, Path(tmp))
+            model_rows, meta = run_model(entry, methods, args.threads, Path(tmp), args.brecq_steps)
             rows += model_rows
             report["meta"][entry.name] = meta
     models = [e.name for e in entries]
