@@ -1,4 +1,9 @@
-"""`gan-brevitas`: the command line. Each subcommand is a thin layer over `recipes`."""
+"""`gan-brevitas`: the command line. Each subcommand is a thin layer over `recipes`.
+
+The parser is built without importing torch or the demo stack (`--help` answers at once);
+each command imports what it needs. Exit codes: 0 done, 1 the run failed (a file, the data or
+an export was refused, with the reason), 2 bad usage (an unknown option or an invalid value).
+"""
 
 from __future__ import annotations
 
@@ -10,21 +15,40 @@ import sys
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from gan_brevitas.errors import GanBrevitasError
+from gan_brevitas.errors import ConfigError, GanBrevitasError
 from gan_brevitas.quant.config import QuantConfig
 
 log = logging.getLogger("gan_brevitas")
 
+#: Exit codes.
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+#: Names the parser offers, kept here so that building it imports no torch (a test checks them
+#: against `models.GENERATORS`, `recipes.METHODS` and `demo.run.SECTIONS`).
+GENERATOR_NAMES = ("cyclegan", "sagan", "stylegan")
+METHOD_NAMES = ("ar-brecq", "lsq-qat", "ma-qat", "modelopt-int8", "modelopt-int8-percentile",
+                "modelopt-w4a8", "ste-brecq", "vanilla-ptq")
+DEMO_SECTIONS = ("ptq", "figure1", "brecq", "qat", "modelopt")
+
 EPILOG = """examples:
+  gan-brevitas demo                                     # the main job, offline (see README)
   gan-brevitas quantize --model cyclegan --checkpoint latest_net_G.pth --images horses/ \\
       --method vanilla-ptq --weight-bits 4 --out q.safetensors
+  gan-brevitas quantize --model mypkg.nets:Generator --checkpoint g.pth --input-shape 128 --out q.safetensors
   gan-brevitas info q.safetensors
-  gan-brevitas reproduce recipes/*/*.toml --profile cpu --out reproduce_out
+  gan-brevitas reproduce recipes --profile cpu --out reproduce_out
+
+exit codes: 0 done; 1 the run failed (the message says why); 2 bad usage.
 """
 
 
 def _config_from_args(args: argparse.Namespace) -> QuantConfig:
-    base = QuantConfig.from_json(Path(args.config).read_text()) if args.config else QuantConfig()
+    base = QuantConfig()
+    if args.config:
+        try:
+            base = QuantConfig.from_json(Path(args.config).read_text())
+        except OSError as err:
+            raise ConfigError(f"--config {args.config}: cannot read it ({err.strerror}).") from None
     changes = {
         "weight_bits": args.weight_bits,
         "act_bits": args.act_bits,
@@ -39,19 +63,58 @@ def _config_from_args(args: argparse.Namespace) -> QuantConfig:
     return base.replace(**{k: v for k, v in changes.items() if v is not None})
 
 
-def _calibration_inputs(model, args: argparse.Namespace):
+def _progress(args: argparse.Namespace) -> bool:
+    """Progress bars (with ETA) on a terminal; none under --quiet or in a log file."""
+    return not args.quiet and sys.stderr.isatty()
+
+
+def _calibration_inputs(model, args: argparse.Namespace, limit: Optional[int] = None):
+    """Images from --images for image generators, seeded latents otherwise."""
     from gan_brevitas.inputs import latent_sampler, load_image_folder
 
     if getattr(model, "input_kind", "latent") == "image":
         if not args.images:
-            raise GanBrevitasError(
-                "this generator translates images: give calibration images with --images DIR."
-            )
-        return load_image_folder(args.images, model.image_size, limit=args.num_samples)
-    latent_dim = getattr(model, "latent_dim", None)
-    if latent_dim is None:
-        raise GanBrevitasError("cannot tell this generator's latent size; use the Python API with inputs=...")
-    return latent_sampler(latent_dim, seed=args.seed)
+            raise ConfigError("this generator translates images: give its input images with --images DIR.")
+        return load_image_folder(args.images, model.image_size, limit=limit)
+    shape = getattr(model, "input_shape", None) or (getattr(model, "latent_dim", None),)
+    if shape[0] is None:
+        raise ConfigError("cannot tell this generator's input shape: give --input-shape (e.g. 128 or 3,64,64).")
+    return latent_sampler(shape, seed=args.seed)
+
+
+def _model_kwargs(args: argparse.Namespace) -> dict:
+    if not args.model_kwargs:
+        return {}
+    try:
+        kwargs = json.loads(args.model_kwargs)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"--model-kwargs is not JSON ({err.msg}): e.g. '{{\"width\": 64}}'.") from None
+    if not isinstance(kwargs, dict):
+        raise ConfigError("--model-kwargs must be a JSON object, e.g. '{\"width\": 64}'.")
+    return kwargs
+
+
+def _load_float_model(args: argparse.Namespace, recorded: Optional[dict] = None):
+    """The float generator of --model / --checkpoint: one of ours, or a user's package.module:Class."""
+    from gan_brevitas import recipes
+    from gan_brevitas.models.user import describe_inputs, load_user_generator, parse_input_shape
+
+    if args.model in GENERATOR_NAMES or (args.model is None and recorded):
+        name = args.model or recorded["name"]
+        kwargs = dict(recorded["kwargs"]) if recorded and recorded.get("name") == name else {}
+        if args.size is not None:
+            kwargs["size" if name == "stylegan" else "image_size"] = args.size
+        if name == "stylegan":
+            kwargs["noise_mode"] = "const"  # same latents -> same images (calibration, qFID)
+        return recipes.load_generator(name, args.checkpoint, **kwargs)
+    if args.model is None:
+        raise ConfigError("this file holds a generator of your own: name its class with --model package.module:Class.")
+    if not args.input_shape:
+        raise ConfigError(f"--model {args.model}: give the shape of one input with --input-shape "
+                          "(e.g. 128 for latents, 3,64,64 for images).")
+    model = load_user_generator(args.model, args.checkpoint, _model_kwargs(args))
+    describe_inputs(model, parse_input_shape(args.input_shape), "image" if args.images else "latent")
+    return model
 
 
 def _method_options(method: str, pairs: Optional[Sequence[str]]) -> dict[str, object]:
@@ -63,7 +126,7 @@ def _method_options(method: str, pairs: Optional[Sequence[str]]) -> dict[str, ob
     for pair in pairs or ():
         key, sep, text = pair.partition("=")
         if not sep or not key:
-            raise GanBrevitasError(f"--set expects KEY=VALUE, got {pair!r}.")
+            raise ConfigError(f"--set expects KEY=VALUE, got {pair!r}.")
         try:
             options[key.replace("-", "_")] = json.loads(text)
         except json.JSONDecodeError:
@@ -79,24 +142,20 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
     out = check_output_path(args.out)
     if args.method.startswith("modelopt-"):
-        raise GanBrevitasError(
+        raise ConfigError(
             "ModelOpt models are not saved by this command: use the Python API "
             "(recipes.quantize(..., 'modelopt-int8'), then modelopt.torch.opt.save or recipes.export)."
         )
     config = _config_from_args(args)
-    options = {"num_samples": args.num_samples, **_method_options(args.method, args.set)}
-    build_kwargs = {}
-    if args.size is not None:
-        build_kwargs["size" if args.model == "stylegan" else "image_size"] = args.size
-    if args.model == "stylegan":
-        build_kwargs["noise_mode"] = "const"  # same latents -> same images (calibration, qFID)
-    model = recipes.load_generator(args.model, args.checkpoint, **build_kwargs)
-    inputs = _calibration_inputs(model, args)
+    options = {"num_samples": args.num_samples, "progress": _progress(args), **_method_options(args.method, args.set)}
+    model = _load_float_model(args)
+    inputs = _calibration_inputs(model, args, limit=args.num_samples)
     qmodel = recipes.quantize(model, args.method, config=config, inputs=inputs, **options)
     recipes.save(qmodel, out)
-    print(recipes.describe(qmodel))
+    if not args.quiet:
+        print(recipes.describe(qmodel))
     print(f"\nwrote {out} ({args.method}, {qmodel.gan_brevitas.config.to_json()})")
-    return 0
+    return EXIT_OK
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -104,20 +163,45 @@ def cmd_info(args: argparse.Namespace) -> int:
     from gan_brevitas.quant.serialize import read_quant_info
 
     info = read_quant_info(args.path)
-    print(f"file:      {args.path}")
-    print(f"method:    {info.method}")
-    print(f"generator: {json.dumps(info.generator)}")
-    print(f"config:    {info.config.to_json()}\n")
+    print(f"file:        {args.path}")
+    print(f"method:      {info.method}")
+    print(f"generator:   {json.dumps(info.generator) if info.generator else 'your own class (not recorded)'}")
+    print(f"input shape: {list(info.input_shape) if info.input_shape else 'not recorded'}")
+    print(f"config:      {info.config.to_json()}\n")
     if info.generator is not None:
         print(recipes.describe(recipes.load(args.path)))
-    return 0
+    return EXIT_OK
+
+
+def _extractor(args: argparse.Namespace, demo: bool):
+    """The FID feature extractor: Inception-v3 for the user's images (weights from a local file),
+    the offline demo CNN only for the demo data or when asked for by name."""
+    from gan_brevitas.metrics.extractors import INCEPTION_NAME, demo_cnn_spec, resolve_extractor
+
+    if args.extractor == "demo-cnn":
+        return demo_cnn_spec()
+    spec = resolve_extractor(args.inception_weights)
+    if spec.name == INCEPTION_NAME:
+        return spec
+    if demo and args.extractor is None:
+        return spec
+    raise ConfigError(
+        "FID on your images needs Inception-v3 weights, which are not on this machine: give "
+        "--inception-weights FILE (torch-fidelity's weights-inception-2015-12-05-6726825d.pth) or set "
+        "$GAN_BREVITAS_INCEPTION_WEIGHTS; or choose --extractor demo-cnn, the small CNN trained on "
+        "the demo digits and textures (its numbers mean little on other images)."
+    )
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from gan_brevitas import recipes
     from gan_brevitas.inputs import load_image_folder
+    from gan_brevitas.metrics.evaluate import evaluate
+    from gan_brevitas.quant.convert import fold_for_quantization
+    from gan_brevitas.quant.serialize import check_output_path
 
-    qmodel = recipes.load(args.quantized)
+    grid = check_output_path(args.grid) if args.grid else None
+    qmodel = _load_quantized(args)
     if args.demo:
         from gan_brevitas.demo import zoo
 
@@ -126,33 +210,51 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         real = zoo.real_images(args.demo, args.n, seed=args.seed + 1)
     else:
         if not args.checkpoint:
-            raise GanBrevitasError("give the float generator with --checkpoint FILE (or --demo NAME).")
-        spec = qmodel.gan_brevitas.generator or {}
-        model = recipes.load_generator(spec.get("name"), args.checkpoint, **spec.get("kwargs", {}))
-        inputs = _calibration_inputs(model, args)
+            raise ConfigError("give the float generator with --checkpoint FILE (or --demo NAME).")
+        model = _load_float_model(args, recorded=qmodel.gan_brevitas.generator)
+        inputs = _calibration_inputs(model, args, limit=args.n)
         real = load_image_folder(args.real, model.image_size, limit=args.n) if args.real else None
-    result = recipes.evaluate(qmodel, model, inputs, n=args.n, real=real, inception_weights=args.inception_weights)
+    extractor = _extractor(args, demo=bool(args.demo))
+    result = evaluate(qmodel, fold_for_quantization(model), inputs, args.n, real, extractor, progress=_progress(args))
     fid_text = "n/a (no --real images)" if result.fid is None else f"{result.fid:.3f}"
     print(f"FID   {fid_text}\nqFID  {result.qfid:.3f}\nPSNR  {result.psnr:.2f} dB\n"
           f"n={result.n}, extractor {result.extractor} (sha256 {result.extractor_sha256})")
-    if args.grid:
-        _write_grid(args.grid, qmodel, model, inputs)
-        print(f"grid: {args.grid}")
-    return 0
+    if grid is not None:
+        _write_grid(grid, qmodel, model, inputs, result)
+        print(f"grid: {grid}")
+    return EXIT_OK
 
 
-def _write_grid(path: str, qmodel, model, inputs) -> None:
+def _load_quantized(args: argparse.Namespace):
+    """A quantized file; a user's generator is rebuilt from --model package.module:Class."""
+    from gan_brevitas import recipes
+    from gan_brevitas.quant.serialize import read_quant_info
+
+    info = read_quant_info(args.quantized)
+    if info.generator is not None:
+        return recipes.load(args.quantized)
+    if not args.model or args.model in GENERATOR_NAMES:
+        raise ConfigError(f"{args.quantized} holds a generator of your own: name its class with "
+                          "--model package.module:Class (and --model-kwargs if it takes arguments).")
+    from gan_brevitas.models.user import import_generator_class
+
+    return recipes.load(args.quantized, import_generator_class(args.model)(**_model_kwargs(args)))
+
+
+def _write_grid(out: Path, qmodel, model, inputs, result) -> None:
     from gan_brevitas.demo.figures import save_grid
     from gan_brevitas.metrics.evaluate import collect_inputs
     from gan_brevitas.metrics.fid import generate
     from gan_brevitas.quant.convert import fold_for_quantization
-    from gan_brevitas.quant.serialize import check_output_path
 
-    out = check_output_path(path)
+    info = qmodel.gan_brevitas
     x = collect_inputs(inputs, 8)
+    label = (f"{info.method} W{info.config.weight_bits}A{info.config.act_bits}"
+             f"{' per-channel' if info.config.per_channel else ''}: qFID {result.qfid:.2f}, PSNR {result.psnr:.1f} dB")
     rows = [("full precision", generate(fold_for_quantization(model), x, 8, progress=False)),
-            (qmodel.gan_brevitas.method, generate(qmodel, x, 8, progress=False))]
-    save_grid(out, rows, title="full precision vs quantized", inputs=x if x.dim() == 4 else None)
+            (label, generate(qmodel, x, 8, progress=False))]
+    title = f"full precision vs quantized, same inputs per column (metrics on n={result.n}, {result.extractor})"
+    save_grid(out, rows, title=title, inputs=x if x.dim() == 4 else None)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -162,9 +264,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         models=tuple(args.models), n=args.n, num_samples=args.num_samples, out_dir=Path(args.out_dir),
         inception_weights=args.inception_weights, sections=tuple(args.sections), brecq_steps=args.brecq_steps,
         brecq_samples=args.brecq_samples, qat_epochs=args.qat_epochs, qat_train=args.qat_train,
+        progress=_progress(args),
     )
     run_demo(settings)
-    return 0
+    return EXIT_OK
 
 
 def _checkpoint_map(items: Sequence[str] | None, models: set[str]) -> dict[str, str]:
@@ -176,13 +279,13 @@ def _checkpoint_map(items: Sequence[str] | None, models: set[str]) -> dict[str, 
         name, sep, path = item.partition("=")
         if not sep:
             if len(models) != 1:
-                raise GanBrevitasError(
+                raise ConfigError(
                     f"--checkpoint {item}: these recipes use {', '.join(sorted(models))}; name the model, "
                     "e.g. --checkpoint stylegan=PATH."
                 )
             name, path = next(iter(models)), item
         if name not in MODELS:
-            raise GanBrevitasError(f"--checkpoint {item}: {name!r} is not one of {', '.join(MODELS)}.")
+            raise ConfigError(f"--checkpoint {item}: {name!r} is not one of {', '.join(MODELS)}.")
         mapping[name] = path
     return mapping
 
@@ -226,24 +329,52 @@ def _add_quant_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--skip", nargs="*", help="module-name patterns or class names kept in float")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from gan_brevitas.demo.run import SECTIONS
-    from gan_brevitas.methods import method_names
+def _add_model_options(parser: argparse.ArgumentParser, required: bool) -> None:
+    group = parser.add_argument_group("the float generator")
+    group.add_argument("--model", required=required, metavar="NAME|MODULE:CLASS",
+                       help=f"architecture: {', '.join(GENERATOR_NAMES)}, or your own nn.Module as "
+                       "package.module:Class (importable: on PYTHONPATH or installed)")
+    group.add_argument("--checkpoint", required=required, help="float checkpoint (state_dict; reference layout for ours)")
+    group.add_argument("--size", type=int, help="output resolution; default: read from the checkpoint (its record, "
+                       "or for StyleGAN the highest trained block)")
+    group.add_argument("--model-kwargs", metavar="JSON", help="constructor arguments of your own class, e.g. '{\"width\": 64}'")
+    group.add_argument("--input-shape", metavar="SHAPE", help="your own class: one input without the batch axis, "
+                       "e.g. 128 (latents, standard normal) or 3,64,64 (images, with --images)")
 
+
+def _add_extractor_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--inception-weights", help="local Inception-v3 weights (else $GAN_BREVITAS_INCEPTION_WEIGHTS "
+                        "or torch-fidelity's cache)")
+    parser.add_argument("--extractor", choices=["inception", "demo-cnn"], help="FID features: inception (default; "
+                        "needs its weights) or demo-cnn, the offline CNN trained on the demo digits/textures "
+                        "(the default only with --demo)")
+
+
+def _add_common_options(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument("-v", "--verbose", action="store_true", default=default, help="log details")
+    parser.add_argument("-q", "--quiet", action="store_true", default=default,
+                        help="no progress bars or tables (bars are also off when stderr is not a terminal)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole parser; imports nothing heavy (torch, Brevitas, the demo) until a command runs."""
     parser = argparse.ArgumentParser(
         prog="gan-brevitas",
         description="Quantize GAN generators (StyleGAN, SAGAN, CycleGAN, yours) with Brevitas.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log details")
+    _add_common_options(parser, default=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    _add_common_options(common, default=argparse.SUPPRESS)  # also accepted after the command
+    add_parser = sub.add_parser
+    sub.add_parser = lambda *a, **k: add_parser(*a, parents=[common], **k)  # type: ignore[method-assign]
 
-    quantize = sub.add_parser("quantize", help="quantize a generator checkpoint and save it")
-    quantize.add_argument("--model", required=True, choices=["stylegan", "sagan", "cyclegan"], help="architecture")
-    quantize.add_argument("--checkpoint", required=True, help="float checkpoint in the reference layout")
-    quantize.add_argument("--size", type=int, help="output resolution (StyleGAN: default 128; read from the file otherwise)")
-    quantize.add_argument("--method", default="vanilla-ptq", choices=method_names(), help="recipe (default vanilla-ptq)")
+    quantize = sub.add_parser("quantize", help="quantize a generator checkpoint and save it",
+                              epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_model_options(quantize, required=True)
+    quantize.add_argument("--method", default="vanilla-ptq", choices=METHOD_NAMES, help="recipe (default vanilla-ptq)")
     quantize.add_argument("--num-samples", type=int, default=500, help="calibration samples, fed one at a time (default 500)")
     quantize.add_argument("--images", help="folder of calibration images (image-to-image generators)")
     quantize.add_argument("--seed", type=int, default=0, help="seed of the calibration latents")
@@ -254,24 +385,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("evaluate", help="FID, qFID and PSNR of a quantized generator vs its float original")
     evaluate.add_argument("quantized", help="file written by `gan-brevitas quantize`")
-    evaluate.add_argument("--checkpoint", help="the float generator checkpoint it was made from")
-    evaluate.add_argument("--demo", choices=["stylegan", "sagan", "cyclegan"], help="use a packaged demo generator, its inputs and real data")
+    _add_model_options(evaluate, required=False)
+    evaluate.add_argument("--demo", choices=GENERATOR_NAMES, help="use a packaged demo generator, its inputs and real data")
     evaluate.add_argument("--images", help="input images for image-to-image generators")
     evaluate.add_argument("--real", help="folder of real images for FID (omit: FID is skipped)")
     evaluate.add_argument("--n", type=int, default=1000, help="images per metric (paper: 50000; default 1000)")
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the latents")
-    evaluate.add_argument("--num-samples", type=int, default=1000, help=argparse.SUPPRESS)
-    evaluate.add_argument("--grid", help="write a PNG grid: full precision vs quantized, same inputs")
-    evaluate.add_argument("--inception-weights", help="local Inception-v3 weights (else $GAN_BREVITAS_INCEPTION_WEIGHTS, torch-fidelity's cache, or the offline demo CNN)")
+    evaluate.add_argument("--grid", help="write a labelled PNG grid: full precision vs quantized, same inputs")
+    _add_extractor_options(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
 
     demo = sub.add_parser("demo", help="the main job: quantize the packaged demo generators and report (offline)")
-    demo.add_argument("--models", nargs="+", default=["stylegan", "sagan", "cyclegan"], choices=["stylegan", "sagan", "cyclegan"])
+    demo.add_argument("--models", nargs="+", default=list(GENERATOR_NAMES[::-1]), choices=GENERATOR_NAMES)
     demo.add_argument("--n", type=int, default=1000, help="images per metric (default 1000)")
     demo.add_argument("--num-samples", type=int, default=200, help="calibration samples, one at a time (default 200; paper 500)")
     demo.add_argument("--out-dir", default="demo_out", help="where report.md, results.json and the PNGs go")
     demo.add_argument("--inception-weights", help="local Inception-v3 weights file (default: offline demo CNN)")
-    demo.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS,
+    demo.add_argument("--sections", nargs="+", default=list(DEMO_SECTIONS), choices=DEMO_SECTIONS,
                       help="which parts to run (default: all; modelopt only where ModelOpt is installed)")
     demo.add_argument("--brecq-steps", type=int, default=100, help="BRECQ steps per block (default 100; paper 2,000 / 20,000)")
     demo.add_argument("--brecq-samples", type=int, default=128, help="BRECQ reconstruction inputs (default 128; paper 896)")
@@ -309,17 +439,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _failure(err: BaseException) -> tuple[int, str]:
+    """(exit code, message) of an expected failure; unexpected ones are bugs and keep their traceback."""
+    if isinstance(err, ConfigError):
+        return EXIT_USAGE, str(err)
+    if isinstance(err, GanBrevitasError):
+        return EXIT_FAILED, str(err)
+    if isinstance(err, OSError):  # a file that cannot be read or written: the OS's own words
+        where = f" {err.filename}" if err.filename else ""
+        return EXIT_FAILED, f"{err.strerror or err}:{where}"
+    raise err
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run one command; returns the exit code (0 ok, 1 failed, 2 bad usage)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    level = logging.INFO if args.verbose else logging.ERROR if args.quiet else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except GanBrevitasError as err:
-        print(f"gan-brevitas {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print(f"gan-brevitas {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (GanBrevitasError, OSError) as err:
+        code, message = _failure(err)
+        print(f"gan-brevitas {args.command}: error: {message}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ Every consumer (calibration, reconstruction, training data, metrics) reads input
 from __future__ import annotations
 
 import logging
-from typing import Callable, Iterable, Iterator, Optional, Union
+from typing import Callable, Iterable, Iterator, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -90,23 +90,61 @@ def iter_batches(inputs: InputSource, n: int, batch_size: int) -> Iterator[Tenso
     log.warning("inputs ended after %d of the %d requested samples; using those.", seen, n)
 
 
-def latent_sampler(latent_dim: int, seed: int = 0, device: str = "cpu") -> Callable[[int], Tensor]:
-    """A deterministic standard-normal latent sampler ``sampler(batch_size) -> [B, latent_dim]``."""
+def latent_sampler(
+    latent_dim: Union[int, Sequence[int]], seed: int = 0, device: str = "cpu"
+) -> Callable[[int], Tensor]:
+    """A deterministic standard-normal sampler ``sampler(batch_size) -> [B, latent_dim]``
+    (``latent_dim`` may be a shape, e.g. (100, 1, 1) for DCGAN-style generators)."""
     generator = torch.Generator().manual_seed(seed)
+    shape = (latent_dim,) if isinstance(latent_dim, int) else tuple(latent_dim)
 
     def sample(batch_size: int) -> Tensor:
-        return torch.randn(batch_size, latent_dim, generator=generator).to(device)
+        return torch.randn(batch_size, *shape, generator=generator).to(device)
 
     return sample
 
 
-def load_image_folder(folder: str, size: int, limit: Optional[int] = None) -> Tensor:
-    """Images (png/jpg/bmp) of a folder, sorted by name, resized to size x size, in [-1, 1]."""
+def input_shape_of(inputs: InputSource) -> Optional[tuple[int, ...]]:
+    """The shape of one input (no batch axis), read without consuming a one-shot iterator.
+
+    A tensor gives it directly, a sampler is asked for one more input, a re-iterable (list,
+    DataLoader) for its first batch; a one-shot iterator gives None (it was used up already).
+    """
+    if isinstance(inputs, Tensor):
+        return tuple(inputs.shape[1:]) if inputs.dim() > 1 else None
+    if callable(inputs):
+        return tuple(_first_tensor(inputs(1)).shape[1:])
+    if isinstance(inputs, Iterable) and iter(inputs) is not inputs:
+        for batch in inputs:
+            return tuple(_first_tensor(batch).shape[1:])
+    return None
+
+
+def _resize_and_crop(image, height: int, width: int):
+    """Scale so the image covers height x width, then cut the centre: no distortion."""
+    from PIL import Image
+
+    scale = max(height / image.height, width / image.width)
+    size = (max(width, round(image.width * scale)), max(height, round(image.height * scale)))
+    image = image.resize(size, Image.BICUBIC)
+    left, top = (size[0] - width) // 2, (size[1] - height) // 2
+    return image.crop((left, top, left + width, top + height))
+
+
+def load_image_folder(folder: str, size: Union[int, tuple[int, int]], limit: Optional[int] = None) -> Tensor:
+    """Images (png/jpg/bmp) of a folder, sorted by name, in [-1, 1], [N, 3, H, W].
+
+    Each is scaled so that it covers ``size`` (side, or (height, width)) and centre-cropped to
+    it, so photos of another aspect ratio are not distorted.
+    """
     from pathlib import Path
 
     import numpy as np
     from PIL import Image
 
+    height, width = (size, size) if isinstance(size, int) else size
+    if not Path(folder).is_dir():
+        raise CalibrationError(f"image folder {folder} does not exist (or is not a folder).")
     paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp"})
     if limit is not None:
         paths = paths[:limit]
@@ -115,6 +153,6 @@ def load_image_folder(folder: str, size: int, limit: Optional[int] = None) -> Te
     images = []
     for path in paths:
         with Image.open(path) as image:
-            array = np.asarray(image.convert("RGB").resize((size, size), Image.BICUBIC), dtype=np.float32)
+            array = np.asarray(_resize_and_crop(image.convert("RGB"), height, width), dtype=np.float32)
         images.append(torch.from_numpy(array).permute(2, 0, 1) / 127.5 - 1.0)
     return torch.stack(images)

@@ -20,7 +20,7 @@ from typing import Any, Optional
 from torch import Tensor, nn
 
 from gan_brevitas.errors import ConfigError
-from gan_brevitas.inputs import InputSource
+from gan_brevitas.inputs import InputSource, input_shape_of
 from gan_brevitas.metrics.evaluate import Evaluation
 from gan_brevitas.metrics.evaluate import evaluate as evaluate_images
 from gan_brevitas.metrics.extractors import resolve_extractor
@@ -41,7 +41,7 @@ from gan_brevitas.ptq.bias_correction import correct_biases
 from gan_brevitas.ptq.sensitivity import SensitivityTable, layer_sensitivity, plot_sensitivity
 from gan_brevitas.quant.config import QuantConfig
 from gan_brevitas.quant.convert import fold_for_quantization
-from gan_brevitas.quant.describe import describe
+from gan_brevitas.quant.describe import describe as describe_layers
 from gan_brevitas.quant.serialize import QuantInfo, load_quantized, save_quantized
 
 QUANT_CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(QuantConfig))
@@ -105,6 +105,8 @@ def quantize(
             "quantize needs calibration inputs: pass inputs=sampler (callable batch_size -> batch), "
             "a tensor of latents/images, or an iterable of batches."
         )
+    name = spec.name_of(method_options)
+    config = _method_config(name, config, quant_overrides)
     float_model = fold_for_quantization(model)
     qmodel = spec.handler(float_model, config, inputs, method_options, **extras)
     # methods that choose per-layer settings (mixed precision, weight_range="auto") say so here
@@ -112,7 +114,8 @@ def quantize(
     if config.bias_correction and not is_modelopt_model(qmodel):
         correct_biases(qmodel, inputs)
     qmodel.gan_brevitas = QuantInfo(
-        method=spec.name_of(method_options), config=config, generator=getattr(model, "generator_spec", None)
+        method=name, config=config, generator=getattr(model, "generator_spec", None),
+        input_shape=input_shape_of(inputs),
     )
     return qmodel
 
@@ -132,6 +135,43 @@ def sensitivity(
     it; ``table.to_markdown()`` prints it."""
     config = QuantConfig() if config is None else config
     return layer_sensitivity(fold_for_quantization(model), inputs, config, bits, num_samples, data_range)
+
+
+#: Settings a method needs (or is defined by), applied unless the caller chose otherwise.
+#: AR-BRECQ rounds weights onto a fixed grid, so the weight scale must be a stored (learned)
+#: parameter; LSQ-QAT is defined by learned step sizes, weights included.
+METHOD_SETTINGS: dict[str, dict[str, Any]] = {
+    "ar-brecq": {"weight_scaling": "learned"},
+    "lsq-qat": {"weight_scaling": "learned"},
+}
+
+
+def _method_config(method: str, config: QuantConfig, overrides: dict[str, Any]) -> QuantConfig:
+    """``config`` with the settings ``method`` needs; a setting passed as an option wins
+    (``weight_scaling="stats"`` for LSQ-QAT), where the method can run with it."""
+    needed = {k: v for k, v in METHOD_SETTINGS.get(method, {}).items() if k not in overrides}
+    if method == "ar-brecq" and overrides.get("weight_scaling", "learned") != "learned":
+        raise ConfigError(
+            "AR-BRECQ rounds every weight onto a fixed grid, so it needs weight_scaling='learned' "
+            "(it sets it itself); leave the weight_scaling option out."
+        )
+    changed = {k: v for k, v in needed.items() if getattr(config, k) != v}
+    return config.replace(**changed) if changed else config
+
+
+def describe(qmodel: nn.Module) -> str:
+    """What is quantized and how (one row per layer), and the settings the method chose itself."""
+    table = describe_layers(qmodel)
+    info = getattr(qmodel, "gan_brevitas", None)
+    if not isinstance(info, QuantInfo):
+        return table
+    lines = [f"method {info.method}"]
+    for key, value in METHOD_SETTINGS.get(info.method, {}).items():
+        if getattr(info.config, key) == value:
+            lines.append(f"  {key}={value!r}: set by {info.method}, which needs it (learned weight step sizes)")
+    if info.input_shape is not None:
+        lines.append(f"  calibrated on inputs of shape [B, {', '.join(map(str, info.input_shape))}]")
+    return table + "\n\n" + "\n".join(lines)
 
 
 def evaluate(

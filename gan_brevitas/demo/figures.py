@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
+
+from gan_brevitas.atomic_files import atomic_write
 
 LABEL_WIDTH = 230
 CELL = 64
@@ -24,20 +25,24 @@ def _to_pil_row(images: torch.Tensor) -> Image.Image:
 
 
 def save_grid(path: Path, rows: list[tuple[str, torch.Tensor]], title: str, inputs: Optional[torch.Tensor] = None) -> None:
-    """One labelled row per method, same inputs in every column; written atomically."""
+    """One labelled row per method, same inputs in every column; written atomically.
+
+    The label column and the canvas grow to fit the longest label and the title, so labels
+    carrying the method, bits and metrics are never cut.
+    """
     if inputs is not None:
         rows = [("input", inputs)] + rows
-    width = LABEL_WIDTH + CELL * max(r[1].shape[0] for r in rows)
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    label_width = max(LABEL_WIDTH, 12 + max(int(measure.textlength(label)) for label, _ in rows))
+    width = max(label_width + CELL * max(r[1].shape[0] for r in rows), 12 + int(measure.textlength(title)))
     canvas = Image.new("RGB", (width, 24 + CELL * len(rows)), "white")
     draw = ImageDraw.Draw(canvas)
     draw.text((4, 4), title, fill="black")
     for i, (label, images) in enumerate(rows):
         y = 24 + i * CELL
         draw.text((4, y + CELL // 2 - 6), label, fill="black")
-        canvas.paste(_to_pil_row(images), (LABEL_WIDTH, y))
-    tmp = path.with_name(path.name + ".tmp.png")
-    canvas.save(tmp)
-    os.replace(tmp, path)
+        canvas.paste(_to_pil_row(images), (label_width, y))
+    atomic_write(path, lambda temporary: canvas.save(temporary, format="PNG"))
 
 
 def save_quantile_plot(path: Path, sweeps: dict[str, list[dict]]) -> None:
@@ -57,7 +62,7 @@ def save_quantile_plot(path: Path, sweeps: dict[str, list[dict]]) -> None:
     ax.set_title("Vanilla PTQ W8A8 per tensor: qFID vs activation quantile")
     ax.legend()
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        atomic_write(path, lambda temporary: fig.savefig(temporary, dpi=120, format="png"))
+    finally:
+        plt.close(fig)

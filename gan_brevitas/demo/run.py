@@ -29,6 +29,7 @@ from typing import Any, Optional
 import torch
 
 from gan_brevitas import recipes
+from gan_brevitas.atomic_files import atomic_write
 from gan_brevitas.demo import zoo
 from gan_brevitas.demo.figures import save_grid, save_quantile_plot
 from gan_brevitas.errors import ConfigError
@@ -62,8 +63,9 @@ class RowResult:
     per_channel: Optional[bool]
     fid: Optional[float]
     qfid: float
-    psnr: float
+    psnr: Optional[float]  # None for the full-precision row (identical outputs: infinite PSNR)
     seconds: float
+    n: int = 0  # images per metric
 
 
 #: The demo's sections, in running order (see the module docstring).
@@ -176,8 +178,20 @@ def _run_row(name: str, row: DemoRow, model, x, fp_images, real, extractor, sett
     q_images = generate(qmodel, x, x.shape[0], progress=False)
     metrics = evaluate_outputs(q_images, fp_images, real, extractor)
     result = RowResult(name, row.label, row.method, row.config.weight_bits, row.config.per_channel,
-                       metrics.fid, metrics.qfid, metrics.psnr, time.perf_counter() - start)
+                       metrics.fid, metrics.qfid, metrics.psnr, time.perf_counter() - start, metrics.n)
     return result, qmodel
+
+
+def noise_floor(name: str, model, fp_images, n: int, extractor: ExtractorSpec) -> float:
+    """qFID of the float model against itself on other inputs (seed 3 vs 1): the value two
+    samples of n images differ by with no quantization at all. A qFID near it is noise."""
+    other = collect_inputs(zoo.demo_inputs(name, n, seed=3), n)
+    return fid(generate(model, other, other.shape[0], progress=False), fp_images, extractor=extractor).value
+
+
+def _grid_label(row: DemoRow, result: RowResult) -> str:
+    """The method and bits (in the row's label) and its metrics, so the grid stands alone."""
+    return f"{row.label}: qFID {result.qfid:.2f}, PSNR {result.psnr:.1f} dB"
 
 
 def run_model(name: str, settings: DemoSettings, extractor: ExtractorSpec) -> dict[str, Any]:
@@ -189,9 +203,10 @@ def run_model(name: str, settings: DemoSettings, extractor: ExtractorSpec) -> di
     start = time.perf_counter()
     fp_images = generate(float_model, x, x.shape[0], progress=False)
     results = [RowResult(name, "full precision", "-", None, None,
-                         fid(fp_images, real, extractor=extractor).value, 0.0, float("inf"),
-                         time.perf_counter() - start)]
-    grid_rows = [("full precision", fp_images[: settings.grid_size])]
+                         fid(fp_images, real, extractor=extractor).value, 0.0, None,
+                         time.perf_counter() - start, x.shape[0])]
+    floor = noise_floor(name, float_model, fp_images, settings.n, extractor)
+    grid_rows = [(f"full precision: FID {results[0].fid:.2f} vs real", fp_images[: settings.grid_size])]
     from tqdm.auto import tqdm
 
     sweep = []
@@ -206,23 +221,32 @@ def run_model(name: str, settings: DemoSettings, extractor: ExtractorSpec) -> di
             result, qmodel = _run_row(name, row, model, x, fp_images, real, extractor, settings)
             results.append(result)
             with torch.no_grad():
-                grid_rows.append((row.label, generate(qmodel, x[: settings.grid_size], settings.grid_size,
-                                                      progress=False)))
+                grid_rows.append((_grid_label(row, result), generate(qmodel, x[: settings.grid_size],
+                                                                     settings.grid_size, progress=False)))
     inputs_row = x[: settings.grid_size] if getattr(model, "input_kind", "latent") == "image" else None
-    save_grid(settings.out_dir / f"{name}_grid.png", grid_rows, title=f"{name} demo generator", inputs=inputs_row)
-    return {"results": results, "sweep": sweep}
+    title = (f"{name} demo generator, same inputs in every column; qFID/PSNR vs full precision on n={x.shape[0]} "
+             f"(noise floor qFID {floor:.2f}), {extractor.name}")
+    save_grid(settings.out_dir / f"{name}_grid.png", grid_rows, title=title, inputs=inputs_row)
+    return {"results": results, "sweep": sweep, "noise_floor": floor}
 
 
 def _table(results: list[RowResult]) -> list[str]:
-    lines = ["| model | method | W bits | per-channel | FID | qFID | PSNR (dB) | time (s) |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | method | W bits | per-channel | n | FID | qFID | PSNR (dB) | time (s) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         fid_text = "-" if r.fid is None else f"{r.fid:.2f}"
-        psnr_text = "inf" if r.psnr == float("inf") else f"{r.psnr:.2f}"
+        psnr_text = "inf" if r.psnr is None else f"{r.psnr:.2f}"
         bits = "-" if r.weight_bits is None else str(r.weight_bits)
         pc = "-" if r.per_channel is None else ("yes" if r.per_channel else "no")
-        lines.append(f"| {r.model} | {r.label} | {bits} | {pc} | {fid_text} | {r.qfid:.2f} | {psnr_text} | {r.seconds:.1f} |")
+        lines.append(f"| {r.model} | {r.label} | {bits} | {pc} | {r.n} | {fid_text} | {r.qfid:.2f} | {psnr_text} "
+                     f"| {r.seconds:.1f} |")
     return lines
+
+
+def _noise_lines(per_model: dict[str, dict], n: int) -> list[str]:
+    floors = ", ".join(f"{name} {data['noise_floor']:.2f}" for name, data in per_model.items())
+    return [f"Noise floor (qFID of each float model against itself on another draw of {n} inputs): {floors}. "
+            "qFID differences smaller than this are sampling noise, not quantization.", ""]
 
 
 def _machine() -> str:
@@ -240,17 +264,24 @@ def write_report(settings: DemoSettings, extractor: ExtractorSpec, per_model: di
              "FID: quantized outputs vs real images. qFID: quantized vs full-precision outputs for the same "
              "inputs (paper §4). PSNR: quantized vs full precision.", ""]
     all_results = [r for data in per_model.values() for r in data["results"]]
-    lines += _table(all_results) + [""]
+    lines += _table(all_results) + [""] + _noise_lines(per_model, settings.n)
     if "figure1" in settings.sections:
         lines += ["## Figure 1: qFID against the activation quantile (W8A8 per tensor)", "",
                   "![figure 1](figure1_quantile.png)", ""]
     for name in per_model:
         lines += [f"## {name}", "", f"![{name} grid]({name}_grid.png)", ""]
     path = settings.out_dir / "report.md"
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, lambda temporary: Path(temporary).write_text("\n".join(lines) + "\n"))
     return path
+
+
+def _json_value(value: Any) -> Any:
+    """Settings as JSON values: paths as text, tuples as lists, the rest as they are."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (tuple, list)):
+        return [_json_value(v) for v in value]
+    return value
 
 
 def run_demo(settings: DemoSettings) -> dict[str, dict]:
@@ -264,17 +295,18 @@ def run_demo(settings: DemoSettings) -> dict[str, dict]:
         save_quantile_plot(settings.out_dir / "figure1_quantile.png", {m: d["sweep"] for m, d in per_model.items()})
     payload = {
         "extractor": {"label": extractor.label, "sha256": extractor.weights_sha256},
-        "settings": {k: str(v) for k, v in asdict(settings).items()},
+        "settings": {k: _json_value(v) for k, v in asdict(settings).items()},
         "machine": _machine(),
         "seconds": seconds,
         "results": [asdict(r) for d in per_model.values() for r in d["results"]],
+        "noise_floor_qfid": {m: d["noise_floor"] for m, d in per_model.items()},
         "figure1": {m: d["sweep"] for m, d in per_model.items()},
     }
-    tmp = settings.out_dir / "results.json.tmp"
-    tmp.write_text(json.dumps(payload, indent=2, default=str))
-    os.replace(tmp, settings.out_dir / "results.json")
+    text = json.dumps(payload, indent=2, allow_nan=False)  # strict JSON: other tools read it
+    atomic_write(settings.out_dir / "results.json", lambda temporary: Path(temporary).write_text(text + "\n"))
     write_report(settings, extractor, per_model, seconds)
     print("\n".join(_table([r for d in per_model.values() for r in d["results"]])))
+    print("\n".join(_noise_lines(per_model, settings.n)))
     print(f"\nextractor: {extractor.label} (sha256 {extractor.weights_sha256}); wall time {seconds:.0f} s")
     print(f"report: {settings.out_dir / 'report.md'}")
     return per_model

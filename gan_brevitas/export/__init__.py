@@ -8,9 +8,22 @@
   Runtime on the CPU. onnxruntime is imported only when these run.
 """
 
-from gan_brevitas.export.qcdq import TARGETS, ExportOptions, ExportReport, export_model
-from gan_brevitas.export.rules import RULES, RulesReport, Violation, check_tensorrt
-from gan_brevitas.export.subpixel import SubPixelConvTranspose2d, rewrite_conv_transpose
+import importlib
+
+#: Public name -> submodule; imported on first use so that `gan-brevitas --help` (which
+#: registers the export commands) does not import torch.
+_SUBMODULE = {
+    "TARGETS": "qcdq", "ExportOptions": "qcdq", "ExportReport": "qcdq", "export_model": "qcdq",
+    "RULES": "rules", "RulesReport": "rules", "Violation": "rules", "check_tensorrt": "rules",
+    "SubPixelConvTranspose2d": "subpixel", "rewrite_conv_transpose": "subpixel",
+}
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULE:
+        return getattr(importlib.import_module(f"gan_brevitas.export.{_SUBMODULE[name]}"), name)
+    raise AttributeError(f"module 'gan_brevitas.export' has no attribute {name!r}")
+
 
 __all__ = [
     "RULES",

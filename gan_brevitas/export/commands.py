@@ -11,7 +11,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from gan_brevitas.errors import ExportError
+from gan_brevitas.errors import ConfigError
+
+#: The choices of `export` (the same tuples as export.qcdq's TARGETS / CONV_TRANSPOSE_MODES).
+EXPORT_TARGETS = ("onnxruntime", "tensorrt", "float")
+CONV_TRANSPOSE_NAMES = ("auto", "subpixel", "keep")
 
 EXPORT_EPILOG = """examples:
   gan-brevitas export q.safetensors --out g_int8.onnx                       # ONNX Runtime, int8
@@ -37,16 +41,16 @@ def _load_model(args: argparse.Namespace) -> Any:
     from gan_brevitas import recipes
 
     if args.source and (args.model or args.checkpoint):
-        raise ExportError("give either a quantized file or --model with --checkpoint, not both.")
+        raise ConfigError("give either a quantized file or --model with --checkpoint, not both.")
     if args.source:
         return recipes.load(args.source)
     if not (args.model and args.checkpoint):
-        raise ExportError(
+        raise ConfigError(
             "nothing to export: give a quantized generator file (from `gan-brevitas quantize`), or "
             "--model NAME --checkpoint FILE with --target float for the fp32 baseline."
         )
     if args.target != "float":
-        raise ExportError(
+        raise ConfigError(
             f"--model/--checkpoint load a float generator; target {args.target!r} needs a quantized "
             "one: run `gan-brevitas quantize` first, or use --target float."
         )
@@ -98,9 +102,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def add_commands(subparsers: Any) -> None:
-    """Register ``export``, ``check-trt`` and ``bench`` on the CLI's subparsers."""
-    from gan_brevitas.export.qcdq import CONV_TRANSPOSE_MODES, TARGETS
-    from gan_brevitas.models import GENERATORS
+    """Register ``export``, ``check-trt`` and ``bench`` on the CLI's subparsers (no torch import:
+    the names are `EXPORT_TARGETS` / `CONV_TRANSPOSE_NAMES`, checked against export.qcdq by a test)."""
 
     export = subparsers.add_parser(
         "export", help="export a quantized generator to QCDQ ONNX (onnxruntime, tensorrt) or fp32 ONNX",
@@ -108,14 +111,14 @@ def add_commands(subparsers: Any) -> None:
     )
     export.add_argument("source", nargs="?", help="quantized generator file written by `gan-brevitas quantize`")
     export.add_argument("--out", required=True, help="output .onnx file")
-    export.add_argument("--target", default="onnxruntime", choices=TARGETS, help="deployment target (default onnxruntime)")
-    export.add_argument("--model", choices=sorted(GENERATORS), help="float generator architecture (with --target float)")
+    export.add_argument("--target", default="onnxruntime", choices=EXPORT_TARGETS, help="deployment target (default onnxruntime)")
+    export.add_argument("--model", choices=("cyclegan", "sagan", "stylegan"), help="float generator architecture (with --target float)")
     export.add_argument("--checkpoint", help="float checkpoint in the reference layout (with --model)")
     export.add_argument("--images", help="calibration images (image generators, tensorrt re-calibration)")
     export.add_argument("--num-samples", type=int, default=128, help="re-calibration samples for tensorrt (default 128)")
     export.add_argument("--seed", type=int, default=0, help="seed of the re-calibration latents")
     export.add_argument("--opset", type=int, help="ONNX opset (default 17; 21 with --int4)")
-    export.add_argument("--conv-transpose", default="auto", choices=CONV_TRANSPOSE_MODES,
+    export.add_argument("--conv-transpose", default="auto", choices=CONV_TRANSPOSE_NAMES,
                         help="rewrite ConvTranspose as Conv + PixelShuffle: auto (per target), subpixel, keep")
     export.add_argument("--fp16", action="store_true", help="float parts in fp16 with explicit casts (tensorrt)")
     export.add_argument("--int4", action="store_true", help="pack <= 4-bit weights as ONNX INT4 (onnxruntime, opset 21)")

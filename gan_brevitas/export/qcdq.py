@@ -148,13 +148,17 @@ class ExportReport:
 
 def example_input_for(model: nn.Module, example_input: Optional[Tensor], inputs: Optional[InputSource]) -> Tensor:
     """One input of batch 1 for tracing: ``example_input``, else the first of ``inputs``, else
-    built from the generator's ``input_kind`` / ``latent_dim`` / ``image_size`` attributes."""
+    the calibration input shape recorded on a quantized model, else built from the generator's
+    ``input_kind`` / ``latent_dim`` / ``image_size`` attributes."""
     if example_input is not None:
         if not isinstance(example_input, Tensor) or example_input.dim() < 2:
             raise ExportError("example_input must be a batch tensor [B, ...] of generator inputs.")
         return example_input[:1].detach().float().cpu()
     if inputs is not None:
         return next(iter_batches(inputs, 1, 1)).float().cpu()
+    recorded = getattr(getattr(model, "gan_brevitas", None), "input_shape", None)
+    if recorded:  # the shape it was calibrated on (recipes.quantize records it)
+        return torch.zeros(1, *recorded)
     kind = getattr(model, "input_kind", None)
     if kind == "latent" and getattr(model, "latent_dim", None):
         return torch.zeros(1, int(model.latent_dim))

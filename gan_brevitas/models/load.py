@@ -149,11 +149,34 @@ def _infer_stylegan(state: Mapping[str, Tensor]) -> dict[str, Any]:
     if mapping:
         kwargs["n_mlp"] = len(mapping)
         kwargs["code_dim"] = int(state[mapping[0]].shape[1])
+    trained = _trained_stylegan_step(state)
+    if trained is not None:
+        kwargs["size"] = 4 * 2**trained
     if "generator.progression.5.conv1.0.weight" in state:
         kwargs["fused"] = True
     elif "generator.progression.5.conv1.1.conv.weight_orig" in state:
         kwargs["fused"] = False
     return kwargs
+
+
+def _trained_stylegan_step(state: Mapping[str, Tensor]) -> int | None:
+    """The last progression block that was ever trained, or None for an untrained file.
+
+    A StyleGAN file holds all 9 blocks whatever resolution it was trained at; blocks above it
+    keep their initial values, where the noise weights and conv biases are exactly zero (the
+    reference initialisation). Training moves them off zero, so the highest block with a
+    non-zero one is the resolution the generator was trained for.
+    """
+    trained = None
+    for i in range(9):
+        keys = [f"generator.progression.{i}.{part}" for part in
+                ("noise1.weight_orig", "noise2.weight_orig", "conv2.conv.bias")]
+        values = [state.get(key) for key in keys]
+        if any(value is None for value in values):
+            return None  # not the reference layout: the strict load reports it
+        if any(bool(value.detach().abs().max() > 0) for value in values):  # type: ignore[union-attr]
+            trained = i
+    return trained
 
 
 def _infer_sagan(state: Mapping[str, Tensor]) -> dict[str, Any]:
@@ -203,6 +226,71 @@ INFERRERS: dict[str, Callable[[Mapping[str, Tensor]], dict[str, Any]]] = {
     "sagan": _infer_sagan,
     "cyclegan": _infer_cyclegan,
 }
+
+#: Constructor arguments that choose how a generator runs, not what its file holds.
+RUNTIME_KWARGS = frozenset({"noise_mode", "noise_seed"})
+
+
+def _sidecar_candidates(path: Path) -> list[Path]:
+    """``g.json`` beside ``g.pth``; ``stylegan.json`` beside ``stylegan_G.safetensors`` (the demo)."""
+    candidates = [path.with_suffix(".json")]
+    if path.stem.endswith("_G"):
+        candidates.append(path.with_name(path.stem[:-2] + ".json"))
+    return candidates
+
+
+def _spec_from(record: object, path: Path) -> dict[str, Any] | None:
+    spec = record.get("generator") if isinstance(record, dict) else None
+    if not isinstance(spec, dict):
+        return None
+    if not isinstance(spec.get("name"), str) or not isinstance(spec.get("kwargs"), dict):
+        raise CheckpointError(
+            f"{path}: its 'generator' record must be {{\"name\": str, \"kwargs\": {{...}}}}, got {spec!r}."
+        )
+    return spec
+
+
+def recorded_spec(path: str | os.PathLike[str]) -> tuple[dict[str, Any], Path] | None:
+    """The generator record a checkpoint carries about itself, and where it was found.
+
+    Read from the safetensors metadata entry ``generator`` or from a JSON file beside the
+    checkpoint (``g.json`` for ``g.pth``; ``NAME.json`` for ``NAME_G.safetensors``, as the demo
+    trainer writes) whose ``generator`` is ``{"name": ..., "kwargs": {...}}``. A JSON that
+    names a different generator file (``files.generator.file``) is not this file's record.
+    """
+    import json
+
+    file = Path(path)
+    if file.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(file), framework="pt") as handle:
+                text = (handle.metadata() or {}).get("generator")
+        except Exception:  # unreadable files are reported by the loader itself
+            text = None
+        if text:
+            try:
+                spec = _spec_from({"generator": json.loads(text)}, file)
+            except json.JSONDecodeError:
+                raise CheckpointError(f"{file}: its 'generator' metadata is not JSON.") from None
+            if spec is not None:
+                return spec, file
+    for sidecar in _sidecar_candidates(file):
+        if not sidecar.is_file():
+            continue
+        try:
+            record = json.loads(sidecar.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue  # not a record of ours
+        named = record.get("files", {}).get("generator", {}).get("file") if isinstance(record, dict) else None
+        if isinstance(named, str) and named != file.name:
+            continue
+        spec = _spec_from(record, sidecar)
+        if spec is not None:
+            return spec, sidecar
+    return None
+
 
 def infer_build_kwargs(name: str, state: Mapping[str, Tensor]) -> dict[str, Any]:
     """Constructor arguments of generator ``name`` that the state_dict's shapes reveal.
@@ -278,18 +366,61 @@ def _compare(model: nn.Module, state: Mapping[str, Tensor]) -> tuple[list[str], 
     return missing, unexpected, wrong_shape
 
 
+def _recorded_kwargs(name: str, file: Path, passed: Mapping[str, Any]) -> dict[str, Any]:
+    """The constructor arguments ``file`` records; CheckpointError if ``passed`` contradicts them."""
+    found = recorded_spec(file)
+    if found is None:
+        return {}
+    spec, source = found
+    if spec["name"] != name:
+        raise CheckpointError(
+            f"{file} is a {spec['name']!r} generator (recorded in {source.name}), not {name!r}: "
+            f"load it as {spec['name']!r} (CLI: --model {spec['name']})."
+        )
+    kwargs = dict(spec["kwargs"])
+    clashes = {
+        key: (value, kwargs[key]) for key, value in passed.items()
+        if key in kwargs and key not in RUNTIME_KWARGS and kwargs[key] != value
+    }
+    if clashes:
+        said = "; ".join(f"you passed {k}={p!r}, the file records {k}={r!r}" for k, (p, r) in clashes.items())
+        raise CheckpointError(
+            f"{file} was trained as a different {name} generator ({said}; from {source.name}). "
+            "Leave those options out to build the recorded generator."
+        )
+    return kwargs
+
+
+def _check_trained_size(name: str, file: Path, kwargs: Mapping[str, Any], inferred: Mapping[str, Any]) -> None:
+    """A StyleGAN asked to run above the resolution its file was trained at would use untrained blocks."""
+    trained = inferred.get("size")
+    wanted = kwargs.get("size")
+    if name != "stylegan" or trained is None or wanted is None or wanted <= trained:
+        return
+    raise CheckpointError(
+        f"{file} was trained up to {trained} px (its progression blocks above {trained} px still hold "
+        f"their zero initialisation), so size={wanted} would produce images from untrained layers. "
+        f"Use size={trained} or smaller (CLI: --size {trained}), or leave it out to use {trained}."
+    )
+
+
 def load_generator(name: str, path: str | os.PathLike[str], **build_kwargs: Any) -> nn.Module:
     """Build generator ``name`` and load checkpoint ``path`` into it strictly.
 
     Constructor arguments that the file's shapes reveal (StyleGAN channels / code_dim /
     n_mlp / fused, SAGAN z_dim / conv_dim / image_size / upsample, CycleGAN ngf / n_blocks /
-    norm / channels) are inferred; ``build_kwargs`` override them. Returns the model in eval
-    mode on the CPU. Raises CheckpointError listing missing, unexpected and mis-shaped keys.
+    norm / channels) are inferred, and so is StyleGAN's output size (the highest block that was
+    ever trained); what the file records about itself (`recorded_spec`: safetensors metadata or
+    a JSON beside it) comes next; ``build_kwargs`` may add to them but not contradict them.
+    Returns the model in eval mode on the CPU. Raises CheckpointError listing missing,
+    unexpected and mis-shaped keys, or naming the recorded / trained value a kwarg contradicts.
     """
     file = Path(path)
     state = load_state_dict_file(file)
     inferred = infer_build_kwargs(name, state)
-    kwargs = {**inferred, **build_kwargs}
+    recorded = _recorded_kwargs(name, file, build_kwargs)
+    _check_trained_size(name, file, {**inferred, **recorded, **build_kwargs}, inferred)
+    kwargs = {**inferred, **recorded, **build_kwargs}
     model = build_generator(name, **kwargs)
     state = drop_stale_instance_norm_keys(state, model)
     missing, unexpected, wrong_shape = _compare(model, state)

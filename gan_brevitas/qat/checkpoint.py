@@ -74,13 +74,15 @@ def check_run_dir(out_dir: Path, fingerprint: dict[str, str], resume: bool) -> b
     """Decide whether a run starts fresh or resumes; raise before anything is overwritten.
 
     Returns True when a checkpoint exists and matches (resume). Raises CheckpointError when
-    ``out_dir`` holds a run and ``resume`` is False, or when it holds a run with another
-    fingerprint.
+    ``out_dir`` holds a checkpoint and ``resume`` is False, or one with another fingerprint.
+    A run record without a checkpoint (a run that stopped before its first epoch ended, e.g.
+    on a bad option) is started afresh, so a retry after a typo is not refused.
     """
     run_file, checkpoint = out_dir / RUN_NAME, out_dir / CHECKPOINT_NAME
-    if not run_file.exists() and not checkpoint.exists():
-        if resume:
-            log.info("resume=True but %s holds no run yet: starting a new one there.", out_dir)
+    if not checkpoint.exists():
+        # No epoch was saved (a run that stopped during setup): nothing would be lost.
+        if resume or run_file.exists():
+            log.info("%s holds no checkpoint yet: starting a new run there.", out_dir)
         return False
     if not resume:
         raise CheckpointError(

@@ -19,6 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from gan_brevitas.atomic_files import atomic_write
 from gan_brevitas.errors import CheckpointError
 from gan_brevitas.models import build_generator
 from gan_brevitas.quant.config import QuantConfig
@@ -34,6 +35,7 @@ class QuantInfo:
     method: str
     config: QuantConfig
     generator: Optional[dict[str, Any]] = None  # {"name": ..., "kwargs": {...}} for our generators
+    input_shape: Optional[tuple[int, ...]] = None  # one calibration input, no batch axis (export uses it)
 
     def to_metadata(self) -> dict[str, str]:
         return {
@@ -41,6 +43,7 @@ class QuantInfo:
             "method": self.method,
             "config": self.config.to_json(),
             "generator": json.dumps(self.generator),
+            "input_shape": json.dumps(None if self.input_shape is None else list(self.input_shape)),
         }
 
     @classmethod
@@ -54,7 +57,18 @@ class QuantInfo:
             method=metadata["method"],
             config=QuantConfig.from_json(metadata["config"]),
             generator=json.loads(metadata["generator"]),
+            input_shape=_input_shape(metadata.get("input_shape"), path),
         )
+
+
+def _input_shape(text: Optional[str], path: Path) -> Optional[tuple[int, ...]]:
+    """The recorded input shape (files written before it was recorded have none)."""
+    shape = json.loads(text) if text else None
+    if shape is None:
+        return None
+    if not (isinstance(shape, list) and shape and all(isinstance(s, int) and s > 0 for s in shape)):
+        raise CheckpointError(f"{path}: metadata 'input_shape' must be a list of positive integers, got {shape!r}.")
+    return tuple(shape)
 
 
 def check_output_path(path: str | os.PathLike) -> Path:
@@ -83,12 +97,7 @@ def save_quantized(qmodel: nn.Module, path: str | os.PathLike) -> Path:
         )
     path = check_output_path(path)
     state = {k: v.detach().contiguous().clone() for k, v in qmodel.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        save_file(state, str(tmp), metadata=info.to_metadata())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, lambda temporary: save_file(state, temporary, metadata=info.to_metadata()))
     return path
 
 

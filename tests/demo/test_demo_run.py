@@ -60,3 +60,26 @@ def test_demo_settings_reject_bad_values():
         DemoSettings(brecq_steps=0)
     with pytest.raises(ConfigError, match="qat_epochs must be >= 2"):
         DemoSettings(qat_epochs=1)
+
+
+def test_results_json_is_strict_and_structured(tmp_path):
+    """results.json parses with a strict JSON reader (no Infinity/NaN), settings are JSON values,
+    every row says its n, and the noise floor is reported per model."""
+    out = tmp_path / "demo_out"
+    assert cli.main(["demo", *TINY, "--n", "32", "--models", "sagan", "--sections", "ptq", "--out-dir", str(out),
+                     "-q"]) == 0
+    text = (out / "results.json").read_text()
+
+    def refuse(constant):
+        raise ValueError(f"non-standard JSON constant {constant}")
+
+    results = json.loads(text, parse_constant=refuse)
+    assert json.loads(json.dumps(results, allow_nan=False)) == results  # round trip, strict both ways
+    settings = results["settings"]
+    assert settings["n"] == 32 and settings["models"] == ["sagan"] and settings["sections"] == ["ptq"]
+    assert settings["progress"] is False and settings["out_dir"] == str(out)
+    assert results["results"][0]["psnr"] is None  # full precision: identical outputs
+    assert all(r["n"] == 32 for r in results["results"])
+    assert results["noise_floor_qfid"]["sagan"] > 0
+    report = (out / "report.md").read_text()
+    assert "Noise floor" in report and "| n |" in report

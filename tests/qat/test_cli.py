@@ -28,7 +28,7 @@ def test_cli_lsq_qat_with_resume(tmp_path, capsys):
     log = [json.loads(line) for line in (run_dir / LOG_NAME).read_text().splitlines()]
     assert [r["phase"] for r in log] == ["ptq-init", "lsq", "lsq"]  # SAGAN preset: plain LSQ
     checkpoint = (run_dir / CHECKPOINT_NAME).read_bytes()
-    assert quantize() == 2
+    assert quantize() == 1  # refused: the run failed, with the reason
     assert "pass resume=True (CLI: --set resume=true)" in capsys.readouterr().err
     assert (run_dir / CHECKPOINT_NAME).read_bytes() == checkpoint
     assert quantize("--set", "resume=true") == 0  # finished run: nothing left to train

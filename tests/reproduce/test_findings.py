@@ -81,6 +81,16 @@ def test_f5_per_channel_gain_below_the_threshold():
     assert "-50%" in finding.checks[-1].detail
 
 
+def test_f5_per_channel_far_worse_does_not_hold():
+    """+90% qFID with per-channel scales is a difference, not "little": the check fails."""
+    points = [p("stylegan", "ma-qat", 4, 19.0, per_channel=True, loss="perceptual"),
+              p("stylegan", "ma-qat", 4, 10.0, loss="perceptual")]
+    finding = decide(points)[4]
+    assert [c.held for c in finding.checks if c.held is not None] == [False]
+    (check,) = [c for c in finding.checks if c.held is not None]
+    assert "+90%" in check.detail and finding.verdict == NOT_REPRODUCED
+
+
 def test_f6_needs_the_vgg_perceptual_rows_and_reports_a_stand_in():
     points = [p("sagan", "ma-qat", 8, 20.0, per_channel=True, loss="mse"),
               p("sagan", "ma-qat", 8, 10.0, per_channel=True, loss="perceptual-disc")]
