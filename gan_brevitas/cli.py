@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -151,6 +152,8 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     model = _load_float_model(args)
     inputs = _calibration_inputs(model, args, limit=args.num_samples)
     qmodel = recipes.quantize(model, args.method, config=config, inputs=inputs, **options)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return EXIT_OK  # under torchrun the QAT processes trained together; the first one saves
     recipes.save(qmodel, out)
     if not args.quiet:
         print(recipes.describe(qmodel))

@@ -57,14 +57,30 @@ def _read_file(path: Path) -> object:
                 f"{path} could not be read as a safetensors file ({err}); is it a .safetensors "
                 "file written by safetensors?"
             ) from err
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes): the file was not written completely; save it again.")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch.load raises UnpicklingError, KeyError, EOFError, ...
-        raise CheckpointError(
-            f"{path} could not be read safely with torch.load(weights_only=True): it is not a "
-            "PyTorch checkpoint of tensors, or it needs arbitrary code to unpickle, which we "
-            f"refuse. Re-save the generator's state_dict() from trusted code. ({type(err).__name__})"
-        ) from err
+        raise CheckpointError(f"{path}: {_torch_load_problem(err, path)}") from err
+
+
+def _torch_load_problem(err: Exception, path: Path) -> str:
+    """What is wrong with a file that torch.load(weights_only=True) refused, in the file's terms."""
+    text = str(err)
+    with path.open("rb") as handle:
+        zipped = handle.read(2) == b"PK"  # torch.save's format is a zip archive
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if found:
+        return (f"it holds a pickled Python object ({found.group(1)}) that would run code to load, which "
+                "we refuse. Re-save only the weights from trusted code: torch.save(generator.state_dict(), path).")
+    if isinstance(err, EOFError) or "EOF" in text or (zipped and "central directory" in text):
+        return "the file ends early (truncated or still being written); copy or save it again."
+    if not zipped and (isinstance(err, KeyError) or "invalid load key" in text or "magic number" in text):
+        return ("this is not a PyTorch checkpoint (neither torch.save's zip format nor a legacy pickle); "
+                "give the generator's .pth/.pt/.model file or a .safetensors file.")
+    return (f"not a PyTorch checkpoint of tensors that can be read safely ({type(err).__name__}: "
+            f"{text.splitlines()[0][:200] if text else 'no detail'}). Re-save generator.state_dict() from trusted code.")
 
 
 def _select_state_dict(content: object, path: Path) -> Mapping[str, object]:
