@@ -97,7 +97,6 @@ def test_user_block_list_is_used_and_the_report_is_written(tmp_path):
         ("ste-brecq", LEARNED, dict(steps=2.5), "steps must be a positive integer"),
         ("ste-brecq", LEARNED, dict(step=10), "unknown ste-brecq option"),
         ("ar-brecq", LEARNED, dict(warmup=1.0), "warmup"),
-        ("ar-brecq", QuantConfig(), dict(steps=5), "weight_scaling='learned'"),
         ("ste-brecq", LEARNED, dict(blocks=["0", "7", "9"]), "does not have"),
         ("ste-brecq", LEARNED, dict(blocks=[["0", "1", "2", "3"], "7"]), r"do not cover .* 4"),
         # 4 -> 7 skips the BatchNorm and LeakyReLU between them: not the model's data flow
