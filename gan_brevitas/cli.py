@@ -25,9 +25,9 @@ log = logging.getLogger("gan_brevitas")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 #: Names the parser offers, kept here so that building it imports no torch (a test checks them
-#: against `models.GENERATORS`, `recipes.METHODS` and `demo.run.SECTIONS`).
+#: against `models.GENERATORS`, `methods.method_names()` and `demo.run.SECTIONS`).
 GENERATOR_NAMES = ("cyclegan", "sagan", "stylegan")
-METHOD_NAMES = ("ar-brecq", "lsq-qat", "ma-qat", "modelopt-int8", "modelopt-int8-percentile",
+METHOD_NAMES = ("ar-brecq", "lsq-qat", "ma-qat", "modelopt", "modelopt-int8", "modelopt-int8-percentile",
                 "modelopt-w4a8", "ste-brecq", "vanilla-ptq")
 DEMO_SECTIONS = ("ptq", "figure1", "brecq", "qat", "modelopt")
 
@@ -142,7 +142,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     from gan_brevitas.quant.serialize import check_output_path
 
     out = check_output_path(args.out)
-    if args.method.startswith("modelopt-"):
+    if args.method.startswith("modelopt"):
         raise ConfigError(
             "ModelOpt models are not saved by this command: use the Python API "
             "(recipes.quantize(..., 'modelopt-int8'), then modelopt.torch.opt.save or recipes.export)."
