@@ -64,7 +64,7 @@ def test_parser_names_match_the_registries() -> None:
     from gan_brevitas.models import GENERATORS
 
     assert cli.GENERATOR_NAMES == tuple(sorted(GENERATORS))
-    assert cli.METHOD_NAMES == tuple(method_names())
+    assert all(name in method_names() for name in cli.METHOD_EXAMPLES.split(", "))
     assert cli.DEMO_SECTIONS == tuple(SECTIONS)
     assert commands.EXPORT_TARGETS == tuple(TARGETS)
     assert commands.CONV_TRANSPOSE_NAMES == tuple(CONV_TRANSPOSE_MODES)
