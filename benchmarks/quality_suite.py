@@ -53,6 +53,7 @@ from benchmarks.suite import SuiteEntry, load_suite
 from gan_brevitas import QuantConfig, recipes
 from gan_brevitas.atomic_files import atomic_write
 from gan_brevitas.metrics.psnr import psnr
+from gan_brevitas.quant.convert import quant_layers
 from gan_brevitas.quant.describe import describe_rows
 
 log = logging.getLogger("quality_suite")
@@ -110,16 +111,23 @@ def _quantize_ours(entry: SuiteEntry, method: Optional[str], config: Optional[Qu
     args: dict[str, Any] = {"inputs": entry.calib}
     if config is not None:
         args["config"] = config
-    if method in (None, "vanilla-ptq"):
+    if method in (None, "vanilla-ptq", "mixed-precision"):
         options.setdefault("progress", False)
-    if method == "vanilla-ptq":
+    if method in ("vanilla-ptq", "mixed-precision"):
         options.setdefault("num_samples", entry.calib.shape[0])
     qmodel = recipes.quantize(entry.model, method, **args, **options) if method else recipes.quantize(
         entry.model, **args, **options
     )
     info = getattr(qmodel, "gan_brevitas", None)
-    detail = f"method={getattr(info, 'method', method)}"
+    detail = f"method={getattr(info, 'method', method)}, effective weight bits {_effective_bits(qmodel):.2f}"
     return Outcome(_run_torch(qmodel, entry.test), _left_float_ours(qmodel), detail)
+
+
+def _effective_bits(qmodel: nn.Module) -> float:
+    """Average weight bits of the quantized layers, weighted by parameter count."""
+    layers = [(layer.weight.numel(), float(layer.quant_weight().bit_width)) for _, layer in quant_layers(qmodel)]
+    total = sum(n for n, _ in layers)
+    return sum(n * b for n, b in layers) / total if total else float("nan")
 
 
 def _paper_config(**changes: Any) -> QuantConfig:
@@ -215,13 +223,13 @@ def nncf_ptq(entry: SuiteEntry, fp32: Path, threads: int) -> Outcome:
 def _w4_candidates(brecq_steps: int) -> list[tuple[str, str, QuantConfig, dict[str, Any]]]:
     """(label, method, config, options) of the 4-bit-weight recipes this library offers."""
     w4 = dict(weight_bits=4, per_channel=True)
-    candidates = [("vanilla, min-max weights, quantile acts", "vanilla-ptq", QuantConfig(weight_range="minmax", **w4), {})]
-    if _accepts(weight_range="mse"):
-        candidates.append(("vanilla, mse weights + mse acts", "vanilla-ptq",
-                           QuantConfig(weight_range="mse", act_range="mse", **w4), {}))  # fmt: skip
-        if _accepts(bias_correction=True):
-            candidates.append(("vanilla, mse weights + mse acts + bias correction", "vanilla-ptq",
-                               QuantConfig(weight_range="mse", act_range="mse", bias_correction=True, **w4), {}))  # fmt: skip
+    candidates = []
+    for weights in ("mse", "auto"):
+        if _accepts(weight_range=weights, act_range="mse", bias_correction=True):
+            candidates.append((f"vanilla, {weights} weights + mse acts + bias correction", "vanilla-ptq",
+                               QuantConfig(weight_range=weights, act_range="mse", bias_correction=True, **w4), {}))  # fmt: skip
+    if not candidates:
+        candidates.append(("vanilla, min-max weights, quantile acts", "vanilla-ptq", QuantConfig(weight_range="minmax", **w4), {}))
     if brecq_steps:
         candidates.append((f"ste-brecq {brecq_steps} steps/block, min-max weights", "ste-brecq",
                            QuantConfig(weight_range="minmax", **w4), {"steps": brecq_steps}))  # fmt: skip

@@ -1,0 +1,180 @@
+"""The paper's findings that apply to PTQ, re-measured on the real-generator suite.
+
+    python -m benchmarks.quality_findings                      # all suite models
+    python -m benchmarks.quality_findings --brecq-steps 100    # with PTQ vs STE-BRECQ
+
+Pairs of recipes that differ in ONE thing, each scored by PSNR (dB) against the float model on
+the suite's held-out inputs (4 photos, or 64 latents), the difference paired per image:
+
+* F1, quantile vs min-max ranges: the paper's quantiles (weights 0.0001/0.9999, activations
+  0.001/0.999) against min-max, at W8A8 per-tensor and at W4A8 per-channel;
+* per-channel vs per-tensor weights, min-max ranges, at W8A8 and W4A8;
+* PTQ vs STE-BRECQ (only with ``--brecq-steps``; a CPU budget, not the paper's 20k steps).
+
+A pair is called a tie when the mean paired difference is under the noise floor: the larger of
+0.1 dB and two standard errors of the paired differences (n = test images or latents).
+Writes ``quality_findings.{json,md,png}`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from benchmarks.quality_suite import _load, _per_image_psnr, _processor, _quantize_ours, _run_torch
+from benchmarks.suite import SuiteEntry, load_suite
+from gan_brevitas import QuantConfig
+from gan_brevitas.atomic_files import atomic_write
+
+log = logging.getLogger("quality_findings")
+
+TIE_DB = 0.1
+MINMAX = dict(weight_range="minmax", act_range="minmax")
+
+
+@dataclass(frozen=True)
+class Variant:
+    label: str
+    method: str
+    config: QuantConfig
+    options: tuple[tuple[str, Any], ...] = ()
+
+
+def pairs(brecq_steps: int) -> list[tuple[str, Variant, Variant]]:
+    """(finding, A, B): the finding holds on a model when A beats B there."""
+    out = [
+        ("F1 quantile beats min-max, W8A8 per-tensor",
+         Variant("quantile", "vanilla-ptq", QuantConfig.paper()),
+         Variant("min-max", "vanilla-ptq", QuantConfig.paper(**MINMAX))),
+        ("F1 quantile beats min-max, W4A8 per-channel",
+         Variant("quantile", "vanilla-ptq", QuantConfig.paper(weight_bits=4, per_channel=True)),
+         Variant("min-max", "vanilla-ptq", QuantConfig.paper(weight_bits=4, per_channel=True, **MINMAX))),
+        ("per-channel beats per-tensor, W8A8 min-max",
+         Variant("per-channel", "vanilla-ptq", QuantConfig.paper(per_channel=True, **MINMAX)),
+         Variant("per-tensor", "vanilla-ptq", QuantConfig.paper(**MINMAX))),
+        ("per-channel beats per-tensor, W4A8 min-max",
+         Variant("per-channel", "vanilla-ptq", QuantConfig.paper(weight_bits=4, per_channel=True, **MINMAX)),
+         Variant("per-tensor", "vanilla-ptq", QuantConfig.paper(weight_bits=4, **MINMAX))),
+    ]  # fmt: skip
+    for bits in (8, 4) if brecq_steps else ():
+        config = QuantConfig.paper(weight_bits=bits, per_channel=True)
+        out.append((f"STE-BRECQ beats PTQ, W{bits}A8 per-channel",
+                    Variant(f"ste-brecq {brecq_steps} steps", "ste-brecq", config, (("steps", brecq_steps),)),
+                    Variant("vanilla PTQ", "vanilla-ptq", config)))  # fmt: skip
+    return out
+
+
+def _score(entry: SuiteEntry, variant: Variant, reference: torch.Tensor, cache: dict[Variant, list[float]]) -> list[float]:
+    if variant not in cache:
+        options = dict(variant.options)
+        if variant.method.endswith("brecq"):
+            n = entry.calib.shape[0]
+            options.update(num_samples=n, calibration_samples=n, batch_size=min(4, n), progress=False)
+        low, high = entry.output_range
+        outcome = _quantize_ours(entry, variant.method, variant.config, **options)
+        cache[variant] = _per_image_psnr(outcome.output, reference, high - low)
+    return cache[variant]
+
+
+def measure(entry: SuiteEntry, brecq_steps: int) -> list[dict[str, Any]]:
+    reference = _run_torch(entry.model, entry.test)
+    cache: dict[Variant, list[float]] = {}
+    rows = []
+    for finding, a, b in pairs(brecq_steps):
+        start = time.perf_counter()
+        try:
+            sa, sb = _score(entry, a, reference, cache), _score(entry, b, reference, cache)
+        except Exception as error:  # record and keep going: one recipe must not sink the table
+            rows.append({"model": entry.name, "finding": finding, "error": f"{type(error).__name__}: {error}"[:300]})
+            continue
+        diffs = np.array(sa) - np.array(sb)
+        mean = float(diffs.mean())
+        noise = 2 * float(diffs.std(ddof=1)) / np.sqrt(len(diffs)) if len(diffs) > 1 else float("inf")
+        tie = abs(mean) < max(TIE_DB, noise)
+        verdict = "tie" if tie else ("holds" if mean > 0 else "reversed")
+        rows.append({"model": entry.name, "finding": finding, "a": a.label, "b": b.label,
+                     "a_db": round(float(np.mean(sa)), 2), "b_db": round(float(np.mean(sb)), 2),
+                     "mean_diff_db": round(mean, 2), "min_diff_db": round(float(diffs.min()), 2),
+                     "max_diff_db": round(float(diffs.max()), 2), "noise_db": round(noise, 2), "n": len(diffs), "verdict": verdict,
+                     "seconds": round(time.perf_counter() - start, 1)})  # fmt: skip
+        log.info("%s | %s: %s (%+.2f dB)", entry.name, finding, verdict, mean)
+    return rows
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = ["## The paper's PTQ findings on the real-generator suite (PSNR vs float, held-out inputs)", "",
+             f"`{report['command']}` on {report['processor']}, {report['threads']} threads, load average "
+             f"{report['load_start']} at start; {report['wall_s']} s. Pairs differ in one setting; "
+             f"the difference is paired per image; noise floor = max({TIE_DB} dB, 2 standard errors of the paired "
+             "differences); a mean inside it is a tie.", "",
+             "| model | finding | A (dB) | B (dB) | A - B mean (min..max), noise, n | verdict |", "|---|---|---|---|---|---|"]  # fmt: skip
+    for r in report["rows"]:
+        if "error" in r:
+            lines.append(f"| {r['model']} | {r['finding']} | error: {r['error']} | | | |")
+            continue
+        lines.append(f"| {r['model']} | {r['finding']} | {r['a']}: {r['a_db']:.2f} | {r['b']}: {r['b_db']:.2f} | "
+                     f"{r['mean_diff_db']:+.2f} ({r['min_diff_db']:+.2f}..{r['max_diff_db']:+.2f}), ±{r['noise_db']:.2f}, {r['n']} | "
+                     f"{r['verdict']} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in report["rows"] if "error" not in r]
+    findings = list(dict.fromkeys(r["finding"] for r in rows))
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    width = 0.8 / max(1, len(models))
+    for j, model in enumerate(models):
+        values = [next((r["mean_diff_db"] for r in rows if r["model"] == model and r["finding"] == f), 0.0) for f in findings]
+        ax.barh([i + j * width for i in range(len(findings))], values, width, label=model)
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_yticks([i + 0.4 - width / 2 for i in range(len(findings))], findings, fontsize=7)
+    ax.set_xlabel("A - B, PSNR vs float (dB), mean over held-out images")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    atomic_write(path, lambda temporary: fig.savefig(temporary, format="png", dpi=110))
+    plt.close(fig)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="", help="comma-separated suite names (default: all)")
+    parser.add_argument("--brecq-steps", type=int, default=0, help="add PTQ vs STE-BRECQ pairs (0 = skip)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+    log.setLevel(logging.INFO)
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    report: dict[str, Any] = {"command": "python -m benchmarks.quality_findings " + " ".join(argv or []),
+                              "processor": _processor(), "threads": args.threads, "load_start": _load(), "rows": []}  # fmt: skip
+    for entry in load_suite([m for m in args.models.split(",") if m] or None):
+        report["rows"] += measure(entry, args.brecq_steps)
+    report["wall_s"] = round(time.perf_counter() - start, 1)
+    report["load_end"] = _load()
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / "quality_findings"
+    text, md = json.dumps(report, indent=2), markdown(report)
+    atomic_write(stem.with_suffix(".json"), lambda temporary: Path(temporary).write_text(text))
+    atomic_write(stem.with_suffix(".md"), lambda temporary: Path(temporary).write_text(md))
+    plot(report, stem.with_suffix(".png"))
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
