@@ -7,7 +7,7 @@ int8 kernels, and the quality cost of the TensorRT (symmetric) conversion.
 Generators are randomly initialised at their reference widths (timing does not depend on the
 weights) and quantized with the paper's scheme (vanilla PTQ: 8-bit per-tensor weights,
 asymmetric uint8 activations); a 4-bit copy gives the INT4 file size. Latency is the median of
-interleaved int8 / fp32 runs (`gan_brevitas.export.bench`); the machine's load average is
+interleaved int8 / fp32 runs (`gan_brevitas.deploy.bench`); the machine's load average is
 recorded because our CPUs are shared. Writes export_ort_latency.{json,md,png} atomically.
 """
 
@@ -27,8 +27,9 @@ from typing import Any
 import torch
 
 from gan_brevitas import QuantConfig, recipes
-from gan_brevitas.export.bench import bench
-from gan_brevitas.export.ort import OrtGenerator, int8_kernel_report, parity
+from gan_brevitas.deploy.bench import bench
+from gan_brevitas.deploy.parity import parity
+from gan_brevitas.export.ort import OrtGenerator, int8_kernel_report
 from gan_brevitas.quant.convert import fold_for_quantization
 
 log = logging.getLogger("benchmarks.export_ort_latency")

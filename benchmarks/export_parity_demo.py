@@ -26,7 +26,8 @@ import torch
 from gan_brevitas import QuantConfig, recipes
 from gan_brevitas.atomic_files import atomic_write
 from gan_brevitas.demo import zoo
-from gan_brevitas.export.ort import int8_kernel_report, parity
+from gan_brevitas.deploy.parity import parity
+from gan_brevitas.export.ort import int8_kernel_report
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -42,7 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from gan_brevitas import QuantConfig, recipes
-from gan_brevitas.export.bench import bench
+from gan_brevitas.deploy.bench import bench
 from gan_brevitas.export.ort import int8_kernel_report
 from gan_brevitas.plugins import modelopt as mo
 

@@ -175,15 +175,20 @@ def describe(qmodel: nn.Module) -> str:
 
 
 def evaluate(
-    qmodel: nn.Module,
+    qmodel: nn.Module | str | os.PathLike,
     model: nn.Module,
     inputs: InputSource,
     n: int = 1000,
     real: Optional[Tensor] = None,
     inception_weights: Optional[str] = None,
     progress: bool = True,
+    engine: str = "onnxruntime",
 ) -> Evaluation:
     """FID (vs ``real``), qFID and PSNR of ``qmodel`` against the float ``model``, same inputs.
+
+    ``qmodel`` may be the path of an exported file (.onnx, or .xml OpenVINO IR): the deployed
+    model is then run on ``engine`` ("onnxruntime" or "openvino"), so the numbers are those of
+    what the engine computes, not of the fake-quant model.
 
     The extractor is Inception-v3 when its weights are found (``inception_weights``, the
     GAN_BREVITAS_INCEPTION_WEIGHTS variable, torch-fidelity's cache), else the offline demo
@@ -191,6 +196,10 @@ def evaluate(
     the quantized model was made from; SAGAN's spectral norm would drift otherwise).
     """
     extractor = resolve_extractor(inception_weights)
+    if isinstance(qmodel, (str, os.PathLike)):
+        from gan_brevitas.deploy import EngineModule, open_runner
+
+        qmodel = EngineModule(open_runner(qmodel, engine))
     return evaluate_images(qmodel, fold_for_quantization(model), inputs, n, real, extractor, progress=progress)
 
 
@@ -222,8 +231,10 @@ def export(
 
     Targets: "onnxruntime" (int8 on the CPU; the paper's asymmetric activations are fine),
     "tensorrt" (symmetric int8 only: an asymmetric model is re-calibrated on ``inputs``; the
-    graph is checked against TensorRT's rules before it is written) and "float" (a float
-    generator, the fp32 baseline). ConvTranspose layers are rewritten exactly as Conv +
+    graph is checked against TensorRT's rules before it is written), "openvino" (symmetric
+    activations, uint8 where never negative, re-calibrated on ``inputs``; a ``.xml`` path
+    writes OpenVINO IR; the compiled model is checked for convs that do not run in int8) and
+    "float" (a float generator, the fp32 baseline). ConvTranspose layers are rewritten exactly as Conv +
     PixelShuffle where the target needs it (``conv_transpose="auto"``). ``fp16`` casts the
     float parts to fp16 (tensorrt); ``int4`` packs <= 4-bit weights as ONNX INT4 (onnxruntime,
     opset 21). ``pad_narrow_convs`` (onnxruntime) gives convs with < 16 outputs zero filters,

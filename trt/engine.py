@@ -212,7 +212,7 @@ def time_engine(
     warmup: int = 10, runs: int = 100,
 ) -> list[EngineLatency]:
     """Latency per batch size; input shapes come from the ONNX file the engine was built from."""
-    from gan_brevitas.export.ort import sample_input
+    from gan_brevitas.deploy.bench import sample_input
 
     runner = EngineRunner(engine_path)
     return [runner.time(sample_input(input_shape(onnx_path, b)[1]), warmup, runs) for b in batch_sizes]

@@ -14,19 +14,21 @@ from typing import Any
 from gan_brevitas.errors import ConfigError
 
 #: The choices of `export` (the same tuples as export.qcdq's TARGETS / CONV_TRANSPOSE_MODES).
-EXPORT_TARGETS = ("onnxruntime", "tensorrt", "float")
+EXPORT_TARGETS = ("onnxruntime", "tensorrt", "openvino", "float")
+BENCH_ENGINES = ("onnxruntime", "openvino")
 CONV_TRANSPOSE_NAMES = ("auto", "subpixel", "keep")
 
 EXPORT_EPILOG = """examples:
   gan-brevitas export q.safetensors --out g_int8.onnx                       # ONNX Runtime, int8
   gan-brevitas export q.safetensors --out g_trt.onnx --target tensorrt --fp16
+  gan-brevitas export q.safetensors --out g_ov.xml --target openvino --images calib/   # OpenVINO IR, int8
   gan-brevitas export q.safetensors --out g_fp32.onnx --target float        # same weights, fp32
   gan-brevitas export --model cyclegan --checkpoint latest_net_G.pth --out g_fp32.onnx --target float
 """
 
 
 def _calibration_inputs(model: Any, args: argparse.Namespace) -> Any:
-    """Inputs for re-calibrating symmetric activations (tensorrt target): images or latents."""
+    """Inputs for re-calibrating symmetric activations (tensorrt, openvino): images or latents."""
     from gan_brevitas.inputs import latent_sampler, load_image_folder
 
     if getattr(model, "input_kind", "latent") == "image":
@@ -64,7 +66,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if getattr(model, "noise_mode", None) == "random":
         model.noise_mode = "const"
         print("note: noise fixed for export (noise_mode='const', the mode qFID uses)")
-    inputs = _calibration_inputs(model, args) if args.target == "tensorrt" else None
+    inputs = _calibration_inputs(model, args) if args.target in ("tensorrt", "openvino") else None
     report = recipes.export(
         model, args.out, args.target, inputs=inputs, opset=args.opset, conv_transpose=args.conv_transpose,
         fp16=args.fp16, int4=args.int4, num_samples=args.num_samples,
@@ -87,10 +89,10 @@ def cmd_check_trt(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from gan_brevitas.export.bench import bench
+    from gan_brevitas.deploy.bench import bench
 
     report = bench(args.path, args.against, batch_sizes=args.batch, threads=args.threads,
-                   warmup=args.warmup, runs=args.runs)
+                   warmup=args.warmup, runs=args.runs, engine=args.engine)
     print(report.format())
     if args.json:
         out = Path(args.json)
@@ -103,19 +105,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def add_commands(subparsers: Any) -> None:
     """Register ``export``, ``check-trt`` and ``bench`` on the CLI's subparsers (no torch import:
-    the names are `EXPORT_TARGETS` / `CONV_TRANSPOSE_NAMES`, checked against export.qcdq by a test)."""
+    the names are `EXPORT_TARGETS` / `CONV_TRANSPOSE_NAMES` / `BENCH_ENGINES`, checked against
+    export.qcdq and deploy.runner by a test)."""
 
     export = subparsers.add_parser(
         "export", help="export a quantized generator to QCDQ ONNX (onnxruntime, tensorrt) or fp32 ONNX",
         epilog=EXPORT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     export.add_argument("source", nargs="?", help="quantized generator file written by `gan-brevitas quantize`")
-    export.add_argument("--out", required=True, help="output .onnx file")
+    export.add_argument("--out", required=True, help="output .onnx file (.xml: OpenVINO IR, target openvino)")
     export.add_argument("--target", default="onnxruntime", choices=EXPORT_TARGETS, help="deployment target (default onnxruntime)")
     export.add_argument("--model", choices=("cyclegan", "sagan", "stylegan"), help="float generator architecture (with --target float)")
     export.add_argument("--checkpoint", help="float checkpoint in the reference layout (with --model)")
-    export.add_argument("--images", help="calibration images (image generators, tensorrt re-calibration)")
-    export.add_argument("--num-samples", type=int, default=128, help="re-calibration samples for tensorrt (default 128)")
+    export.add_argument("--images", help="calibration images (image generators; tensorrt / openvino re-calibration)")
+    export.add_argument("--num-samples", type=int, default=128,
+                        help="re-calibration samples for tensorrt / openvino (default 128)")
     export.add_argument("--seed", type=int, default=0, help="seed of the re-calibration latents")
     export.add_argument("--opset", type=int, help="ONNX opset (default 17; 21 with --int4)")
     export.add_argument("--conv-transpose", default="auto", choices=CONV_TRANSPOSE_NAMES,
@@ -129,11 +133,12 @@ def add_commands(subparsers: Any) -> None:
     check.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
     check.set_defaults(func=cmd_check_trt)
 
-    bench = subparsers.add_parser("bench", help="CPU latency in ONNX Runtime, optionally against a baseline")
-    bench.add_argument("path", help="ONNX model (e.g. the int8 export)")
-    bench.add_argument("--against", help="baseline ONNX model with the same input (e.g. the fp32 export)")
+    bench = subparsers.add_parser("bench", help="CPU latency in ONNX Runtime or OpenVINO, optionally against a baseline")
+    bench.add_argument("path", help="exported model (.onnx; .xml for OpenVINO IR), e.g. the int8 export")
+    bench.add_argument("--against", help="baseline model with the same input (e.g. the fp32 export)")
+    bench.add_argument("--engine", default="onnxruntime", choices=BENCH_ENGINES, help="CPU engine (default onnxruntime)")
     bench.add_argument("--batch", type=int, nargs="+", default=[1, 8], help="batch sizes (default 1 8)")
-    bench.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: its own)")
+    bench.add_argument("--threads", type=int, help="intra-op threads (default: the engine's own)")
     bench.add_argument("--runs", type=int, default=20, help="timed runs per model and batch (default 20)")
     bench.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
     bench.add_argument("--json", help="also write the results to this JSON file")

@@ -1,37 +1,32 @@
-"""ONNX Runtime on the CPU: a generator runner, the int8-kernel check and the parity check.
+"""ONNX Runtime on the CPU: a generator runner and the int8-kernel check.
 
 * `OrtGenerator` generates images from an exported ONNX file (int8 or fp32).
 * `int8_kernel_report` asks ONNX Runtime for its optimized graph
   (``SessionOptions.optimized_model_filepath``) and tells which quantized convolutions became
   int8 kernels (QLinearConv / ConvInteger, QGemm / QLinearMatMul / MatMulInteger) and which
   fell back to float: a Q/DQ graph only runs fast when the fusion happens.
-* `parity` compares the ONNX Runtime outputs with the PyTorch fake-quant model's, in units of
-  the output quantizer's step.
 
 onnxruntime is imported lazily: the rest of the package works without it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 import onnx
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from gan_brevitas.errors import ExportError, MissingDependencyError
 from gan_brevitas.export.graph import GraphIndex, load_model, node_label, opset_version
 from gan_brevitas.inputs import InputSource, iter_batches
-from gan_brevitas.quant.convert import quant_layers
-from gan_brevitas.quant.quantizers import act_grid
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +93,8 @@ class OrtGenerator:
     ``gen(x)`` returns the first output (the image) as a numpy array; `generate` runs many
     inputs in batches and returns a float tensor, like ``gan_brevitas.metrics.generate``.
     """
+
+    engine = "onnxruntime"
 
     def __init__(self, path: str | os.PathLike, threads: Optional[int] = None, optimize: bool = True) -> None:
         self.path = Path(path)
@@ -187,110 +184,6 @@ def int8_kernel_report(path: str | os.PathLike) -> KernelReport:
     )
 
 
-@dataclass(frozen=True)
-class ParityReport:
-    """ONNX Runtime vs the PyTorch fake-quant model on the same inputs (first output).
-
-    ``floor_mae`` is the fake-quant model against ITSELF with its inputs moved by 1e-6: every
-    activation is re-quantized at each layer, so a value that lands on the other side of a
-    rounding boundary (an exact .5 tie rounded differently, another float summation order in
-    ONNX Runtime's kernels) moves by a whole step, and InstanceNorm spreads that over its
-    channel. Deep random-init generators amplify such flips to about one output step; an
-    ONNX Runtime error at or below this floor is rounding, not a wrong graph.
-    """
-
-    mae: float
-    max_abs: float
-    output_step: float
-    n: int
-    floor_mae: float = 0.0
-
-    @property
-    def within_step(self) -> bool:
-        """Mean absolute error within one step of the output quantizer."""
-        return self.mae <= self.output_step
-
-    @property
-    def within_floor(self) -> bool:
-        """Mean absolute error no larger than the model's own sensitivity floor (x 1.25)."""
-        return self.mae <= 1.25 * max(self.floor_mae, 1e-12)
-
-    def format(self) -> str:
-        step = self.output_step
-        return (
-            f"ONNX Runtime vs PyTorch fake-quant over {self.n} samples: MAE {self.mae:.3g} "
-            f"({self.mae / step:.3g} output steps), max {self.max_abs:.3g} ({self.max_abs / step:.3g} steps); "
-            f"output step {step:.3g}; the model's own floor (inputs moved by 1e-6): MAE {self.floor_mae:.3g} "
-            f"({self.floor_mae / step:.3g} steps)"
-        )
-
-
-@contextlib.contextmanager
-def _call_order(model: nn.Module) -> Iterator[list[str]]:
-    order: list[str] = []
-    handles = [
-        layer.register_forward_hook(lambda m, a, o, name=name: order.append(name))
-        for name, layer in quant_layers(model)
-    ]
-    try:
-        yield order
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-def output_step(qmodel: nn.Module, x: Tensor) -> float:
-    """The step of the output quantizer of the last quantized layer that runs on ``x``."""
-    with _call_order(qmodel) as order, torch.no_grad():
-        qmodel(x)
-    if not order:
-        raise ExportError("no quantized layer ran: is this a quantized model?")
-    scale, _, _ = act_grid(qmodel.get_submodule(order[-1]).output_quant)
-    return scale
-
-
-def _first(output: Any) -> Tensor:
-    return output[0] if isinstance(output, (tuple, list)) else output
-
-
-def parity(
-    qmodel: nn.Module,
-    path: str | os.PathLike,
-    inputs: InputSource,
-    n: int = 8,
-    batch_size: int = 4,
-    threads: Optional[int] = None,
-) -> ParityReport:
-    """Run ``n`` inputs through the quantized PyTorch model and the ONNX file; compare images."""
-    runner = OrtGenerator(path, threads)
-    was_training = qmodel.training
-    qmodel.eval()
-    errors: list[np.ndarray] = []
-    floor: list[np.ndarray] = []
-    noise = torch.Generator().manual_seed(0)
-    step = None
-    try:
-        with torch.no_grad():
-            for batch in iter_batches(inputs, n, batch_size):
-                batch = batch.float().cpu()
-                if step is None:
-                    step = output_step(qmodel, batch[:1])
-                expected = _first(qmodel(batch)).numpy()
-                got = runner(batch)
-                if got.shape != expected.shape:
-                    raise ExportError(f"ONNX output shape {got.shape} differs from the model's {expected.shape}.")
-                errors.append(np.abs(got - expected).ravel())
-                moved = batch + 1e-6 * torch.randn(batch.shape, generator=noise)
-                floor.append(np.abs(_first(qmodel(moved)).numpy() - expected).ravel())
-    finally:
-        qmodel.train(was_training)
-    diffs = np.concatenate(errors)
-    return ParityReport(
-        mae=float(diffs.mean()), max_abs=float(diffs.max()), output_step=float(step), n=n,
-        floor_mae=float(np.concatenate(floor).mean()),
-    )
-
-
 def input_shape(path: str | os.PathLike, batch: int) -> tuple[str, tuple[int, ...]]:
     """(input name, concrete shape) of a model's first input with the batch dimension set."""
     model = load_model(path)
@@ -302,11 +195,3 @@ def input_shape(path: str | os.PathLike, batch: int) -> tuple[str, tuple[int, ..
     if unknown:
         raise ExportError(f"input {first.name!r} of {path} has symbolic non-batch dimensions {unknown}.")
     return first.name, tuple(shape)
-
-
-def sample_input(shape: Sequence[int], seed: int = 0) -> np.ndarray:
-    """A reproducible input: standard normal latents ([B, D]) or images in [-1, 1] ([B, C, H, W])."""
-    rng = np.random.default_rng(seed)
-    if len(shape) == 4:
-        return rng.uniform(-1.0, 1.0, size=shape).astype(np.float32)
-    return rng.standard_normal(size=shape).astype(np.float32)

@@ -5,6 +5,12 @@
   DequantizeLinear, and the int8 model runs slower than fp32 (ENVIRONMENT.md).
 * `move_qdq_across_data_movement`: Pad (reflect), DepthToSpace, Slice, Reshape ... run on the
   8-bit tensor (Q hoisted above them, DQ sunk below): exact, and a quarter of the traffic.
+* `remove_requantize`: DequantizeLinear -> QuantizeLinear with the same scale, zero point and
+  type is the identity on the 8-bit tensor (quantizers aligned by `quant.align`): both go.
+* `concat_int8`: Concat(DQ(a), DQ(b)) -> Q on one grid becomes Concat(a, b) on the 8-bit
+  tensors (exact: concatenation only moves elements).
+* `prelu_as_leaky_relu`: a PRelu with one slope is a LeakyRelu (exact); ONNX Runtime fuses
+  DQ -> LeakyRelu -> Q into its int8 QLinearLeakyRelu, PRelu has no int8 kernel.
 * `pack_int4`: weights of at most 4 bits, exported as int8 + Clip, become ONNX INT4
   initializers (opset 21), two values per byte: about 8x smaller than fp32.
 * `cast_float_parts_fp16`: the float parts (normalisation, attention, activations, Tanh) run
@@ -121,7 +127,11 @@ def _drop_unused_initializers(model: onnx.ModelProto) -> None:
 
 #: Ops that only move or copy elements: a per-tensor Q/DQ commutes with them exactly.
 _DATA_MOVEMENT = ("DepthToSpace", "SpaceToDepth", "Slice", "Reshape", "Transpose", "Squeeze", "Unsqueeze",
-                  "Flatten", "Identity", "Pad")
+                  "Flatten", "Identity", "Pad", "Resize", "Upsample")
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _moves_data(index: GraphIndex, node: onnx.NodeProto) -> bool:
@@ -129,8 +139,9 @@ def _moves_data(index: GraphIndex, node: onnx.NodeProto) -> bool:
         return False
     if node.op_type == "Pad":
         # reflect / edge copy elements; a constant pad would need the zero point as its value.
-        mode = attribute(node, "mode", b"constant")
-        return (mode.decode() if isinstance(mode, bytes) else mode) in ("reflect", "edge")
+        return _text(attribute(node, "mode", b"constant")) in ("reflect", "edge")
+    if node.op_type in ("Resize", "Upsample"):
+        return _text(attribute(node, "mode", b"nearest")) == "nearest"  # copies; linear modes mix values
     return True
 
 
@@ -203,6 +214,113 @@ def move_qdq_across_data_movement(model: onnx.ModelProto) -> int:
         _topological_sort(graph)
         del graph.value_info[:]
     return moves
+
+
+def _same_constant(index: GraphIndex, a: str, b: str) -> bool:
+    if a == b:
+        return True
+    va, vb = index.constant(a), index.constant(b)
+    return va is not None and vb is not None and va.dtype == vb.dtype and np.array_equal(va, vb)
+
+
+def _is_requantize(index: GraphIndex, dq: onnx.NodeProto, q: onnx.NodeProto) -> bool:
+    """``q`` undoes ``dq`` exactly: same scale, zero point (so the same type) and axis."""
+    if len(dq.input) < 3 or len(q.input) < 3 or not _same_constant(index, dq.input[1], q.input[1]):
+        return False
+    if not _same_constant(index, dq.input[2], q.input[2]):
+        return False
+    return attribute(dq, "axis", 1) == attribute(q, "axis", 1) or index.constant(q.input[1]).size == 1
+
+
+def remove_requantize(model: onnx.ModelProto) -> int:
+    """Drop every QuantizeLinear that re-quantizes a DequantizeLinear's output on the same grid
+    (in place): its consumers read the 8-bit tensor directly. Returns how many were dropped."""
+    graph = model.graph
+    index = GraphIndex.build(graph)
+    removed = []
+    for q in graph.node:
+        if q.op_type != "QuantizeLinear":
+            continue
+        dq = index.producer.get(q.input[0])
+        if dq is None or dq.op_type != "DequantizeLinear" or not _is_requantize(index, dq, q):
+            continue
+        if q.output[0] in index.graph_outputs:
+            continue
+        for consumer in index.consumers.get(q.output[0], []):
+            consumer.input[:] = [dq.input[0] if name == q.output[0] else name for name in consumer.input]
+        removed.append(q)
+    for q in removed:
+        graph.node.remove(q)
+    if removed:
+        _drop_dead_nodes(graph)
+        del graph.value_info[:]
+    return len(removed)
+
+
+def _drop_dead_nodes(graph: onnx.GraphProto) -> None:
+    """Remove nodes none of whose outputs is used (DequantizeLinears left without consumers)."""
+    while True:
+        used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+        dead = [node for node in graph.node if not any(out in used for out in node.output)]
+        if not dead:
+            return
+        for node in dead:
+            graph.node.remove(node)
+
+
+def _same_grid(index: GraphIndex, a: onnx.NodeProto, b: onnx.NodeProto) -> bool:
+    return (len(a.input) >= 3 and len(b.input) >= 3 and _same_constant(index, a.input[1], b.input[1])
+            and _same_constant(index, a.input[2], b.input[2]))
+
+
+def concat_int8(model: onnx.ModelProto) -> int:
+    """Concatenate the 8-bit tensors directly where every input of a Concat is dequantized on
+    the grid its only consumer, a QuantizeLinear, quantizes to (in place). Returns the number
+    of Concats moved."""
+    graph = model.graph
+    index = GraphIndex.build(graph)
+    removed = []
+    for node in graph.node:
+        if node.op_type != "Concat" or node.output[0] in index.graph_outputs:
+            continue
+        users = index.consumers.get(node.output[0], [])
+        if len(users) != 1 or users[0].op_type != "QuantizeLinear" or not _per_tensor(index, users[0]):
+            continue
+        q = users[0]
+        dqs = [index.producer.get(name) for name in node.input]
+        if not all(dq is not None and dq.op_type == "DequantizeLinear" and _same_grid(index, dq, q) for dq in dqs):
+            continue
+        node.input[:] = [dq.input[0] for dq in dqs]
+        node.output[0] = q.output[0]
+        removed.append(q)
+    for q in removed:
+        graph.node.remove(q)
+    if removed:
+        _drop_dead_nodes(graph)
+        del graph.value_info[:]
+    return len(removed)
+
+
+def prelu_as_leaky_relu(model: onnx.ModelProto) -> int:
+    """Replace each PRelu whose slope is one constant value by LeakyRelu(alpha) (in place,
+    exact); returns how many were replaced. Per-channel slopes stay PRelu."""
+    graph = model.graph
+    index = GraphIndex.build(graph)
+    replaced = 0
+    for position, node in enumerate(list(graph.node)):
+        if node.op_type != "PRelu":
+            continue
+        slope = index.constant(node.input[1])
+        if slope is None or np.unique(slope).size != 1:
+            continue
+        leaky = helper.make_node("LeakyRelu", [node.input[0]], list(node.output), name=node.name or None,
+                                 alpha=float(slope.ravel()[0]))
+        graph.node.remove(node)
+        graph.node.insert(position, leaky)
+        replaced += 1
+    if replaced:
+        _drop_unused_initializers(model)
+    return replaced
 
 
 #: (op type, input index) pairs that must stay float32 whatever the data type.

@@ -12,6 +12,14 @@ Targets:
   ConvTranspose weights per tensor (kept) or per-channel rewritten as Conv (axis 0), 4-bit
   weights as int8 + Clip, optional fp16 float parts. The exported graph is checked against the
   rules and an error-level violation stops the export before anything is written.
+* ``openvino``: the graph OpenVINO's low-precision transformations turn into int8 kernels
+  (what NNCF's output looks like): symmetric activations, unsigned uint8 with zero point 0 for
+  tensors that are never negative (after ReLU) and int8 elsewhere (an asymmetric model is
+  re-calibrated from the given inputs), Q/DQ moved across Pad / DepthToSpace / nearest Resize
+  so they fuse with the op before them, repeated Q/DQ of aligned quantizers removed,
+  ConvTranspose kept (OpenVINO runs it in int8). ``.xml`` paths are written as OpenVINO IR
+  (.xml + .bin), others as ONNX; when openvino is installed the file is compiled for the CPU
+  and every quantized conv that did not run in int8 is named in the report's warnings.
 * ``float``: the folded float generator (or a quantized model's float twin: the same weights
   without quantizers), the fp32 baseline that `bench` compares against.
 
@@ -38,7 +46,7 @@ import onnx
 import torch
 from torch import Tensor, nn
 
-from gan_brevitas.errors import ExportError
+from gan_brevitas.errors import ExportError, MissingDependencyError
 from gan_brevitas.export import passes
 from gan_brevitas.export.narrow import MIN_INT8_OUT_CHANNELS, pad_narrow_convs
 from gan_brevitas.export.rules import check_tensorrt, format_violations
@@ -50,7 +58,7 @@ from gan_brevitas.quant.convert import quant_layers
 
 log = logging.getLogger(__name__)
 
-TARGETS = ("onnxruntime", "tensorrt", "float")
+TARGETS = ("onnxruntime", "tensorrt", "openvino", "float")
 CONV_TRANSPOSE_MODES = ("auto", "subpixel", "keep")
 DEFAULT_OPSET = 17
 MIN_OPSET = 13
@@ -62,7 +70,7 @@ class ExportOptions:
     """How to export; validated on construction.
 
     Attributes:
-        target: "onnxruntime", "tensorrt" or "float".
+        target: "onnxruntime", "tensorrt", "openvino" or "float".
         opset: ONNX opset; None picks 17 (21 with int4).
         conv_transpose: "auto" (onnxruntime: rewrite every ConvTranspose as Conv + PixelShuffle;
             tensorrt: rewrite those with per-channel weights, which TensorRT cannot run; float:
@@ -70,7 +78,8 @@ class ExportOptions:
         fp16: run the float parts in fp16 between explicit Casts (tensorrt only).
         int4: pack weights of <= 4 bits as ONNX INT4 (onnxruntime only; opset 21).
         dynamic_batch: make the batch dimension of inputs and outputs symbolic.
-        num_samples: calibration samples when re-calibrating symmetric activations for TensorRT.
+        num_samples: calibration samples when re-calibrating symmetric activations (tensorrt,
+            openvino).
         pad_narrow_convs: give quantized convs with fewer than 16 output channels zero filters
             up to 16 and slice them off (exact; onnxruntime only: its int8 conv is several
             times slower for narrow outputs, see `narrow`).
@@ -289,6 +298,8 @@ def _subpixel_targets(model: nn.Module, options: ExportOptions) -> list[str]:
         return []
     if mode == "auto" and options.target == "tensorrt":
         return _per_channel_conv_transposes(model)
+    if mode == "auto" and options.target == "openvino":
+        return []
     return _conv_transposes(model)
 
 
@@ -335,6 +346,15 @@ def prepare_for_target(
             config = base.replace(act_scheme="symmetric")
             conversions.append(
                 f"activations: asymmetric uint8 -> symmetric int8, re-calibrated on {options.num_samples} samples"
+            )
+        if options.target == "openvino" and has_asymmetric_activations(work):
+            base = config if config is not None else QuantConfig()
+            work = to_symmetric(work, inputs, base, num_samples=options.num_samples, unsigned_nonnegative=True,
+                                engine="OpenVINO")
+            config = base.replace(act_scheme="symmetric")
+            conversions.append(
+                "activations: asymmetric uint8 -> symmetric (uint8 zero point 0 where never negative, "
+                f"int8 elsewhere), re-calibrated on {options.num_samples} samples"
             )
     if options.int4 and not any(_weight_bits(layer) <= 4 for _, layer in quant_layers(work)):
         raise ExportError(
@@ -435,14 +455,39 @@ def _finish_graph(model_proto: onnx.ModelProto, options: ExportOptions) -> list[
                 "or export without int4."
             )
         notes.append(f"{packed} weight tensor(s) packed as INT4")
-    if options.target == "onnxruntime":
+    if options.target in ("onnxruntime", "openvino"):
         moves = passes.move_qdq_across_data_movement(model_proto)
         if moves:
-            notes.append(f"{moves} Q/DQ moved across Pad / DepthToSpace / Slice / Reshape (exact: 8-bit data movement)")
+            notes.append(f"{moves} Q/DQ moved across Pad / DepthToSpace / Slice / Reshape / Resize (exact: 8-bit data movement)")
+        requantized = passes.remove_requantize(model_proto)
+        if requantized:
+            notes.append(f"{requantized} repeated Q/DQ pair(s) on the same grid removed (exact)")
+        concats = passes.concat_int8(model_proto)
+        if concats:
+            notes.append(f"{concats} Concat(s) on the 8-bit tensors (exact)")
+    if options.target == "onnxruntime":
+        leaky = passes.prelu_as_leaky_relu(model_proto)
+        if leaky:
+            notes.append(f"{leaky} single-slope PRelu -> LeakyRelu (exact; int8 QLinearLeakyRelu in ONNX Runtime)")
     if options.fp16:
         moved = passes.cast_float_parts_fp16(model_proto)
         notes.append(f"{moved} float op(s) run in fp16 between explicit Casts")
     return notes
+
+
+def _openvino_int8_warnings(path: Path) -> tuple[str, ...]:
+    """Compile ``path`` with OpenVINO (when installed) and name the quantized convs that did not
+    run in int8."""
+    try:
+        from gan_brevitas.export.openvino import precision_report
+    except ImportError:
+        return ()
+    try:
+        report = precision_report(path)
+    except MissingDependencyError as err:
+        return (f"int8 check skipped: {err}",)
+    log.info("%s", report.format())
+    return tuple(f"OpenVINO runs {name} in {precision}, not int8" for name, precision in report.not_int8)
 
 
 def export_model(
@@ -496,7 +541,14 @@ def export_model(
                 log.info("%s", warning)
         staged = Path(tmp) / "final.onnx"
         onnx.save(model_proto, str(staged))
-        os.replace(staged, path)
+        if path.suffix == ".xml":
+            from gan_brevitas.export.openvino import save_ir
+
+            save_ir(staged, path, passes.read_metadata(model_proto))
+        else:
+            os.replace(staged, path)
+        if options.target == "openvino":
+            rule_warnings = _openvino_int8_warnings(path)
     return ExportReport(
         path=path,
         target=options.target,
@@ -504,7 +556,7 @@ def export_model(
         input_name=input_name,
         input_shape=tuple(x.shape),
         output_names=output_names,
-        file_bytes=path.stat().st_size,
+        file_bytes=path.stat().st_size + (path.with_suffix(".bin").stat().st_size if path.suffix == ".xml" else 0),
         conversions=tuple(conversions),
         warnings=rule_warnings,
         metadata=passes.read_metadata(model_proto),

@@ -1,5 +1,6 @@
 """Convert a model with the paper's asymmetric (uint8 + zero point) activations to symmetric
-int8 activations, the only kind TensorRT runs.
+int8 activations, the only kind TensorRT runs (and, with unsigned uint8 for tensors that are
+never negative, the kind OpenVINO's int8 kernels take without zero-point compensation).
 
 Why re-calibration and not a formula: an asymmetric grid [(-zp) * s, (255 - zp) * s] cannot be
 expressed as a symmetric one without either halving its resolution (post-ReLU tensors waste
@@ -20,11 +21,13 @@ from brevitas.nn import QuantConv2d, QuantConvTranspose2d, QuantLinear
 from torch import nn
 
 from gan_brevitas.errors import ExportError
-from gan_brevitas.inputs import InputSource
+from gan_brevitas.inputs import InputSource, iter_batches
 from gan_brevitas.ptq.calibrate import calibrate_activations
+from gan_brevitas.quant.align import align_grids
 from gan_brevitas.quant.config import QuantConfig
-from gan_brevitas.quant.convert import QUANT_LAYER_TABLE, quant_layers, quantize_model
-from gan_brevitas.quant.quantizers import is_asymmetric
+from gan_brevitas.quant.convert import QUANT_LAYER_TABLE, QuantActPoint, act_proxies, quant_layers, quantize_model
+from gan_brevitas.quant.points import ActPoint
+from gan_brevitas.quant.quantizers import is_asymmetric, set_act_range
 
 log = logging.getLogger(__name__)
 
@@ -35,16 +38,12 @@ FLOAT_OF: dict[type[nn.Module], type[nn.Module]] = {
     QuantLinear: nn.Linear,
 }
 
-_ACT_KEYS = (".input_quant.", ".output_quant.")
+_ACT_KEYS = (".input_quant.", ".output_quant.", ".act_quant.")
 
 
 def has_asymmetric_activations(qmodel: nn.Module) -> bool:
     """True when any activation quantizer of ``qmodel`` has a zero point."""
-    for _, layer in quant_layers(qmodel):
-        for proxy in (layer.input_quant, layer.output_quant):
-            if proxy.is_quant_enabled and is_asymmetric(proxy):
-                return True
-    return False
+    return any(proxy.is_quant_enabled and is_asymmetric(proxy) for _, _, proxy in act_proxies(qmodel))
 
 
 def float_twin(qmodel: nn.Module) -> nn.Module:
@@ -69,6 +68,10 @@ def float_twin(qmodel: nn.Module) -> nn.Module:
         plain.train(layer.training)
         parent_name, _, child = name.rpartition(".")
         setattr(twin.get_submodule(parent_name) if parent_name else twin, child, plain)
+    for name, point in list(twin.named_modules()):
+        if isinstance(point, QuantActPoint):
+            parent_name, _, child = name.rpartition(".")
+            setattr(twin.get_submodule(parent_name) if parent_name else twin, child, ActPoint(point.role))
     return twin.eval()
 
 
@@ -78,20 +81,41 @@ def to_symmetric(
     config: QuantConfig,
     num_samples: int = 128,
     progress: bool = False,
+    unsigned_nonnegative: bool = False,
+    engine: str = "TensorRT",
 ) -> nn.Module:
     """A copy of ``qmodel`` with symmetric int8 activations re-calibrated on ``inputs``.
 
+    ``engine`` names the target in the error message. ``unsigned_nonnegative``: tensors whose calibrated range has no negative part get unsigned
+    uint8 quantizers with zero point 0 (twice the resolution of int8 for them).
     Raises ExportError without inputs (the message says how to provide them).
     """
     if inputs is None:
         raise ExportError(
-            "this model has asymmetric (uint8 + zero point) activations, which TensorRT cannot run; "
-            "pass calibration inputs (export(..., inputs=latents_or_images); CLI: --images DIR) to "
+            f"this model has asymmetric (uint8 + zero point) activations, which {engine} does not run "
+            "as int8 at full speed; pass calibration inputs (export(..., inputs=latents_or_images); CLI: --images DIR) to "
             "re-calibrate them as symmetric int8, or quantize with QuantConfig(act_scheme='symmetric')."
         )
     symmetric_config = config.replace(act_scheme="symmetric")
     twin = float_twin(qmodel)
     converted = quantize_model(twin, symmetric_config)
+    _load_weights(converted, qmodel)
+    ranges = calibrate_activations(converted, twin, inputs, symmetric_config, num_samples=num_samples,
+                                   progress=progress)
+    if unsigned_nonnegative:
+        unsigned = frozenset(key for key, (low, _) in ranges.items() if low >= 0.0)
+        converted = quantize_model(twin, symmetric_config, unsigned=unsigned)
+        _load_weights(converted, qmodel)
+        proxies = {(name, side): proxy for name, side, proxy in act_proxies(converted)}
+        for key, (low, high) in ranges.items():
+            set_act_range(proxies[key], low, high)
+        align_grids(converted, next(iter_batches(inputs, 1, batch_size=1)).float())
+    log.info("re-calibrated symmetric int8 activations on %d samples", num_samples)
+    return converted.eval()
+
+
+def _load_weights(converted: nn.Module, qmodel: nn.Module) -> None:
+    """Weights and weight-quantizer state of ``qmodel`` into ``converted`` (same layers)."""
     state = {k: v for k, v in qmodel.state_dict().items() if not any(key in f".{k}" for key in _ACT_KEYS)}
     result = converted.load_state_dict(state, strict=False)
     unexpected = [k for k in result.unexpected_keys]
@@ -102,6 +126,3 @@ def to_symmetric(
             f"(missing {missing[:3]}, unexpected {unexpected[:3]}): was the model converted with a "
             "different QuantConfig.skip? Quantize with act_scheme='symmetric' instead."
         )
-    calibrate_activations(converted, twin, inputs, symmetric_config, num_samples=num_samples, progress=progress)
-    log.info("re-calibrated symmetric int8 activations on %d samples for TensorRT", num_samples)
-    return converted.eval()

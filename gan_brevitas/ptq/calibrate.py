@@ -1,11 +1,14 @@
 """Vanilla PTQ calibration (§4.1): activation ranges from the FULL-PRECISION model.
 
 Samples go through the float model one at a time (the paper: 500); forward hooks on the
-float counterparts of the quantized layers observe each layer's input and output, a
+float counterparts of the quantized layers (and of the activation points, see
+`gan_brevitas.quant.points`) observe each layer's input and output, a
 `QuantileEMA` per tensor averages the per-sample quantiles (momentum 0.99 on the old value),
 and the final ranges are written into the quantized model's activation quantizers.
 With ``act_range="mse"`` the same hooks fill an `ActHistogram` per tensor instead (two passes
 over the same samples, in batches of `MSE_BATCH`) and `mse_range` picks each range.
+Last, quantizers whose input already lies on another quantizer's grid take that grid
+(`align_grids`: exact, and the export then drops the repeated Q/DQ).
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from tqdm.auto import tqdm
 from gan_brevitas.errors import CalibrationError
 from gan_brevitas.inputs import InputSource, iter_batches
 from gan_brevitas.quant.config import QuantConfig
-from gan_brevitas.quant.convert import quant_layers
+from gan_brevitas.quant.align import align_grids
+from gan_brevitas.quant.convert import act_proxies
 from gan_brevitas.quant.quantizers import set_act_range
 from gan_brevitas.quant.histogram import ActHistogram, mse_range
 from gan_brevitas.quant.stats import QuantileEMA
@@ -33,8 +37,9 @@ MSE_BATCH = 8
 
 
 @contextlib.contextmanager
-def _hooks(float_model: nn.Module, layer_names: list[str], record) -> Iterator[None]:
-    """Call ``record(name, input, output)`` after every forward of the named float layers."""
+def _hooks(float_model: nn.Module, points: list[tuple[str, str]], record) -> Iterator[None]:
+    """Call ``record(name, input, output)`` after every forward of the float modules named in
+    ``points`` ((module name, side) pairs)."""
 
     def hook(name: str):
         def call(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
@@ -42,7 +47,8 @@ def _hooks(float_model: nn.Module, layer_names: list[str], record) -> Iterator[N
 
         return call
 
-    handles = [float_model.get_submodule(name).register_forward_hook(hook(name)) for name in layer_names]
+    names = list(dict.fromkeys(name for name, _ in points))
+    handles = [float_model.get_submodule(name).register_forward_hook(hook(name)) for name in names]
     try:
         yield
     finally:
@@ -50,36 +56,34 @@ def _hooks(float_model: nn.Module, layer_names: list[str], record) -> Iterator[N
             handle.remove()
 
 
-def _ema_ranges(float_model: nn.Module, names: list[str], inputs: InputSource, config: QuantConfig,
+def _ema_ranges(float_model: nn.Module, points: list[tuple[str, str]], inputs: InputSource, config: QuantConfig,
                 num_samples: int, progress: bool, device: torch.device) -> dict:
     low_q, high_q = config.effective_act_quantiles
-    stats = {
-        (name, side): QuantileEMA(low_q, high_q, config.quantile_momentum)
-        for name in names
-        for side in ("input", "output")
-    }
+    stats = {point: QuantileEMA(low_q, high_q, config.quantile_momentum) for point in points}
 
     def record(name: str, x: torch.Tensor, y: torch.Tensor) -> None:
-        stats[(name, "input")].update(x)
+        if (name, "input") in stats:
+            stats[(name, "input")].update(x)
         stats[(name, "output")].update(y)
 
-    with _hooks(float_model, names, record), torch.no_grad():
+    with _hooks(float_model, points, record), torch.no_grad():
         for sample in tqdm(iter_batches(inputs, num_samples, batch_size=1), total=num_samples,
                            desc="calibrating activation ranges", disable=not progress):
             float_model(sample.to(device))
     return {key: (ema.range if ema.count else None) for key, ema in stats.items()}
 
 
-def _mse_ranges(float_model: nn.Module, names: list[str], inputs: InputSource, config: QuantConfig,
+def _mse_ranges(float_model: nn.Module, points: list[tuple[str, str]], inputs: InputSource, config: QuantConfig,
                 num_samples: int, progress: bool, device: torch.device) -> dict:
     batches = list(iter_batches(inputs, num_samples, batch_size=MSE_BATCH))
-    hists = {(name, side): ActHistogram() for name in names for side in ("input", "output")}
+    hists = {point: ActHistogram() for point in points}
     for observe in (ActHistogram.observe_range, ActHistogram.observe_values):
         def record(name: str, x: torch.Tensor, y: torch.Tensor) -> None:
-            observe(hists[(name, "input")], x)
+            if (name, "input") in hists:
+                observe(hists[(name, "input")], x)
             observe(hists[(name, "output")], y)
 
-        with _hooks(float_model, names, record), torch.no_grad():
+        with _hooks(float_model, points, record), torch.no_grad():
             for batch in tqdm(batches, desc=f"activation histograms ({observe.__name__})",
                               disable=not progress):
                 float_model(batch.to(device))
@@ -103,17 +107,20 @@ def calibrate_activations(
     ``float_model`` must have the same module names as ``qmodel`` (it is the model
     `quantize_model` converted). Returns the (low, high) range per (layer, "input"/"output").
     """
-    names = [name for name, _ in quant_layers(qmodel)]
+    proxies = {(name, side): proxy for name, side, proxy in act_proxies(qmodel)}
     device = next(float_model.parameters()).device
     was_training = float_model.training
     float_model.eval()
     collect = _mse_ranges if config.act_range == "mse" else _ema_ranges
+    first: list[torch.Tensor] = []  # one model input, for align_grids
+    keep_first = float_model.register_forward_pre_hook(lambda m, args: None if first else first.append(args[0]))
     try:
-        found = collect(float_model, names, inputs, config, num_samples, progress, device)
+        found = collect(float_model, list(proxies), inputs, config, num_samples, progress, device)
     finally:
+        keep_first.remove()
         float_model.train(was_training)
     unused = sorted({name for (name, _), value in found.items() if value is None})
-    if len(unused) == len(names):
+    if len(unused) == len({name for name, _ in proxies}):
         raise CalibrationError("no quantized layer ran during calibration: check the inputs.")
     if unused:
         # e.g. StyleGAN's progression blocks above the output resolution.
@@ -125,6 +132,6 @@ def calibrate_activations(
         if value is None:
             continue
         ranges[(name, side)] = value
-        layer = qmodel.get_submodule(name)
-        set_act_range(layer.input_quant if side == "input" else layer.output_quant, *value)
+        set_act_range(proxies[(name, side)], *value)
+    align_grids(qmodel, first[0][:1] if first else None)
     return ranges

@@ -4,7 +4,9 @@
 Conv2d / ConvTranspose2d / Linear becomes its Brevitas counterpart with the same weights and
 biases, a weight quantizer, and static activation quantizers on its input AND its output
 (ONNX Runtime and TensorRT fuse integer kernels only when both are quantized). BatchNorm right
-after a convolution in a Sequential is folded into it first (exact in eval mode).
+after a convolution in a Sequential is folded into it first (exact in eval mode). Every
+`ActPoint` that `fold_for_quantization` placed (after LeakyReLU / PReLU, around residual adds
+and concatenations, see `points`) becomes a `QuantActPoint`: a Brevitas activation quantizer.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import warnings
 from typing import Iterator
 
 import torch
-from brevitas.nn import QuantConv2d, QuantConvTranspose2d, QuantLinear
+from brevitas.nn import QuantConv2d, QuantConvTranspose2d, QuantIdentity, QuantLinear
 from brevitas.nn.quant_layer import QuantWeightBiasInputOutputLayer
 from brevitas.quant import Int32Bias
 from torch import nn
@@ -23,6 +25,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from gan_brevitas.errors import ConversionError
 from gan_brevitas.quant.config import QuantConfig
+from gan_brevitas.quant.points import ActPoint, insert_act_points
 from gan_brevitas.quant.quantizers import act_quantizer, weight_quantizer
 
 #: float layer class -> (Brevitas class, constructor attributes copied from the float layer)
@@ -70,21 +73,33 @@ def fold_batch_norms(model: nn.Module) -> nn.Module:
 
 def fold_for_quantization(model: nn.Module) -> nn.Module:
     """A folded float copy: custom weight parametrisations (equal-LR, spectral norm, fused
-    upsampling; see `fold_generator`) and BatchNorms become plain layers, in eval mode.
+    upsampling; see `fold_generator`) and BatchNorms become plain layers, in eval mode, and
+    identity `ActPoint`s mark the activations to quantize besides conv inputs and outputs
+    (`points`; the float parts of `float_parts` are left alone).
 
     This copy is both what gets converted and the full-precision reference that calibration
     observes, so both see the same layers with the same outputs.
     """
     from gan_brevitas.models import fold_generator
+    from gan_brevitas.models.float_parts import FLOAT_REASONS
 
-    return fold_batch_norms(fold_generator(model)).eval()
+    folded = fold_batch_norms(fold_generator(model))
+    return insert_act_points(folded, opaque=tuple(FLOAT_REASONS)).eval()
+
+
+class QuantActPoint(QuantIdentity):
+    """The quantizer of an `ActPoint` (same ``role``); its proxy is ``act_quant``."""
+
+    def __init__(self, role: str, config: QuantConfig, unsigned: bool = False) -> None:
+        super().__init__(act_quant=act_quantizer(config, unsigned), return_quant_tensor=False)
+        self.role = role
 
 
 def _is_skipped(name: str, module: nn.Module, skip: tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatchcase(name, pattern) or type(module).__name__ == pattern for pattern in skip)
 
 
-def _quant_layer(module: nn.Module, config: QuantConfig) -> nn.Module:
+def _quant_layer(module: nn.Module, config: QuantConfig, unsigned_input: bool, unsigned_output: bool) -> nn.Module:
     quant_cls, attributes = QUANT_LAYER_TABLE[type(module)]
     kwargs = {attr: getattr(module, attr) for attr in attributes}
     has_bias = module.bias is not None
@@ -93,8 +108,8 @@ def _quant_layer(module: nn.Module, config: QuantConfig) -> nn.Module:
         bias=has_bias,
         weight_quant=weight_quantizer(config),
         bias_quant=Int32Bias if (has_bias and config.quantize_bias) else None,
-        input_quant=act_quantizer(config),
-        output_quant=act_quantizer(config),
+        input_quant=act_quantizer(config, unsigned_input),
+        output_quant=act_quantizer(config, unsigned_output),
         return_quant_tensor=False,
         device=module.weight.device,
         dtype=module.weight.dtype,
@@ -113,11 +128,14 @@ def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
     setattr(parent, child, new)
 
 
-def quantize_model(model: nn.Module, config: QuantConfig) -> nn.Module:
+def quantize_model(
+    model: nn.Module, config: QuantConfig, unsigned: frozenset[tuple[str, str]] = frozenset()
+) -> nn.Module:
     """A quantized copy of ``model``: mapped layers swapped, activation quantizers placed.
 
     Activation ranges start as placeholders; calibrate them (`gan_brevitas.ptq.calibrate`)
-    before use.
+    before use. ``unsigned``: (module name, "input"/"output") of the activation quantizers
+    that get `UnsignedActQuant` under a symmetric scheme (tensors known to be non-negative).
     """
     if not isinstance(model, nn.Module):
         raise ConversionError(f"expected a torch.nn.Module, got {type(model).__name__}.")
@@ -138,7 +156,12 @@ def quantize_model(model: nn.Module, config: QuantConfig) -> nn.Module:
             "config.skip): fold custom layers into standard ones first (see fold_generator)."
         )
     for name, module in targets:
-        _replace(qmodel, name, _quant_layer(module, config.for_layer(name)))
+        layer = _quant_layer(module, config.for_layer(name), (name, "input") in unsigned, (name, "output") in unsigned)
+        _replace(qmodel, name, layer)
+    for name, module in list(qmodel.named_modules()):
+        if isinstance(module, ActPoint) and not _is_skipped(name, module, config.skip):
+            point = QuantActPoint(module.role, config, (name, "output") in unsigned)
+            _replace(qmodel, name, point.train(module.training))
     return qmodel
 
 
@@ -147,3 +170,22 @@ def quant_layers(model: nn.Module) -> Iterator[tuple[str, QuantWeightBiasInputOu
     for name, module in model.named_modules():
         if isinstance(module, QuantWeightBiasInputOutputLayer):
             yield name, module
+
+
+def act_points(model: nn.Module) -> Iterator[tuple[str, QuantActPoint]]:
+    """(name, point) for every activation quantization point of a converted model."""
+    for name, module in model.named_modules():
+        if isinstance(module, QuantActPoint):
+            yield name, module
+
+
+def act_proxies(model: nn.Module) -> Iterator[tuple[str, str, nn.Module]]:
+    """(module name, side, activation quant proxy) for every static activation quantizer:
+    side "input" / "output" of a compute layer, "output" of a point (its observed tensor is
+    the output of the float `ActPoint` of the same name)."""
+    for name, module in model.named_modules():
+        if isinstance(module, QuantWeightBiasInputOutputLayer):
+            yield name, "input", module.input_quant
+            yield name, "output", module.output_quant
+        elif isinstance(module, QuantActPoint):
+            yield name, "output", module.act_quant

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from torch import nn
 
 from gan_brevitas.models.float_parts import float_parts
-from gan_brevitas.quant.convert import QUANT_LAYER_TABLE, quant_layers
+from gan_brevitas.quant.convert import QUANT_LAYER_TABLE, act_points, quant_layers
+from gan_brevitas.quant.points import FLOAT_NOTE, ActPoint
 from gan_brevitas.quant.quantizers import act_grid, is_asymmetric
 
 
@@ -52,6 +53,17 @@ def _conv_like_float_layers(model: nn.Module, known: list[str]) -> list[tuple[st
     return rows
 
 
+def _unquantized_points(model: nn.Module) -> list[tuple[str, str]]:
+    """Activation points left float (config.skip) and modules whose joins got no points."""
+    rows = []
+    for name, module in model.named_modules():
+        if isinstance(module, ActPoint):
+            rows.append((name, f"{module.role}: kept float (config.skip)"))
+        elif hasattr(module, FLOAT_NOTE):
+            rows.append((name, f"{type(module).__name__}: {getattr(module, FLOAT_NOTE)}"))
+    return rows
+
+
 def describe_rows(model: nn.Module) -> list[LayerRow]:
     from gan_brevitas.plugins import is_modelopt_model
 
@@ -69,7 +81,12 @@ def describe_rows(model: nn.Module) -> list[LayerRow]:
         )
         for name, layer in quant_layers(model)
     ]
-    parts = float_parts(model)
+    rows += [
+        LayerRow(name=name, kind="QuantActPoint", weight_bits="-", per_channel="-",
+                 activations=f"{point.role}: {_act_text(point.act_quant)}")
+        for name, point in act_points(model)
+    ]
+    parts = float_parts(model) + _unquantized_points(model)
     for name, why in parts + _conv_like_float_layers(model, [name for name, _ in parts]):
         rows.append(LayerRow(name=name or "<model>", kind="float", weight_bits="-", per_channel="-",
                              activations="-", note=why))

@@ -13,6 +13,8 @@ combination of bits / granularity / scaling.
   integer zero point (the paper's scheme); the values are set by calibration.
 * `SymmetricActQuant`: signed n-bit activations with zero point 0 and a learnable scale: the
   form TensorRT runs.
+* `UnsignedActQuant`: unsigned n-bit activations with zero point 0, for tensors that are never
+  negative (after ReLU): the form OpenVINO's int8 kernels take best (export target "openvino").
 """
 
 from __future__ import annotations
@@ -94,6 +96,13 @@ class SymmetricActQuant(_StaticActQuant):
     zero_point_impl = ZeroZeroPoint
 
 
+class UnsignedActQuant(_StaticActQuant):
+    """Unsigned activations, zero point 0 (non-negative tensors, symmetric schemes)."""
+
+    signed = False
+    zero_point_impl = ZeroZeroPoint
+
+
 def weight_quantizer(config: QuantConfig) -> type[ExtendedInjector]:
     """The weight quantizer for ``config``."""
     low, high = config.effective_weight_quantiles
@@ -115,9 +124,13 @@ def weight_quantizer(config: QuantConfig) -> type[ExtendedInjector]:
     )
 
 
-def act_quantizer(config: QuantConfig) -> type[ExtendedInjector]:
-    """The activation quantizer for ``config`` (asymmetric or symmetric)."""
-    base = AsymmetricActQuant if config.act_scheme == "asymmetric" else SymmetricActQuant
+def act_quantizer(config: QuantConfig, unsigned: bool = False) -> type[ExtendedInjector]:
+    """The activation quantizer for ``config`` (asymmetric or symmetric); ``unsigned`` picks
+    `UnsignedActQuant` for a symmetric scheme (a tensor known to be non-negative)."""
+    if config.act_scheme == "asymmetric":
+        base = AsymmetricActQuant
+    else:
+        base = UnsignedActQuant if unsigned else SymmetricActQuant
     return base.let(bit_width=config.act_bits)
 
 
@@ -136,7 +149,8 @@ def set_act_range(proxy: Module, low: float, high: float) -> None:
     The range is widened to contain 0 (zero must be exact: padding and ReLU produce it) and to
     at least `MIN_RANGE`, so a constant tensor never gives a zero or NaN scale. Asymmetric:
     scale = (high - low) / (2^n - 1), zero point = round(-low / scale). Symmetric:
-    scale = max(|low|, |high|) / (2^(n-1) - 1).
+    scale = max(|low|, |high|) / (2^(n-1) - 1); unsigned with zero point 0 (low is 0 then):
+    scale = high / (2^n - 1).
     """
     if not (math.isfinite(low) and math.isfinite(high)):
         raise CalibrationError(
@@ -154,6 +168,9 @@ def set_act_range(proxy: Module, low: float, high: float) -> None:
             scale = max(high - low, MIN_RANGE) / (levels - 1)
             tensor_quant.scaling_impl.value.fill_(scale * threshold)
             tensor_quant.zero_point_impl.value.fill_(-low)
+        elif not proxy.is_signed:
+            scale = max(high / (levels - 1), MIN_RANGE)
+            tensor_quant.scaling_impl.value.fill_(scale * threshold)
         else:
             scale = max(high / (levels // 2 - 1), -low / (levels // 2), MIN_RANGE)
             tensor_quant.scaling_impl.value.fill_(scale * threshold)

@@ -12,7 +12,8 @@ import torch
 
 from gan_brevitas import QuantConfig, recipes
 from gan_brevitas.errors import ExportError
-from gan_brevitas.export.ort import OrtGenerator, int8_kernel_report, parity
+from gan_brevitas.deploy.parity import parity
+from gan_brevitas.export.ort import OrtGenerator, int8_kernel_report
 from gan_brevitas.quant.convert import quantize_model
 from tests.export.conftest import SMALL, quantized
 from tests.helpers import dcgan_generator
@@ -139,7 +140,7 @@ def test_float_model_to_int8_target(dcgan, tmp_path):
 
 def test_unknown_target_and_options(exported, tmp_path):
     qmodel, _, _ = exported["cyclegan"]
-    with pytest.raises(ExportError, match="unknown export target 'tensorflow'.*onnxruntime, tensorrt, float"):
+    with pytest.raises(ExportError, match="unknown export target 'tensorflow'.*onnxruntime, tensorrt, openvino, float"):
         recipes.export(qmodel, tmp_path / "g.onnx", "tensorflow")
     with pytest.raises(ExportError, match="int4=True needs.*no weight has <= 4 bits|no weight has <= 4 bits"):
         recipes.export(qmodel, tmp_path / "g.onnx", int4=True)

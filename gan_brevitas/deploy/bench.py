@@ -1,4 +1,4 @@
-"""CPU latency of exported generators in ONNX Runtime (batch 1 and 8), int8 vs fp32.
+"""CPU latency of exported generators on ONNX Runtime or OpenVINO (batch 1 and 8), int8 vs fp32.
 
 Why interleaved: our CPUs are shared, so load changes during a run. Timing the two models in
 alternation (A, B, A, B, ...) exposes both to the same load; the median of many runs after a
@@ -11,12 +11,12 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
+from gan_brevitas.deploy.runner import check_engine, input_shape, open_runner
 from gan_brevitas.errors import ExportError
-from gan_brevitas.export.ort import input_shape, make_session, sample_input
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,7 @@ class Latency:
     p75_ms: float
     runs: int
     threads: Optional[int]
+    engine: str = "onnxruntime"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -55,9 +56,11 @@ class BenchReport:
     model_bytes: int
     baseline_bytes: Optional[int]
     rows: tuple[BenchRow, ...]
+    engine: str = "onnxruntime"
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "engine": self.engine,
             "model": self.model_path,
             "baseline": self.baseline_path,
             "model_bytes": self.model_bytes,
@@ -70,7 +73,7 @@ class BenchReport:
         }
 
     def format(self) -> str:
-        lines = [f"model    {self.model_path} ({self.model_bytes / 1e6:.2f} MB)"]
+        lines = [f"model    {self.model_path} ({self.model_bytes / 1e6:.2f} MB), engine {self.engine}"]
         if self.baseline_path:
             ratio = self.baseline_bytes / self.model_bytes if self.baseline_bytes else float("nan")
             lines.append(f"baseline {self.baseline_path} ({self.baseline_bytes / 1e6:.2f} MB, {ratio:.2f}x the size)")
@@ -85,19 +88,43 @@ class BenchReport:
         return "\n".join(lines)
 
 
-def _timed(session: Any, feed: dict[str, np.ndarray]) -> float:
-    start = time.perf_counter()
-    session.run(None, feed)
-    return (time.perf_counter() - start) * 1e3
+def sample_input(shape: Sequence[int], seed: int = 0) -> np.ndarray:
+    """A reproducible input: standard normal latents ([B, D]) or images in [-1, 1] ([B, C, H, W])."""
+    rng = np.random.default_rng(seed)
+    if len(shape) == 4:
+        return rng.uniform(-1.0, 1.0, size=shape).astype(np.float32)
+    return rng.standard_normal(size=shape).astype(np.float32)
 
 
-def _latency(path: str, batch: int, times: list[float], threads: Optional[int]) -> Latency:
+def time_interleaved(calls: Sequence[Callable[[], Any]], runs: int, warmup: int) -> list[list[float]]:
+    """Milliseconds of each call over ``runs`` rounds, calls alternating within a round (after
+    ``warmup`` untimed rounds), so every call sees the same machine load."""
+    for _ in range(warmup):
+        for call in calls:
+            call()
+    times: list[list[float]] = [[] for _ in calls]
+    for _ in range(runs):
+        for i, call in enumerate(calls):
+            start = time.perf_counter()
+            call()
+            times[i].append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def latency(path: str, batch: int, times: Sequence[float], threads: Optional[int], engine: str) -> Latency:
+    """Median and quartiles of ``times`` (ms)."""
     values = np.asarray(times)
     return Latency(
         path=path, batch=batch, median_ms=float(np.median(values)),
         p25_ms=float(np.percentile(values, 25)), p75_ms=float(np.percentile(values, 75)),
-        runs=len(times), threads=threads,
+        runs=len(times), threads=threads, engine=engine,
     )
+
+
+def _size(path: str) -> int:
+    size = Path(path).stat().st_size
+    weights = Path(path).with_suffix(".bin")
+    return size + weights.stat().st_size if Path(path).suffix == ".xml" and weights.is_file() else size
 
 
 def bench(
@@ -107,16 +134,18 @@ def bench(
     threads: Optional[int] = None,
     warmup: int = 3,
     runs: int = 20,
+    engine: str = "onnxruntime",
 ) -> BenchReport:
-    """Median CPU latency of ``model_path`` (and ``against``, interleaved) per batch size.
+    """Median CPU latency of ``model_path`` (and ``against``, interleaved) per batch size on
+    ``engine`` ("onnxruntime" or "openvino").
 
     Both models must take the same input shape (e.g. the int8 and fp32 export of one
-    generator). ``threads`` sets ONNX Runtime's intra-op threads (None: its default).
+    generator). ``threads`` sets the engine's intra-op threads (None: its default).
     """
+    check_engine(engine)
     if runs < 1 or warmup < 0:
         raise ExportError(f"runs must be >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}.")
     paths = [str(model_path)] + ([str(against)] if against is not None else [])
-    sessions = [make_session(p, threads) for p in paths]
     rows = []
     for batch in batch_sizes:
         shapes = [input_shape(p, batch) for p in paths]
@@ -126,20 +155,15 @@ def bench(
                 "of the same generator."
             )
         x = sample_input(shapes[0][1])
-        feeds = [{name: x} for name, _ in shapes]
-        for _ in range(warmup):
-            for session, feed in zip(sessions, feeds):
-                session.run(None, feed)
-        times: list[list[float]] = [[] for _ in sessions]
-        for _ in range(runs):
-            for i, (session, feed) in enumerate(zip(sessions, feeds)):
-                times[i].append(_timed(session, feed))
-        latencies = [_latency(p, batch, t, threads) for p, t in zip(paths, times)]
+        runners = [open_runner(p, engine, threads, shape=shapes[0][1]) for p in paths]
+        times = time_interleaved([lambda r=r: r.run(x) for r in runners], runs, warmup)
+        latencies = [latency(p, batch, t, threads, engine) for p, t in zip(paths, times)]
         rows.append(BenchRow(batch, latencies[0], latencies[1] if against is not None else None))
     return BenchReport(
         model_path=paths[0],
         baseline_path=paths[1] if against is not None else None,
-        model_bytes=Path(paths[0]).stat().st_size,
-        baseline_bytes=Path(paths[1]).stat().st_size if against is not None else None,
+        model_bytes=_size(paths[0]),
+        baseline_bytes=_size(paths[1]) if against is not None else None,
         rows=tuple(rows),
+        engine=engine,
     )

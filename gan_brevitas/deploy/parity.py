@@ -1,0 +1,127 @@
+"""Parity of a deployed file with the PyTorch fake-quant model it was exported from, on either
+engine, in units of the output quantizer's step."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from typing import Any, Iterator, Optional
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from gan_brevitas.deploy.runner import open_runner
+from gan_brevitas.errors import ExportError
+from gan_brevitas.inputs import InputSource, iter_batches
+from gan_brevitas.quant.convert import quant_layers
+from gan_brevitas.quant.quantizers import act_grid
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    """An engine vs the PyTorch fake-quant model on the same inputs (first output).
+
+    ``floor_mae`` is the fake-quant model against ITSELF with its inputs moved by 1e-6: every
+    activation is re-quantized at each layer, so a value that lands on the other side of a
+    rounding boundary (an exact .5 tie rounded differently, another float summation order in
+    an engine's kernels) moves by a whole step, and InstanceNorm spreads that over its
+    channel. Deep random-init generators amplify such flips to about one output step; an
+    engine's error at or below this floor is rounding, not a wrong graph.
+    """
+
+    mae: float
+    max_abs: float
+    output_step: float
+    n: int
+    floor_mae: float = 0.0
+    engine: str = "onnxruntime"
+
+    @property
+    def within_step(self) -> bool:
+        """Mean absolute error within one step of the output quantizer."""
+        return self.mae <= self.output_step
+
+    @property
+    def within_floor(self) -> bool:
+        """Mean absolute error no larger than the model's own sensitivity floor (x 1.25)."""
+        return self.mae <= 1.25 * max(self.floor_mae, 1e-12)
+
+    def format(self) -> str:
+        step = self.output_step
+        return (
+            f"{self.engine} vs PyTorch fake-quant over {self.n} samples: MAE {self.mae:.3g} "
+            f"({self.mae / step:.3g} output steps), max {self.max_abs:.3g} ({self.max_abs / step:.3g} steps); "
+            f"output step {step:.3g}; the model's own floor (inputs moved by 1e-6): MAE {self.floor_mae:.3g} "
+            f"({self.floor_mae / step:.3g} steps)"
+        )
+
+
+@contextlib.contextmanager
+def _call_order(model: nn.Module) -> Iterator[list[str]]:
+    order: list[str] = []
+    handles = [
+        layer.register_forward_hook(lambda m, a, o, name=name: order.append(name))
+        for name, layer in quant_layers(model)
+    ]
+    try:
+        yield order
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def output_step(qmodel: nn.Module, x: Tensor) -> float:
+    """The step of the output quantizer of the last quantized layer that runs on ``x``."""
+    with _call_order(qmodel) as order, torch.no_grad():
+        qmodel(x)
+    if not order:
+        raise ExportError("no quantized layer ran: is this a quantized model?")
+    scale, _, _ = act_grid(qmodel.get_submodule(order[-1]).output_quant)
+    return scale
+
+
+def _first(output: Any) -> Tensor:
+    return output[0] if isinstance(output, (tuple, list)) else output
+
+
+def parity(
+    qmodel: nn.Module,
+    path: str | os.PathLike,
+    inputs: InputSource,
+    n: int = 8,
+    batch_size: int = 4,
+    threads: Optional[int] = None,
+    engine: str = "onnxruntime",
+) -> ParityReport:
+    """Run ``n`` inputs through the quantized PyTorch model and the exported file on ``engine``;
+    compare images."""
+    runner = open_runner(path, engine, threads)
+    was_training = qmodel.training
+    qmodel.eval()
+    errors: list[np.ndarray] = []
+    floor: list[np.ndarray] = []
+    noise = torch.Generator().manual_seed(0)
+    step = None
+    try:
+        with torch.no_grad():
+            for batch in iter_batches(inputs, n, batch_size):
+                batch = batch.float().cpu()
+                if step is None:
+                    step = output_step(qmodel, batch[:1])
+                expected = _first(qmodel(batch)).numpy()
+                got = runner(batch)
+                if got.shape != expected.shape:
+                    raise ExportError(f"{engine} output shape {got.shape} differs from the model's {expected.shape}.")
+                errors.append(np.abs(got - expected).ravel())
+                moved = batch + 1e-6 * torch.randn(batch.shape, generator=noise)
+                floor.append(np.abs(_first(qmodel(moved)).numpy() - expected).ravel())
+    finally:
+        qmodel.train(was_training)
+    diffs = np.concatenate(errors)
+    return ParityReport(
+        mae=float(diffs.mean()), max_abs=float(diffs.max()), output_step=float(step), n=n,
+        floor_mae=float(np.concatenate(floor).mean()), engine=engine,
+    )
+

@@ -1,0 +1,90 @@
+"""The openvino target end to end: IR files, the int8 check, the one runner API on both
+engines, `bench --engine`, and evaluate on an exported file."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gan_brevitas import recipes
+from gan_brevitas.deploy import EngineModule, open_runner
+from gan_brevitas.deploy.bench import bench
+from gan_brevitas.errors import ExportError
+from tests.export.test_patterns import PATTERNS, _images
+
+pytest.importorskip("openvino")
+
+
+@pytest.fixture(scope="module")
+def residual():
+    torch.manual_seed(0)
+    model = PATTERNS["add"]().eval()
+    qmodel = recipes.quantize(model, inputs=_images(8, 0), num_samples=8, progress=False)
+    return model, qmodel
+
+
+def test_ir_export_runs_every_conv_in_int8(residual, tmp_path):
+    from gan_brevitas.export.openvino import precision_report
+
+    _, qmodel = residual
+    path = tmp_path / "g.xml"
+    report = recipes.export(qmodel, path, "openvino", inputs=_images(8, 0), num_samples=8)
+    assert path.is_file() and path.with_suffix(".bin").is_file()
+    assert report.file_bytes > path.stat().st_size
+    assert not report.warnings
+    precision = precision_report(path)
+    assert precision.all_int8 and len(precision.int8) == 4, precision.format()
+    assert not list(tmp_path.glob(".g.xml*")), "no temporary files left"
+
+
+def test_precision_report_names_the_convs_that_stay_float(residual, tmp_path):
+    from gan_brevitas.export.openvino import precision_report
+
+    model, _ = residual
+    path = tmp_path / "fp32.onnx"
+    recipes.export(model, path, "float", example_input=_images(1, 0))
+    precision = precision_report(path)
+    assert not precision.int8 and len(precision.not_int8) == 4
+    assert all(p not in ("u8", "i8") for _, p in precision.not_int8)
+
+
+def test_one_runner_api_on_both_engines(residual, tmp_path):
+    _, qmodel = residual
+    path = tmp_path / "g.onnx"
+    recipes.export(qmodel, path, "onnxruntime", example_input=_images(1, 0))
+    x = _images(2, 1)
+    outputs = {engine: open_runner(path, engine, threads=1)(x) for engine in ("onnxruntime", "openvino")}
+    step = 0.05  # both engines run the same int8 graph: they agree far below a visible step
+    assert abs(outputs["onnxruntime"] - outputs["openvino"]).mean() < step
+    assert open_runner(path, "openvino").generate(_images(5, 2), n=5, batch_size=2).shape == (5, 16, 16, 16)
+    with pytest.raises(ExportError, match="unknown engine 'tflite'"):
+        open_runner(path, "tflite")
+    with pytest.raises(ExportError, match="OpenVINO IR: run it with engine='openvino'"):
+        open_runner(tmp_path / "g.xml", "onnxruntime")
+
+
+def test_bench_on_openvino_and_cli(residual, tmp_path, capsys):
+    from gan_brevitas.cli import main
+
+    model, qmodel = residual
+    int8, fp32 = tmp_path / "g.xml", tmp_path / "f.onnx"
+    recipes.export(qmodel, int8, "openvino", inputs=_images(8, 0), num_samples=8)
+    recipes.export(model, fp32, "float", example_input=_images(1, 0))
+    report = bench(int8, fp32, batch_sizes=(1, 2), threads=1, warmup=1, runs=2, engine="openvino")
+    assert [row.batch for row in report.rows] == [1, 2] and report.engine == "openvino"
+    assert all(row.model.runs == 2 and row.speedup > 0 for row in report.rows)
+    assert main(["bench", str(int8), "--engine", "openvino", "--batch", "1", "--runs", "2", "--warmup", "0"]) == 0
+    assert "engine openvino" in capsys.readouterr().out
+
+
+def test_evaluate_measures_the_exported_file(tmp_path):
+    torch.manual_seed(0)
+    model = recipes.build_generator("cyclegan", ngf=8, n_blocks=1, image_size=16).eval()
+    x = _images(8, 3)
+    qmodel = recipes.quantize(model, inputs=x, num_samples=8, progress=False)
+    path = tmp_path / "g.onnx"
+    recipes.export(qmodel, path, "onnxruntime")
+    deployed = EngineModule(open_runner(path, "onnxruntime"))
+    assert torch.allclose(deployed(x), qmodel(x), atol=0.05)
+    result = recipes.evaluate(str(path), model, x, n=8, progress=False, engine="openvino")
+    assert result.psnr is not None and result.psnr > 20
