@@ -11,7 +11,8 @@ reported with n. The noise floor is the relative difference between two copies o
 ONNX Runtime session timed in the same rounds. Quality: PSNR of each deployment's output vs
 the fp32 output on test inputs not used to calibrate. Time outside int8 kernels: ONNX Runtime's
 profiler (per-op time; int8 kernels are the QLinear* / *Integer ops) and OpenVINO's performance
-counters (per-layer time; int8 when the kernel's implementation runs u8/i8).
+counters (per-layer time; int8 when the layer's implementation runs u8/i8), both at batch 1 with
+2 threads.
 
 CycleGAN-9 has random weights (no 256 px CycleGAN checkpoint is available offline): its PSNR is
 a like-for-like comparison between tools, not an image-quality figure. The suite is read from
@@ -21,6 +22,7 @@ a like-for-like comparison between tools, not an image-quality figure. The suite
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -41,12 +43,11 @@ from gan_brevitas import recipes
 from gan_brevitas.atomic_files import atomic_write
 from gan_brevitas.deploy.bench import time_interleaved
 from gan_brevitas.deploy.runner import open_runner
+from gan_brevitas.export.openvino import profile_time_share as ov_profile
+from gan_brevitas.export.ort import profile_time_share as ort_profile
 
 log = logging.getLogger("benchmarks.deploy_cpu")
 RESULTS = Path(__file__).resolve().parent / "results"
-INT8_ORT_OPS = ("QLinearConv", "QLinearAdd", "QLinearConcat", "QLinearLeakyRelu", "QLinearMul", "QLinearSigmoid",
-                "QLinearAveragePool", "QLinearGlobalAveragePool", "ConvInteger", "MatMulInteger", "QGemm",
-                "QLinearMatMul", "DynamicQuantizeLinear")
 DEPLOYMENTS = ("fp32 ORT", "fp32 ORT (repeat)", "fp32 OpenVINO", "quantize_static ORT", "quantize_static OpenVINO",
                "NNCF OpenVINO", "ours ORT", "ours OpenVINO")
 
@@ -196,59 +197,6 @@ def latency(case: Case, grid: list[tuple[int, int]], runs: int, warmup: int) -> 
     return rows
 
 
-def ort_float_share(path: Path, x: np.ndarray, runs: int = 3) -> dict[str, Any]:
-    """Share of ONNX Runtime's op time outside int8 kernels, and the top float ops."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.enable_profiling = True
-    options.intra_op_num_threads = 2
-    options.log_severity_level = 3
-    with tempfile.TemporaryDirectory() as tmp:
-        options.profile_file_prefix = str(Path(tmp) / "prof")
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        name = session.get_inputs()[0].name
-        for _ in range(runs):
-            session.run(None, {name: x})
-        events = json.loads(Path(session.end_profiling()).read_text())
-    per_op: dict[str, float] = {}
-    for event in events:
-        if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time"):
-            op = event.get("args", {}).get("op_name", "?")
-            per_op[op] = per_op.get(op, 0.0) + float(event.get("dur", 0))
-    return _share(per_op, lambda op: op in INT8_ORT_OPS)
-
-
-def ov_float_share(path: Path, x: np.ndarray, runs: int = 3) -> dict[str, Any]:
-    """Share of OpenVINO's layer time outside int8 kernels (performance counters)."""
-    import openvino as ov
-
-    core = ov.Core()
-    model = core.read_model(str(path))
-    model.reshape({model.inputs[0]: ov.PartialShape(list(x.shape))})
-    compiled = core.compile_model(model, "CPU", {"PERF_COUNT": True, "INFERENCE_NUM_THREADS": 2,
-                                                  "INFERENCE_PRECISION_HINT": "f32"})
-    request = compiled.create_infer_request()
-    per_op: dict[str, float] = {}
-    for _ in range(runs):
-        request.infer({0: x})
-        for info in request.get_profiling_info():
-            if info.status != info.Status.EXECUTED:
-                continue
-            key = f"{info.node_type}:{'int8' if ('I8' in info.exec_type or 'U8' in info.exec_type) else 'float'}"
-            per_op[key] = per_op.get(key, 0.0) + info.real_time.total_seconds() * 1e6
-    return _share(per_op, lambda key: key.endswith(":int8") and key.split(":")[0] in
-                  ("Convolution", "Deconvolution", "GroupConvolution", "FullyConnected", "MatMul"))
-
-
-def _share(per_op: dict[str, float], is_int8: Callable[[str], bool]) -> dict[str, Any]:
-    total = sum(per_op.values()) or 1.0
-    outside = {op: t for op, t in per_op.items() if not is_int8(op)}
-    top = sorted(outside.items(), key=lambda kv: -kv[1])[:6]
-    return {"outside_int8": sum(outside.values()) / total,
-            "top_outside": [(op, round(t / total, 4)) for op, t in top]}
-
-
 def run_case(case: Case, args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         walls = build(case, Path(tmp))
@@ -259,10 +207,9 @@ def run_case(case: Case, args: argparse.Namespace) -> dict[str, Any]:
         result["latency"] = latency(case, args.grid, args.runs, args.warmup)
         x = case.test[:1].numpy()
         result["outside_int8"] = {
-            "ours ORT": ort_float_share(case.files["ours ORT"], x),
-            "quantize_static ORT": ort_float_share(case.files["quantize_static ORT"], x),
-            "ours OpenVINO": ov_float_share(case.files["ours OpenVINO"], x),
-            "NNCF OpenVINO": ov_float_share(case.files["NNCF OpenVINO"], x),
+            label: dataclasses.asdict(profile(case.files[label], x, threads=2))
+            for label, profile in (("ours ORT", ort_profile), ("quantize_static ORT", ort_profile),
+                                   ("ours OpenVINO", ov_profile), ("NNCF OpenVINO", ov_profile))
         }
     return result
 
@@ -286,7 +233,8 @@ def targets(result: dict, batch: int, threads: int) -> dict[str, Any]:
         "ours_ov_vs_nncf_met": ov_ratio >= 1.1 and q["ours OpenVINO"] >= q["NNCF OpenVINO"],
         "ours_ort_vs_static": static_ratio, "ours_ort_vs_static_met": static_ratio >= 1.3,
         "ours_ort_vs_fp32": fp32_ratio, "ours_ort_vs_fp32_met": fp32_ratio >= 1.8,
-        "outside_int8_ort": outside["ours ORT"]["outside_int8"], "outside_int8_ov": outside["ours OpenVINO"]["outside_int8"],
+        "outside_int8_ort": outside["ours ORT"]["outside_int8"],
+        "outside_int8_ov": outside["ours OpenVINO"]["outside_int8"],
         "outside_int8_met": max(outside["ours ORT"]["outside_int8"], outside["ours OpenVINO"]["outside_int8"]) <= 0.15,
     }
 
@@ -329,14 +277,18 @@ def markdown(report: dict) -> str:
         out = result["outside_int8"]
         lines.append(
             f"- time outside int8 kernels (b1, 2 threads): ours ORT {out['ours ORT']['outside_int8']:.0%} "
-            f"(top: {out['ours ORT']['top_outside'][:4]}), quantize_static ORT "
+            f"(top: {_top(out['ours ORT'])}), quantize_static ORT "
             f"{out['quantize_static ORT']['outside_int8']:.0%}; ours OpenVINO {out['ours OpenVINO']['outside_int8']:.0%} "
-            f"(top: {out['ours OpenVINO']['top_outside'][:4]}), NNCF {out['NNCF OpenVINO']['outside_int8']:.0%} "
+            f"(top: {_top(out['ours OpenVINO'])}), NNCF {out['NNCF OpenVINO']['outside_int8']:.0%} "
             f"({'met' if result['targets'][0]['outside_int8_met'] else 'missed'}: target <= 15%)"
         )
         lines.append(f"- build wall times (s): {', '.join(f'{k} {v:.0f}' for k, v in result['build_s'].items())}")
         lines.append("")
     return "\n".join(lines)
+
+
+def _top(share: dict) -> str:
+    return ", ".join(f"{op} {fraction:.0%}" for op, fraction in share["top"][:4])
 
 
 def plot(report: dict, path: str) -> None:
@@ -382,10 +334,9 @@ def main() -> None:
     torch.set_num_threads(2)
     start = time.time()
     load_before = os.getloadavg()[0]
-    cases = []
-    if not args.models or "cyclegan-256" in args.models:
+    cases = [c for c in suite_cases() if not args.models or c.name in args.models]
+    if not args.models or "cyclegan-256" in args.models:  # last: the longest
         cases.append(cyclegan_case(args.side, args.calib, 4))
-    cases += [c for c in suite_cases() if not args.models or c.name in args.models]
     results = []
     for case in cases:
         log.info("%s: building deployments", case.name)

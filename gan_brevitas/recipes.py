@@ -226,6 +226,7 @@ def export(
     int4: bool = False,
     num_samples: int = 128,
     pad_narrow_convs: bool = True,
+    profile: bool = False,
 ) -> Any:
     """Export a quantized generator to a QCDQ ONNX file for ``target`` and return an ExportReport.
 
@@ -238,7 +239,9 @@ def export(
     PixelShuffle where the target needs it (``conv_transpose="auto"``). ``fp16`` casts the
     float parts to fp16 (tensorrt); ``int4`` packs <= 4-bit weights as ONNX INT4 (onnxruntime,
     opset 21). ``pad_narrow_convs`` (onnxruntime) gives convs with < 16 outputs zero filters,
-    exactly, because ONNX Runtime's int8 conv is slow for narrow outputs. Nothing is written
+    exactly, because ONNX Runtime's int8 conv is slow for narrow outputs. ``profile``
+    (onnxruntime, openvino) runs the file in its engine's profiler and reports the share of
+    time outside int8 kernels and the largest float ops. Nothing is written
     when the export fails (ExportError says why and what to do).
     """
     from gan_brevitas.export.qcdq import ExportOptions, export_model
@@ -251,6 +254,6 @@ def export(
                            **({"opset": opset} if opset is not None else {}))
     options = ExportOptions(
         target=target, opset=opset, conv_transpose=conv_transpose, fp16=fp16, int4=int4,
-        num_samples=num_samples, pad_narrow_convs=pad_narrow_convs,
+        num_samples=num_samples, pad_narrow_convs=pad_narrow_convs, profile=profile,
     )
     return export_model(qmodel, path, options, example_input=example_input, inputs=inputs)

@@ -69,7 +69,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     inputs = _calibration_inputs(model, args) if args.target in ("tensorrt", "openvino") else None
     report = recipes.export(
         model, args.out, args.target, inputs=inputs, opset=args.opset, conv_transpose=args.conv_transpose,
-        fp16=args.fp16, int4=args.int4, num_samples=args.num_samples,
+        fp16=args.fp16, int4=args.int4, num_samples=args.num_samples, profile=args.profile,
     )
     print(report.format())
     return 0
@@ -126,6 +126,8 @@ def add_commands(subparsers: Any) -> None:
                         help="rewrite ConvTranspose as Conv + PixelShuffle: auto (per target), subpixel, keep")
     export.add_argument("--fp16", action="store_true", help="float parts in fp16 with explicit casts (tensorrt)")
     export.add_argument("--int4", action="store_true", help="pack <= 4-bit weights as ONNX INT4 (onnxruntime, opset 21)")
+    export.add_argument("--profile", action="store_true",
+                        help="report the share of engine time outside int8 kernels (onnxruntime, openvino)")
     export.set_defaults(func=cmd_export)
 
     check = subparsers.add_parser("check-trt", help="check an ONNX file against TensorRT's int8 (Q/DQ) rules")

@@ -126,3 +126,28 @@ def save_ir(onnx_path: str | os.PathLike, xml_path: str | os.PathLike, metadata:
         ov.save_model(model, str(staged), compress_to_fp16=False)
         os.replace(staged.with_suffix(".bin"), xml_path.with_suffix(".bin"))
         os.replace(staged, xml_path)
+
+
+def profile_time_share(path: str | os.PathLike, x: Any, runs: int = 3, threads: Optional[int] = None) -> Any:
+    """OpenVINO's performance counters over ``runs`` calls on ``x``: time per layer type, and
+    whether its kernel ran in int8 (the implementation name carries I8 / U8)."""
+    from gan_brevitas.export.ort import time_share
+
+    ov = _openvino()
+    core = ov.Core()
+    model = _read(core, path)
+    model.reshape({model.inputs[0]: ov.PartialShape(list(x.shape))})
+    config: dict[str, Any] = {"PERF_COUNT": True, "INFERENCE_PRECISION_HINT": "f32"}
+    if threads is not None:
+        config["INFERENCE_NUM_THREADS"] = int(threads)
+    request = core.compile_model(model, "CPU", config).create_infer_request()
+    per_op: dict[str, float] = {}
+    for _ in range(runs):
+        request.infer({0: x})
+        for info in request.get_profiling_info():
+            if info.status != info.Status.EXECUTED:
+                continue
+            int8 = "I8" in info.exec_type or "U8" in info.exec_type
+            key = f"{info.node_type} ({'int8' if int8 else 'float'})"
+            per_op[key] = per_op.get(key, 0.0) + info.real_time.total_seconds() * 1e6
+    return time_share(per_op, lambda key: key.endswith("(int8)"))

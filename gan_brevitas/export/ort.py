@@ -195,3 +195,57 @@ def input_shape(path: str | os.PathLike, batch: int) -> tuple[str, tuple[int, ..
     if unknown:
         raise ExportError(f"input {first.name!r} of {path} has symbolic non-batch dimensions {unknown}.")
     return first.name, tuple(shape)
+
+
+#: ONNX Runtime ops that run on 8-bit tensors in integer arithmetic.
+INT8_OPS = INT8_KERNELS + ("QLinearAdd", "QLinearConcat", "QLinearLeakyRelu", "QLinearMul", "QLinearSigmoid",
+                           "QLinearAveragePool", "QLinearGlobalAveragePool")
+
+
+@dataclass(frozen=True)
+class TimeShare:
+    """Where an engine spends its time: the share outside int8 kernels and its largest parts.
+
+    Attributes:
+        outside_int8: fraction of the summed op time spent outside int8 kernels.
+        top: (op, fraction of the total) of the largest ops outside int8 kernels.
+    """
+
+    outside_int8: float
+    top: tuple[tuple[str, float], ...]
+
+    def format(self) -> str:
+        parts = ", ".join(f"{op} {share:.0%}" for op, share in self.top)
+        return f"{self.outside_int8:.0%} of the time outside int8 kernels ({parts})"
+
+
+def time_share(per_op: dict[str, float], is_int8: Any, top: int = 5) -> TimeShare:
+    """A `TimeShare` from summed times per op (``is_int8(op) -> bool``)."""
+    total = sum(per_op.values()) or 1.0
+    outside = sorted(((op, t) for op, t in per_op.items() if not is_int8(op)), key=lambda kv: -kv[1])
+    return TimeShare(sum(t for _, t in outside) / total, tuple((op, t / total) for op, t in outside[:top]))
+
+
+def profile_time_share(path: str | os.PathLike, x: np.ndarray, runs: int = 3, threads: Optional[int] = None) -> TimeShare:
+    """ONNX Runtime's profiler over ``runs`` calls on ``x``: time per op type, int8 or not."""
+    import json
+
+    ort = _onnxruntime()
+    options = ort.SessionOptions()
+    options.enable_profiling = True
+    options.log_severity_level = 3
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    with tempfile.TemporaryDirectory() as tmp:
+        options.profile_file_prefix = str(Path(tmp) / "profile")
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        for _ in range(runs):
+            session.run(None, {name: x})
+        events = json.loads(Path(session.end_profiling()).read_text())
+    per_op: dict[str, float] = {}
+    for event in events:
+        if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time"):
+            op = event.get("args", {}).get("op_name", "?")
+            per_op[op] = per_op.get(op, 0.0) + float(event.get("dur", 0))
+    return time_share(per_op, lambda op: op in INT8_OPS)

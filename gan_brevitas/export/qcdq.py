@@ -17,7 +17,8 @@ Targets:
   tensors that are never negative (after ReLU) and int8 elsewhere (an asymmetric model is
   re-calibrated from the given inputs), Q/DQ moved across Pad / DepthToSpace / nearest Resize
   so they fuse with the op before them, repeated Q/DQ of aligned quantizers removed,
-  ConvTranspose kept (OpenVINO runs it in int8). ``.xml`` paths are written as OpenVINO IR
+  ConvTranspose rewritten as Conv + PixelShuffle (OpenVINO kept a DCGAN's ConvTranspose in
+  float; ``conv_transpose="keep"`` keeps them). ``.xml`` paths are written as OpenVINO IR
   (.xml + .bin), others as ONNX; when openvino is installed the file is compiled for the CPU
   and every quantized conv that did not run in int8 is named in the report's warnings.
 * ``float``: the folded float generator (or a quantized model's float twin: the same weights
@@ -72,7 +73,7 @@ class ExportOptions:
     Attributes:
         target: "onnxruntime", "tensorrt", "openvino" or "float".
         opset: ONNX opset; None picks 17 (21 with int4).
-        conv_transpose: "auto" (onnxruntime: rewrite every ConvTranspose as Conv + PixelShuffle;
+        conv_transpose: "auto" (onnxruntime, openvino: rewrite every ConvTranspose as Conv + PixelShuffle;
             tensorrt: rewrite those with per-channel weights, which TensorRT cannot run; float:
             keep), "subpixel" (rewrite all) or "keep" (rewrite none).
         fp16: run the float parts in fp16 between explicit Casts (tensorrt only).
@@ -83,6 +84,9 @@ class ExportOptions:
         pad_narrow_convs: give quantized convs with fewer than 16 output channels zero filters
             up to 16 and slice them off (exact; onnxruntime only: its int8 conv is several
             times slower for narrow outputs, see `narrow`).
+        profile: run the written file a few times on the example input in its engine's
+            profiler (onnxruntime, openvino) and report the share of time outside int8
+            kernels and the largest float ops.
     """
 
     target: str = "onnxruntime"
@@ -93,6 +97,7 @@ class ExportOptions:
     dynamic_batch: bool = True
     num_samples: int = 128
     pad_narrow_convs: bool = True
+    profile: bool = False
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -139,6 +144,7 @@ class ExportReport:
     conversions: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     metadata: dict[str, str] = field(default_factory=dict)
+    time_share: Optional[str] = None
 
     def format(self) -> str:
         lines = [
@@ -147,6 +153,8 @@ class ExportReport:
         ]
         lines += [f"  converted: {c}" for c in self.conversions]
         lines += [f"  {w}" for w in self.warnings]
+        if self.time_share:
+            lines.append(f"  profile: {self.time_share}")
         return "\n".join(lines)
 
 
@@ -298,8 +306,6 @@ def _subpixel_targets(model: nn.Module, options: ExportOptions) -> list[str]:
         return []
     if mode == "auto" and options.target == "tensorrt":
         return _per_channel_conv_transposes(model)
-    if mode == "auto" and options.target == "openvino":
-        return []
     return _conv_transposes(model)
 
 
@@ -560,4 +566,18 @@ def export_model(
         conversions=tuple(conversions),
         warnings=rule_warnings,
         metadata=passes.read_metadata(model_proto),
+        time_share=_time_share(path, options, x) if options.profile else None,
     )
+
+
+def _time_share(path: Path, options: ExportOptions, x: Tensor) -> Optional[str]:
+    """The engine profiler's share of time outside int8 kernels on ``x`` (one batch)."""
+    if options.target == "openvino":
+        from gan_brevitas.export.openvino import profile_time_share
+
+        return f"OpenVINO: {profile_time_share(path, x.numpy()).format()}"
+    if options.target == "onnxruntime":
+        from gan_brevitas.export.ort import profile_time_share as ort_time_share
+
+        return f"ONNX Runtime: {ort_time_share(path, x.numpy()).format()}"
+    return None

@@ -28,8 +28,9 @@ def test_ir_export_runs_every_conv_in_int8(residual, tmp_path):
 
     _, qmodel = residual
     path = tmp_path / "g.xml"
-    report = recipes.export(qmodel, path, "openvino", inputs=_images(8, 0), num_samples=8)
+    report = recipes.export(qmodel, path, "openvino", inputs=_images(8, 0), num_samples=8, profile=True)
     assert path.is_file() and path.with_suffix(".bin").is_file()
+    assert "profile: OpenVINO:" in report.format() and "outside int8 kernels" in report.time_share
     assert report.file_bytes > path.stat().st_size
     assert not report.warnings
     precision = precision_report(path)
@@ -51,7 +52,10 @@ def test_precision_report_names_the_convs_that_stay_float(residual, tmp_path):
 def test_one_runner_api_on_both_engines(residual, tmp_path):
     _, qmodel = residual
     path = tmp_path / "g.onnx"
-    recipes.export(qmodel, path, "onnxruntime", example_input=_images(1, 0))
+    report = recipes.export(qmodel, path, "onnxruntime", example_input=_images(1, 0), profile=True)
+    assert report.time_share.startswith("ONNX Runtime:")
+    share = float(report.time_share.split(": ")[1].split("%")[0])
+    assert 0 <= share < 100  # the four convs are int8 kernels: they are not all of it
     x = _images(2, 1)
     outputs = {engine: open_runner(path, engine, threads=1)(x) for engine in ("onnxruntime", "openvino")}
     step = 0.05  # both engines run the same int8 graph: they agree far below a visible step
@@ -65,6 +69,10 @@ def test_one_runner_api_on_both_engines(residual, tmp_path):
 
 def test_bench_on_openvino_and_cli(residual, tmp_path, capsys):
     from gan_brevitas.cli import main
+    from gan_brevitas.deploy.runner import ENGINES
+    from gan_brevitas.export.commands import BENCH_ENGINES
+
+    assert BENCH_ENGINES == ENGINES
 
     model, qmodel = residual
     int8, fp32 = tmp_path / "g.xml", tmp_path / "f.onnx"
