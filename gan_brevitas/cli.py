@@ -77,6 +77,9 @@ def _calibration_inputs(model, args: argparse.Namespace, limit: Optional[int] = 
         if not args.images:
             raise ConfigError("this generator translates images: give its input images with --images DIR.")
         return load_image_folder(args.images, model.image_size, limit=limit)
+    if args.images:
+        raise ConfigError(f"this generator takes latents, not images: leave out --images {args.images} "
+                          "(its latents are drawn from a seeded normal distribution; --seed chooses them).")
     shape = getattr(model, "input_shape", None) or (getattr(model, "latent_dim", None),)
     if shape[0] is None:
         raise ConfigError("cannot tell this generator's input shape: give --input-shape (e.g. 128 or 3,64,64).")
