@@ -297,3 +297,15 @@ def test_written_files_follow_the_umask(tmp_path: Path, umask: int) -> None:
         os.umask(previous)
     for path in (target, saved):
         assert oct(path.stat().st_mode & 0o777) == oct(0o666 & ~umask)
+
+
+def test_committed_demo_results_are_strict_json() -> None:
+    """docs/demo/results.json (what the README's demo table quotes) parses as standard JSON."""
+    import json
+
+    def refuse(constant):
+        raise ValueError(f"non-standard JSON constant {constant}")
+
+    results = json.loads((REPO / "docs" / "demo" / "results.json").read_text(), parse_constant=refuse)
+    assert isinstance(results["settings"]["n"], int) and isinstance(results["settings"]["models"], list)
+    assert all(r["psnr"] is None or r["psnr"] > 0 for r in results["results"])
