@@ -115,7 +115,7 @@ def _findings_section(ours: list[Finding], paper: list[Finding]) -> list[str]:
         "## Findings",
         "",
         (f"Rules (qFID, lower is better): A *beats* B when qFID(A) < {1 - TIE_MARGIN:.2f} x qFID(B) (closer is a "
-        f"tie); per-channel *brings little* when its qFID >= {1 - LITTLE_GAIN:.2f} x per-tensor. Where several rows "
+        f"tie); per-channel *brings little* when its qFID is within {LITTLE_GAIN:.0%} of per-tensor, either way. Where several rows "
         "match, the best counts. A finding is *reproduced* when every measured check holds, *partly* when some "
         "do, *not reproduced* when none do, *not measured* when no check had its numbers. The last column runs "
         "the same rules on the paper's own numbers."),
