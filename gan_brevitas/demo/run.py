@@ -246,7 +246,8 @@ def _table(results: list[RowResult]) -> list[str]:
 def _noise_lines(per_model: dict[str, dict], n: int) -> list[str]:
     floors = ", ".join(f"{name} {data['noise_floor']:.2f}" for name, data in per_model.items())
     return [f"Noise floor (qFID of each float model against itself on another draw of {n} inputs): {floors}. "
-            "qFID differences smaller than this are sampling noise, not quantization.", ""]
+            "A qFID below it: the quantized outputs are closer to the float ones than two samples of the float "
+            "model are to each other.", ""]
 
 
 def _machine() -> str:
