@@ -301,6 +301,20 @@ def concat_int8(model: onnx.ModelProto) -> int:
     return len(removed)
 
 
+def _constant_through_reshapes(index: GraphIndex, name: str) -> "np.ndarray | None":
+    """The values of ``name`` when it is a constant, possibly behind Unsqueeze / Reshape nodes
+    (the exporter unsqueezes PReLU slopes); None otherwise."""
+    for _ in range(4):
+        value = index.constant(name)
+        if value is not None:
+            return value
+        producer = index.producer.get(name)
+        if producer is None or producer.op_type not in ("Unsqueeze", "Reshape", "Squeeze", "Identity"):
+            return None
+        name = producer.input[0]
+    return None
+
+
 def prelu_as_leaky_relu(model: onnx.ModelProto) -> int:
     """Replace each PRelu whose slope is one constant value by LeakyRelu(alpha) (in place,
     exact); returns how many were replaced. Per-channel slopes stay PRelu."""
@@ -310,7 +324,7 @@ def prelu_as_leaky_relu(model: onnx.ModelProto) -> int:
     for position, node in enumerate(list(graph.node)):
         if node.op_type != "PRelu":
             continue
-        slope = index.constant(node.input[1])
+        slope = _constant_through_reshapes(index, node.input[1])
         if slope is None or np.unique(slope).size != 1:
             continue
         leaky = helper.make_node("LeakyRelu", [node.input[0]], list(node.output), name=node.name or None,
