@@ -74,6 +74,11 @@ PATTERNS = {
 }
 
 
+#: pattern -> the ONNX Runtime int8 op its activation / join must become (no float island).
+INT8_ELEMENTWISE = {"prelu": "QLinearLeakyRelu", "leaky_relu": "QLinearLeakyRelu",
+                    "pixel_shuffle": "QLinearLeakyRelu", "add": "QLinearAdd"}
+
+
 def _images(n: int, seed: int) -> Tensor:
     return torch.rand(n, 3, 16, 16, generator=torch.Generator().manual_seed(seed)) * 2 - 1
 
@@ -98,7 +103,11 @@ def test_onnxruntime_matches_fake_quant_within_one_step(name, quantized_patterns
     recipes.export(qmodel, path, "onnxruntime", example_input=_images(1, 1))
     report = parity(qmodel, path, _images(4, 2), n=4)
     assert report.mae <= report.output_step, report.format()
-    assert int8_kernel_report(path).all_int8
+    kernels = int8_kernel_report(path)
+    assert kernels.all_int8
+    if name in INT8_ELEMENTWISE:  # the activation / add runs on the 8-bit tensors too
+        assert INT8_ELEMENTWISE[name] in kernels.optimized_ops, kernels.optimized_ops
+        assert not {"PRelu", "LeakyRelu", "Add"} & set(kernels.optimized_ops), kernels.optimized_ops
 
 
 @pytest.mark.parametrize("name", sorted(PATTERNS))
