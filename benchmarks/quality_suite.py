@@ -12,7 +12,8 @@ Methods:
 * ``ours-default``: ``recipes.quantize(gen, inputs=calib)``, no method, no config;
 * ``paper``: the paper's scheme (``QuantConfig.paper()`` where the library has it, else the
   ``QuantConfig()`` defaults, which were the paper's) with vanilla PTQ;
-* ``minmax-ptq``: vanilla PTQ, min-max weight and activation ranges, per-tensor weights;
+* ``minmax-ptq``: vanilla PTQ, the paper's scheme with min-max weight and activation ranges
+  (per-tensor weights, asymmetric activations);
 * ``ort-static``: ONNX Runtime ``quantize_static`` (QDQ, per-channel, otherwise defaults) on
   our fp32 ONNX export, run by ONNX Runtime;
 * ``nncf``: ``nncf.quantize`` (default preset) on the OpenVINO model read from the same fp32
@@ -20,7 +21,7 @@ Methods:
 * ``modelopt-int8``: NVIDIA ModelOpt INT8 through our plugin (fake-quant in torch);
 * ``ours-w4a8-best``: the best 4-bit-weight recipe the library offers (see ``W4_CANDIDATES``;
   each candidate is measured and reported, the best is named);
-* ``w4a8-minmax``: vanilla PTQ at 4-bit weights, per-channel, min-max ranges;
+* ``w4a8-minmax``: vanilla PTQ at 4-bit per-channel weights, the paper's scheme with min-max ranges;
 * ``ours-mixed-5bit``: mixed precision at <= 5.0 effective weight bits (``effective_bits=5.0``).
 
 A method the library does not offer yet is reported as "not available" with the reason. The
@@ -291,12 +292,12 @@ def method_table(
     return {
         "ours-default": lambda e: _quantize_ours(e, None, None),
         "paper": lambda e: _quantize_ours(e, "vanilla-ptq", _paper_config()),
-        "minmax-ptq": lambda e: _quantize_ours(e, "vanilla-ptq", QuantConfig(per_channel=False, **minmax)),
+        "minmax-ptq": lambda e: _quantize_ours(e, "vanilla-ptq", _paper_config(**minmax)),
         "ort-static": lambda e: ort_static(e, fp32, work, threads),
         "nncf": lambda e: nncf_ptq(e, fp32, threads),
         "modelopt-int8": lambda e: _quantize_ours(e, "modelopt-int8", None),
         "ours-w4a8-best": lambda e: ours_w4_best(e, reference, data_range, brecq_steps),
-        "w4a8-minmax": lambda e: _quantize_ours(e, "vanilla-ptq", QuantConfig(weight_bits=4, per_channel=True, **minmax)),
+        "w4a8-minmax": lambda e: _quantize_ours(e, "vanilla-ptq", _paper_config(weight_bits=4, per_channel=True, **minmax)),
         "ours-mixed-5bit": ours_mixed,
     }
 
