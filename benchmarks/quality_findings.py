@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,7 +161,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     log.setLevel(logging.INFO)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    report: dict[str, Any] = {"command": "python -m benchmarks.quality_findings " + " ".join(argv or []),
+    report: dict[str, Any] = {"command": " ".join(["python -m benchmarks.quality_findings", *(sys.argv[1:] if argv is None else argv)]),
                               "processor": _processor(), "threads": args.threads, "load_start": _load(), "rows": []}  # fmt: skip
     for entry in load_suite([m for m in args.models.split(",") if m] or None):
         report["rows"] += measure(entry, args.brecq_steps)

@@ -1,7 +1,7 @@
 """W8A8 and 4-bit quality of every tool, side by side, on the real-generator suite.
 
-    python benchmarks/quality_suite.py                         # all suite models, all methods
-    python benchmarks/quality_suite.py --models srgan_x4 --methods ours-default,nncf
+    python -m benchmarks.quality_suite                         # all suite models, all methods
+    python -m benchmarks.quality_suite --models srgan_x4 --methods ours-default,nncf
 
 For each suite generator (public pretrained checkpoints, `benchmarks/suite`), in one run, each
 method quantizes the SAME float model from the SAME calibration inputs (8 photos, or 64
@@ -39,6 +39,7 @@ import logging
 import math
 import platform
 import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -487,7 +488,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if unknown:
         parser.error(f"unknown methods {sorted(unknown)}; choose from {all_methods}")
     report: dict[str, Any] = {
-        "command": "python benchmarks/quality_suite.py " + " ".join(argv or []),
+        "command": " ".join(["python -m benchmarks.quality_suite", *(sys.argv[1:] if argv is None else argv)]),
         "processor": _processor(), "threads": args.threads, "load_start": _load(), "versions": _versions(),
         "git": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
         "sources": {e.name: dataclasses.asdict(e.source) for e in entries}, "meta": {}, "rows": [],
