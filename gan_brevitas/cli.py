@@ -142,7 +142,7 @@ def _method_options(method: str, pairs: Optional[Sequence[str]]) -> dict[str, ob
 
 def cmd_quantize(args: argparse.Namespace) -> int:
     from gan_brevitas import recipes
-    from gan_brevitas.quant.serialize import check_output_path
+    from gan_brevitas.atomic_files import check_output_path
 
     out = check_output_path(args.out)
     if args.method.startswith("modelopt"):
@@ -204,7 +204,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from gan_brevitas.inputs import load_image_folder
     from gan_brevitas.metrics.evaluate import evaluate
     from gan_brevitas.quant.convert import fold_for_quantization
-    from gan_brevitas.quant.serialize import check_output_path
+    from gan_brevitas.atomic_files import check_output_path
 
     grid = check_output_path(args.grid) if args.grid else None
     qmodel = _load_quantized(args)

@@ -34,3 +34,11 @@ class MetricError(GanBrevitasError, ValueError):
 
 class MissingDependencyError(GanBrevitasError, ImportError):
     """An optional dependency is not installed; the message names the extra that provides it."""
+
+
+class OutputPathError(GanBrevitasError, ValueError):
+    """An output path cannot be written safely (not a regular file, read-only, disk full)."""
+
+
+class ResourceLimitError(GanBrevitasError, ValueError):
+    """A request would need more memory, disk or time than the configured limit allows."""

@@ -29,7 +29,7 @@ from typing import Any, Optional
 import torch
 
 from gan_brevitas import recipes
-from gan_brevitas.atomic_files import atomic_write
+from gan_brevitas.atomic_files import atomic_write_text, check_output_path, staging_directory
 from gan_brevitas.demo import zoo
 from gan_brevitas.demo.figures import save_grid, save_quantile_plot
 from gan_brevitas.errors import ConfigError
@@ -194,8 +194,8 @@ def _grid_label(row: DemoRow, result: RowResult) -> str:
     return f"{row.label}: qFID {result.qfid:.2f}, PSNR {result.psnr:.1f} dB"
 
 
-def run_model(name: str, settings: DemoSettings, extractor: ExtractorSpec) -> dict[str, Any]:
-    """All rows for one demo generator; writes its grid. Returns results + sweep."""
+def run_model(name: str, settings: DemoSettings, extractor: ExtractorSpec, out_dir: Path) -> dict[str, Any]:
+    """All rows for one demo generator; writes its grid into ``out_dir``. Returns results + sweep."""
     model = zoo.load_demo_generator(name)
     float_model = fold_for_quantization(model)
     x = collect_inputs(zoo.demo_inputs(name, settings.n, seed=1), settings.n)
@@ -226,7 +226,7 @@ def run_model(name: str, settings: DemoSettings, extractor: ExtractorSpec) -> di
     inputs_row = x[: settings.grid_size] if getattr(model, "input_kind", "latent") == "image" else None
     title = (f"{name} demo generator, same inputs in every column; qFID/PSNR vs full precision on n={x.shape[0]} "
              f"(noise floor qFID {floor:.2f}), {extractor.name}")
-    save_grid(settings.out_dir / f"{name}_grid.png", grid_rows, title=title, inputs=inputs_row)
+    save_grid(out_dir / f"{name}_grid.png", grid_rows, title=title, inputs=inputs_row)
     return {"results": results, "sweep": sweep, "noise_floor": floor}
 
 
@@ -255,7 +255,8 @@ def _machine() -> str:
             f"torch {torch.__version__}, {torch.get_num_threads()} threads")
 
 
-def write_report(settings: DemoSettings, extractor: ExtractorSpec, per_model: dict[str, dict], seconds: float) -> Path:
+def write_report(settings: DemoSettings, extractor: ExtractorSpec, per_model: dict[str, dict], seconds: float,
+                 out_dir: Path) -> Path:
     lines = ["# gan-brevitas demo report", "",
              f"Feature extractor: **{extractor.label}**, weights sha256 `{extractor.weights_sha256}`.",
              "" if extractor.comparable_with_published else
@@ -271,9 +272,7 @@ def write_report(settings: DemoSettings, extractor: ExtractorSpec, per_model: di
                   "![figure 1](figure1_quantile.png)", ""]
     for name in per_model:
         lines += [f"## {name}", "", f"![{name} grid]({name}_grid.png)", ""]
-    path = settings.out_dir / "report.md"
-    atomic_write(path, lambda temporary: Path(temporary).write_text("\n".join(lines) + "\n"))
-    return path
+    return atomic_write_text(out_dir / "report.md", "\n".join(lines) + "\n")
 
 
 def _json_value(value: Any) -> Any:
@@ -286,14 +285,32 @@ def _json_value(value: Any) -> Any:
 
 
 def run_demo(settings: DemoSettings) -> dict[str, dict]:
-    """Run the whole demo and write its outputs into ``settings.out_dir``."""
-    settings.out_dir.mkdir(parents=True, exist_ok=True)
+    """Run the whole demo and write its outputs into ``settings.out_dir``.
+
+    Every output path is checked before anything runs; the outputs are written into a staging
+    directory and moved into ``out_dir`` only when the whole demo has finished (report.md
+    last), so a stopped demo leaves the earlier outputs as they were.
+    """
+    outputs = [f"{name}_grid.png" for name in settings.models] + ["results.json", "report.md"]
+    if "figure1" in settings.sections:
+        outputs.append("figure1_quantile.png")
+    for name in outputs:
+        check_output_path(settings.out_dir / name, what="demo output", create_parent=True)
     extractor = resolve_extractor(settings.inception_weights)
+    with staging_directory(settings.out_dir, last=("report.md",)) as staging:
+        per_model = _run_into(settings, extractor, staging)
+    print("\n".join(_table([r for d in per_model.values() for r in d["results"]])))
+    print("\n".join(_noise_lines(per_model, settings.n)))
+    print(f"\nreport: {settings.out_dir / 'report.md'}")
+    return per_model
+
+
+def _run_into(settings: DemoSettings, extractor: ExtractorSpec, staging: Path) -> dict[str, dict]:
     start = time.perf_counter()
-    per_model = {name: run_model(name, settings, extractor) for name in settings.models}
+    per_model = {name: run_model(name, settings, extractor, staging) for name in settings.models}
     seconds = time.perf_counter() - start
     if "figure1" in settings.sections:
-        save_quantile_plot(settings.out_dir / "figure1_quantile.png", {m: d["sweep"] for m, d in per_model.items()})
+        save_quantile_plot(staging / "figure1_quantile.png", {m: d["sweep"] for m, d in per_model.items()})
     payload = {
         "extractor": {"label": extractor.label, "sha256": extractor.weights_sha256},
         "settings": {k: _json_value(v) for k, v in asdict(settings).items()},
@@ -304,10 +321,7 @@ def run_demo(settings: DemoSettings) -> dict[str, dict]:
         "figure1": {m: d["sweep"] for m, d in per_model.items()},
     }
     text = json.dumps(payload, indent=2, allow_nan=False)  # strict JSON: other tools read it
-    atomic_write(settings.out_dir / "results.json", lambda temporary: Path(temporary).write_text(text + "\n"))
-    write_report(settings, extractor, per_model, seconds)
-    print("\n".join(_table([r for d in per_model.values() for r in d["results"]])))
-    print("\n".join(_noise_lines(per_model, settings.n)))
+    atomic_write_text(staging / "results.json", text + "\n")
+    write_report(settings, extractor, per_model, seconds, staging)
     print(f"\nextractor: {extractor.label} (sha256 {extractor.weights_sha256}); wall time {seconds:.0f} s")
-    print(f"report: {settings.out_dir / 'report.md'}")
     return per_model

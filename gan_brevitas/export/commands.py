@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 from gan_brevitas.errors import ConfigError
@@ -91,14 +90,14 @@ def cmd_check_trt(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from gan_brevitas.deploy.bench import bench
 
+    from gan_brevitas.atomic_files import atomic_write_text, check_output_path
+
+    out = check_output_path(args.json, what="--json") if args.json else None
     report = bench(args.path, args.against, batch_sizes=args.batch, threads=args.threads,
                    warmup=args.warmup, runs=args.runs, engine=args.engine)
     print(report.format())
-    if args.json:
-        out = Path(args.json)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(json.dumps(report.to_dict(), indent=2))
-        tmp.replace(out)
+    if out is not None:
+        atomic_write_text(out, json.dumps(report.to_dict(), indent=2))
         print(f"wrote {out}")
     return 0
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
+from gan_brevitas.atomic_files import check_output_path
 from gan_brevitas.errors import ExportError, MissingDependencyError
 
 #: Runtime layer types that hold a weighted convolution / matrix product.
@@ -124,6 +125,8 @@ def save_ir(onnx_path: str | os.PathLike, xml_path: str | os.PathLike, metadata:
     with tempfile.TemporaryDirectory(dir=xml_path.parent, prefix=f".{xml_path.name}.") as tmp:
         staged = Path(tmp) / xml_path.name
         ov.save_model(model, str(staged), compress_to_fp16=False)
+        for target in (xml_path.with_suffix(".bin"), xml_path):  # never a symlink, device or folder
+            check_output_path(target, what="export output")
         os.replace(staged.with_suffix(".bin"), xml_path.with_suffix(".bin"))
         os.replace(staged, xml_path)
 

@@ -47,6 +47,7 @@ import onnx
 import torch
 from torch import Tensor, nn
 
+from gan_brevitas.atomic_files import atomic_write, check_output_path, write_error
 from gan_brevitas.errors import ExportError, MissingDependencyError
 from gan_brevitas.export import passes
 from gan_brevitas.export.narrow import MIN_INT8_OUT_CHANNELS, pad_narrow_convs
@@ -413,6 +414,9 @@ def _trace_to_onnx(model: nn.Module, x: Tensor, path: Path, options: ExportOptio
         except ExportError:
             raise
         except Exception as err:
+            disk = write_error(err, path)
+            if disk is not None:
+                raise disk from err
             raise ExportError(
                 f"tracing the model to ONNX failed ({type(err).__name__}: {err}); generators must "
                 "run with a fixed graph (no data-dependent Python control flow, const noise)."
@@ -510,9 +514,7 @@ def export_model(
     float target, that is), was never calibrated, draws random noise, cannot be converted for
     the target, or whose graph breaks the target's rules.
     """
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise ExportError(f"cannot write {path}: directory {path.parent} does not exist; create it first.")
+    path = check_output_path(path, what="export output")
     if not isinstance(model, nn.Module):
         raise ExportError(f"expected a torch.nn.Module, got {type(model).__name__}.")
     _check_noise_mode(model)
@@ -545,14 +547,14 @@ def export_model(
             rule_warnings = tuple(str(v) for v in report.warnings)
             for warning in rule_warnings:
                 log.info("%s", warning)
-        staged = Path(tmp) / "final.onnx"
-        onnx.save(model_proto, str(staged))
         if path.suffix == ".xml":
             from gan_brevitas.export.openvino import save_ir
 
+            staged = Path(tmp) / "final.onnx"
+            onnx.save(model_proto, str(staged))
             save_ir(staged, path, passes.read_metadata(model_proto))
         else:
-            os.replace(staged, path)
+            atomic_write(path, lambda temporary: onnx.save(model_proto, temporary), what="export output")
         if options.target == "openvino":
             rule_warnings = _openvino_int8_warnings(path)
     return ExportReport(

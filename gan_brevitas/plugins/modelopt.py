@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gan_brevitas.atomic_files import atomic_write, check_output_path, write_error
 from gan_brevitas.errors import ConfigError, ConversionError, ExportError, MissingDependencyError
 from gan_brevitas.inputs import InputSource, iter_batches
 from gan_brevitas.models.float_parts import FLOAT_REASONS, float_parts
@@ -633,9 +634,7 @@ def export_onnx(
             f"target {target!r} is not one of {EXPORT_TARGETS} for a ModelOpt model (its float "
             "baseline is the float generator: recipes.export(model, path, target='float'))."
         )
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise ExportError(f"cannot write {path}: directory {path.parent} does not exist; create it first.")
+    path = check_output_path(path, what="export output")
     _check_exportable(qmodel)
     work = copy.deepcopy(qmodel).eval()
     conversions = [f"4-bit weights of {name} exported on the int8 grid" for name in weights_on_int8_grid(work)]
@@ -656,6 +655,9 @@ def export_onnx(
                     dynamic_axes={name: {0: "batch"} for name in (input_name, *output_names)},
                 )
             except Exception as err:
+                disk = write_error(err, raw)
+                if disk is not None:
+                    raise disk from err
                 raise ExportError(
                     f"tracing the ModelOpt model to ONNX failed ({type(err).__name__}: {err})."
                 ) from err
@@ -685,9 +687,7 @@ def export_onnx(
         rule_notes = tuple(str(v) for v in (rules.warnings if target == "tensorrt" else rules.violations))
         for note in rule_notes:
             log.warning("%s", note)
-        staged = Path(tmp) / "final.onnx"
-        onnx.save(model_proto, str(staged))
-        os.replace(staged, path)
+    atomic_write(path, lambda temporary: onnx.save(model_proto, temporary), what="export output")
     return ExportReport(
         path=path, target=target, opset=opset, input_name=input_name, input_shape=tuple(x.shape),
         output_names=output_names, file_bytes=path.stat().st_size, conversions=tuple(conversions),

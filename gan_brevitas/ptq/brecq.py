@@ -49,6 +49,7 @@ from brevitas.nn.quant_layer import QuantWeightBiasInputOutputLayer
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from gan_brevitas.atomic_files import atomic_write_text
 from gan_brevitas.errors import ConfigError, ConversionError
 from gan_brevitas.inputs import InputSource, iter_batches
 from gan_brevitas.ptq.adaround import AdaRoundWeight, beta_schedule, learned_rounding
@@ -264,9 +265,7 @@ class BrecqReport:
     def write(self, out_dir: str | Path) -> Path:
         path = Path(out_dir)
         path.mkdir(parents=True, exist_ok=True)
-        target = path / f"{self.method}_report.json"
-        target.write_text(self.to_json() + "\n")
-        return target
+        return atomic_write_text(path / f"{self.method}_report.json", self.to_json() + "\n")
 
     def table(self) -> str:
         """The per-block errors as a markdown table."""

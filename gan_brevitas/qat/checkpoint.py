@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import random
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from gan_brevitas.atomic_files import atomic_write_bytes, remove_stale_temporaries
 from gan_brevitas.errors import CheckpointError
 
 log = logging.getLogger(__name__)
@@ -57,19 +57,6 @@ def json_sha256(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename (never half a file)."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def check_run_dir(out_dir: Path, fingerprint: dict[str, str], resume: bool) -> bool:
     """Decide whether a run starts fresh or resumes; raise before anything is overwritten.
 
@@ -79,6 +66,8 @@ def check_run_dir(out_dir: Path, fingerprint: dict[str, str], resume: bool) -> b
     on a bad option) is started afresh, so a retry after a typo is not refused.
     """
     run_file, checkpoint = out_dir / RUN_NAME, out_dir / CHECKPOINT_NAME
+    for stale in remove_stale_temporaries(out_dir, (RUN_NAME, CHECKPOINT_NAME, LOG_NAME)):
+        log.info("removed %s, left by a run that was killed mid-write", stale)
     if not checkpoint.exists():
         # No epoch was saved (a run that stopped during setup): nothing would be lost.
         if resume or run_file.exists():
@@ -105,7 +94,7 @@ def check_run_dir(out_dir: Path, fingerprint: dict[str, str], resume: bool) -> b
 
 def write_run_record(out_dir: Path, fingerprint: dict[str, str], details: dict[str, Any]) -> None:
     record = {"format": FORMAT, "fingerprint": fingerprint, **details}
-    write_atomic(out_dir / RUN_NAME, json.dumps(record, indent=2, sort_keys=True).encode())
+    atomic_write_bytes(out_dir / RUN_NAME, json.dumps(record, indent=2, sort_keys=True).encode())
 
 
 # --------------------------------------------------------------------------- RNG
@@ -143,7 +132,7 @@ def save_checkpoint(out_dir: Path, state: dict[str, Any]) -> Path:
     buffer = io.BytesIO()
     torch.save({"format": FORMAT, **state}, buffer)
     path = out_dir / CHECKPOINT_NAME
-    write_atomic(path, buffer.getvalue())
+    atomic_write_bytes(path, buffer.getvalue())
     return path
 
 
@@ -161,4 +150,4 @@ def load_checkpoint(out_dir: Path, map_location: Optional[str | torch.device] = 
 def write_log(out_dir: Path, history: list[dict[str, Any]]) -> None:
     """Rewrite ``log.jsonl`` from the history (so it always agrees with the checkpoint)."""
     text = "".join(json.dumps(record, sort_keys=True) + "\n" for record in history)
-    write_atomic(out_dir / LOG_NAME, text.encode())
+    atomic_write_bytes(out_dir / LOG_NAME, text.encode())

@@ -28,7 +28,8 @@ from tqdm.auto import tqdm
 
 from gan_brevitas.errors import CalibrationError, ConfigError
 from gan_brevitas.inputs import InputSource, iter_batches
-from gan_brevitas.qat.checkpoint import tensor_sha256, write_atomic
+from gan_brevitas.atomic_files import atomic_write_bytes
+from gan_brevitas.qat.checkpoint import tensor_sha256
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,7 @@ def prepare_distillation_data(
         inputs_sha256=inputs_sha,
     )
     # The manifest is written last: a directory without one is incomplete and regenerated.
-    write_atomic(manifest_path, json.dumps(asdict(manifest), indent=2).encode())
+    atomic_write_bytes(manifest_path, json.dumps(asdict(manifest), indent=2).encode())
     log.info("wrote %d distillation pairs in %d shard(s) to %s", manifest.num_train, len(shards), directory)
     return directory
 

@@ -4,7 +4,9 @@ The file holds the quantized state_dict (weights, biases, activation scales and 
 learned weight scales) and, in its metadata, the `QuantConfig`, the method that produced it
 and the generator architecture (name + constructor arguments) when it is one of ours. Loading
 rebuilds the float architecture, folds and converts it with the same config, and loads the
-state strictly, so outputs are bit-identical. Nothing is unpickled.
+state strictly, so outputs are bit-identical. Nothing is unpickled, and nothing is trusted
+before `gan_brevitas.quant.file_schema` has checked it (schema, size bounds, dtypes, finite
+positive scales, content hash).
 """
 
 from __future__ import annotations
@@ -19,13 +21,22 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from gan_brevitas.atomic_files import atomic_write
-from gan_brevitas.errors import CheckpointError
-from gan_brevitas.models import build_generator
+from gan_brevitas.atomic_files import atomic_write, check_output_path
+from gan_brevitas.errors import CheckpointError, ConfigError
+from gan_brevitas.quant.file_schema import (
+    FIX,
+    FORMAT,
+    HASH_KEY,
+    build_bounded,
+    check_hash,
+    check_tensors,
+    content_sha256,
+    parse_metadata,
+    tensor_bytes,
+)
 from gan_brevitas.quant.config import QuantConfig
 from gan_brevitas.quant.convert import fold_for_quantization, quantize_model
 
-FORMAT = "gan-brevitas/quantized-generator/1"
 
 
 @dataclass(frozen=True)
@@ -37,48 +48,43 @@ class QuantInfo:
     generator: Optional[dict[str, Any]] = None  # {"name": ..., "kwargs": {...}} for our generators
     input_shape: Optional[tuple[int, ...]] = None  # one calibration input, no batch axis (export uses it)
 
-    def to_metadata(self) -> dict[str, str]:
-        return {
+    def to_metadata(self, state: dict[str, Any]) -> dict[str, str]:
+        """The file's metadata, with the content hash over it and ``state``."""
+        fields = {
             "format": FORMAT,
             "method": self.method,
             "config": self.config.to_json(),
             "generator": json.dumps(self.generator),
             "input_shape": json.dumps(None if self.input_shape is None else list(self.input_shape)),
         }
+        return {**fields, HASH_KEY: content_sha256(fields, state)}
 
     @classmethod
     def from_metadata(cls, metadata: dict[str, str], path: Path) -> "QuantInfo":
-        if metadata.get("format") != FORMAT:
-            raise CheckpointError(
-                f"{path} is a safetensors file but not a gan-brevitas quantized generator "
-                f"(format {metadata.get('format')!r}, expected {FORMAT!r})."
-            )
+        values = parse_metadata(metadata, path)
+        try:
+            config = QuantConfig.from_dict(values["config"])
+        except (ConfigError, TypeError) as err:
+            raise CheckpointError(f"{path}: its QuantConfig metadata is invalid ({err}); {FIX}.") from None
         return cls(
-            method=metadata["method"],
-            config=QuantConfig.from_json(metadata["config"]),
-            generator=json.loads(metadata["generator"]),
+            method=values["method"],
+            config=config,
+            generator=values["generator"],
             input_shape=_input_shape(metadata.get("input_shape"), path),
         )
 
 
 def _input_shape(text: Optional[str], path: Path) -> Optional[tuple[int, ...]]:
     """The recorded input shape (files written before it was recorded have none)."""
-    shape = json.loads(text) if text else None
+    try:
+        shape = json.loads(text) if text else None
+    except ValueError:
+        raise CheckpointError(f"{path}: metadata 'input_shape' is not valid JSON ({text[:80]!r}); {FIX}.") from None
     if shape is None:
         return None
     if not (isinstance(shape, list) and shape and all(isinstance(s, int) and s > 0 for s in shape)):
         raise CheckpointError(f"{path}: metadata 'input_shape' must be a list of positive integers, got {shape!r}.")
     return tuple(shape)
-
-
-def check_output_path(path: str | os.PathLike) -> Path:
-    """The output path as a Path; CheckpointError if its directory does not exist."""
-    path = Path(path)
-    if not path.parent.exists():
-        raise CheckpointError(
-            f"cannot write {path}: directory {path.parent} does not exist; create it first."
-        )
-    return path
 
 
 def save_quantized(qmodel: nn.Module, path: str | os.PathLike) -> Path:
@@ -95,22 +101,30 @@ def save_quantized(qmodel: nn.Module, path: str | os.PathLike) -> Path:
         raise CheckpointError(
             "this model carries no quantization record: save models returned by recipes.quantize."
         )
-    path = check_output_path(path)
+    path = check_output_path(path)  # the directory must exist: a typo is not silently created
     state = {k: v.detach().contiguous().clone() for k, v in qmodel.state_dict().items()}
-    atomic_write(path, lambda temporary: save_file(state, temporary, metadata=info.to_metadata()))
-    return path
+    metadata = info.to_metadata(state)
+    return atomic_write(path, lambda temporary: save_file(state, temporary, metadata=metadata))
 
 
-def read_quant_info(path: str | os.PathLike) -> QuantInfo:
-    """The metadata of a saved quantized generator, without building it."""
+def _read_header(path: Path) -> tuple[dict[str, str], int]:
+    """The metadata and the total tensor bytes of a safetensors file (no tensor is read)."""
     from safetensors import safe_open
 
-    path = Path(path)
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
+            shapes = {k: (tuple(handle.get_slice(k).get_shape()), handle.get_slice(k).get_dtype())
+                      for k in handle.keys()}
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"{path} is not a readable safetensors file: {err}") from None
+    return metadata, tensor_bytes(shapes)
+
+
+def read_quant_info(path: str | os.PathLike) -> QuantInfo:
+    """The metadata of a saved quantized generator, checked, without building it."""
+    path = Path(path)
+    metadata, _ = _read_header(path)
     return QuantInfo.from_metadata(metadata, path)
 
 
@@ -153,17 +167,24 @@ def load_quantized(path: str | os.PathLike, model: Optional[nn.Module] = None) -
     our generators are rebuilt from the file's record.
     """
     path = Path(path)
-    info = read_quant_info(path)
+    metadata, file_bytes = _read_header(path)
+    info = QuantInfo.from_metadata(metadata, path)
     if model is None:
         if info.generator is None:
             raise CheckpointError(
                 f"{path} holds a user generator: pass its float architecture, "
                 "load_quantized(path, model=MyGenerator())."
             )
-        model = build_generator(info.generator["name"], **info.generator["kwargs"])
+        model = build_bounded(info.generator["name"], info.generator["kwargs"], file_bytes, path)
     qmodel = quantize_model(fold_for_quantization(model), info.config)
-    state = load_file(str(path))
-    _check_matches(_full_state_dict(qmodel), state, path)
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path} is not a readable safetensors file: {err}") from None
+    check_hash(metadata, parse_metadata(metadata, path)[HASH_KEY], state, path)
+    expected = _full_state_dict(qmodel)
+    _check_matches(expected, state, path)
+    check_tensors(expected, state, path)
     qmodel.load_state_dict(state, strict=True)
     qmodel.gan_brevitas = info
     return qmodel.eval()

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save
 
-from gan_brevitas.qat.checkpoint import write_atomic
+from gan_brevitas.atomic_files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +67,9 @@ class RowCache:
         """Write a finished row; returns the record as stored."""
         self.directory.mkdir(parents=True, exist_ok=True)
         tensors = {name: tensor.detach().to("cpu").contiguous() for name, tensor in samples.items()}
-        write_atomic(self._samples_path(key), save(tensors))
+        atomic_write_bytes(self._samples_path(key), save(tensors))
         stored = {"format": FORMAT, "key": key, **record}
-        write_atomic(self._record_path(key), (json.dumps(stored, indent=2, sort_keys=True) + "\n").encode())
+        atomic_write_bytes(self._record_path(key), (json.dumps(stored, indent=2, sort_keys=True) + "\n").encode())
         return stored
 
     def samples(self, key: str) -> dict[str, torch.Tensor]:

@@ -6,11 +6,11 @@ the report can be rewritten at any time without running a row (``--report-only``
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from gan_brevitas.atomic_files import atomic_write_text
 from gan_brevitas.demo.figures import save_grid, save_quantile_plot
 from gan_brevitas.errors import ConfigError
 from gan_brevitas.metrics.extractors import ExtractorSpec
@@ -274,9 +274,7 @@ def write_results(recipes: Sequence[Recipe], outcomes: Sequence[Outcome], descri
     if not_run:
         lines += ["", "## Rows not run", ""] + [f"- `{o.row.id}`: {o.reason}" for o in not_run]
     path = settings.out_dir / "RESULTS.md"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, "\n".join(lines) + "\n")
     return path
 
 

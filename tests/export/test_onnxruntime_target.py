@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from gan_brevitas import QuantConfig, recipes
-from gan_brevitas.errors import ExportError
+from gan_brevitas.errors import ExportError, OutputPathError
 from gan_brevitas.deploy.parity import parity
 from gan_brevitas.export.ort import OrtGenerator, int8_kernel_report
 from gan_brevitas.quant.convert import quantize_model
@@ -149,7 +149,7 @@ def test_unknown_target_and_options(exported, tmp_path):
     with pytest.raises(ExportError, match="opset 11 is too old"):
         recipes.export(qmodel, tmp_path / "g.onnx", opset=11)
     assert _no_files(tmp_path)
-    with pytest.raises(ExportError, match="directory .* does not exist"):
+    with pytest.raises(OutputPathError, match="directory .* does not exist"):
         recipes.export(qmodel, tmp_path / "missing" / "g.onnx")
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from gan_brevitas import QuantConfig, recipes
-from gan_brevitas.errors import CheckpointError
+from gan_brevitas.errors import CheckpointError, OutputPathError
 from tests.helpers import dcgan_generator
 
 SAGAN = dict(image_size=32, z_dim=32, conv_dim=8)
@@ -57,7 +57,7 @@ def test_user_generator_round_trip_needs_its_architecture(tmp_path):
 
 def test_bad_files_and_paths(tmp_path):
     qmodel, _ = _quantized_sagan()
-    with pytest.raises(CheckpointError, match="does not exist"):
+    with pytest.raises(OutputPathError, match="does not exist"):
         recipes.save(qmodel, tmp_path / "missing_dir" / "q.safetensors")
     assert not (tmp_path / "missing_dir").exists()
     junk = tmp_path / "junk.safetensors"
