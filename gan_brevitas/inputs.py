@@ -13,11 +13,15 @@ import torch
 from torch import Tensor
 
 from gan_brevitas.errors import CalibrationError
+from gan_brevitas.limits import check_samples
 
 #: A callable ``sampler(batch_size) -> batch``, one tensor of all inputs, or an iterable of batches.
 InputSource = Union[Callable[[int], Tensor], Tensor, Iterable[Tensor]]
 
 log = logging.getLogger(__name__)
+
+#: An iterable that yields this many empty batches in a row is broken (it would never end).
+MAX_EMPTY_BATCHES = 100
 
 
 def _first_tensor(batch: object) -> Tensor:
@@ -50,7 +54,14 @@ def _raw_batches(inputs: InputSource, batch_size: int) -> Iterator[Tensor]:
         yield from inputs.split(batch_size)
     elif callable(inputs):
         while True:
-            yield inputs(batch_size)
+            batch = _first_tensor(inputs(batch_size))
+            if batch.dim() == 0 or batch.shape[0] == 0:
+                raise CalibrationError(
+                    f"the sampler returned {'a scalar' if batch.dim() == 0 else 'an empty batch'} "
+                    f"(shape {tuple(batch.shape)}) for batch_size={batch_size}: it must return "
+                    f"[{batch_size}, ...] inputs."
+                )
+            yield batch
     else:
         try:
             iterator = iter(inputs)
@@ -72,11 +83,21 @@ def iter_batches(inputs: InputSource, n: int, batch_size: int) -> Iterator[Tenso
         raise CalibrationError(f"the number of samples must be positive, got {n}.")
     if batch_size <= 0:
         raise CalibrationError(f"batch_size must be positive, got {batch_size}.")
-    seen = 0
+    check_samples(n)
+    seen, empty_in_a_row = 0, 0
     for index, batch in enumerate(_raw_batches(inputs, batch_size)):
         batch = check_finite(_first_tensor(batch), index)
+        if batch.dim() == 0:
+            raise CalibrationError(f"input batch {index} is a scalar: give batches [N, ...] of inputs.")
         if batch.shape[0] == 0:
+            empty_in_a_row += 1
+            if empty_in_a_row >= MAX_EMPTY_BATCHES:
+                raise CalibrationError(
+                    f"the inputs gave {empty_in_a_row} empty batches in a row (after {seen} samples): "
+                    "fix the data source so that it yields non-empty batches."
+                )
             continue
+        empty_in_a_row = 0
         for chunk in batch.split(batch_size):
             take = chunk[: n - seen]
             seen += take.shape[0]
@@ -156,3 +177,59 @@ def load_image_folder(folder: str, size: Union[int, tuple[int, int]], limit: Opt
             array = np.asarray(_resize_and_crop(image.convert("RGB"), height, width), dtype=np.float32)
         images.append(torch.from_numpy(array).permute(2, 0, 1) / 127.5 - 1.0)
     return torch.stack(images)
+
+
+def expected_input_shape(model: object) -> Optional[tuple[Optional[int], ...]]:
+    """The per-sample input shape a generator declares (``input_kind`` with ``latent_dim`` or
+    ``in_channels``): (latent_dim,) or (channels, None, None); None when it declares nothing."""
+    kind = getattr(model, "input_kind", None)
+    if kind == "latent" and isinstance(getattr(model, "latent_dim", None), int):
+        return (model.latent_dim,)
+    if kind == "image" and isinstance(getattr(model, "in_channels", None), int):
+        return (model.in_channels, None, None)
+    return None
+
+
+def _check_shape(batch: Tensor, expected: tuple[Optional[int], ...]) -> Tensor:
+    tensor = batch[0] if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], Tensor) else batch
+    if not isinstance(tensor, Tensor) or tensor.dim() == 0 or tensor.shape[0] == 0:
+        return batch  # iter_batches gives the error for these
+    found = tuple(tensor.shape[1:])
+    fits = len(found) == len(expected) and all(e is None or e == f for e, f in zip(expected, found))
+    if not fits:
+        shown = ", ".join("H" if e is None and i == 1 else "W" if e is None else str(e) for i, e in enumerate(expected))
+        what = "latents" if len(expected) == 1 else "images"
+        raise CalibrationError(
+            f"an input batch has shape {tuple(tensor.shape)}, but this generator expects {what} of shape "
+            f"[N, {shown}]: give inputs of that shape (e.g. latent_sampler({expected[0]}) for latents, "
+            f"{expected[0]}-channel images for image generators)."
+        )
+    return batch
+
+
+class _ShapeChecked:
+    """An iterable of batches whose every batch is shape-checked as it is read."""
+
+    def __init__(self, inputs: Iterable[Tensor], expected: tuple[Optional[int], ...]) -> None:
+        self.inputs, self.expected = inputs, expected
+
+    def __iter__(self) -> Iterator[Tensor]:
+        for batch in self.inputs:
+            yield _check_shape(batch, self.expected)
+
+
+def shape_checked(inputs: InputSource, model: object) -> InputSource:
+    """``inputs`` in the same form, each batch checked against the shape ``model`` declares.
+
+    A tensor is checked at once; a sampler's or an iterable's batches when they are drawn (so
+    nothing extra is drawn and results are unchanged), always before the model sees them.
+    """
+    expected = expected_input_shape(model)
+    if expected is None:
+        return inputs
+    if isinstance(inputs, Tensor):
+        return _check_shape(inputs, expected)
+    if callable(inputs):
+        sampler = inputs
+        return lambda batch_size: _check_shape(sampler(batch_size), expected)
+    return _ShapeChecked(inputs, expected)

@@ -20,7 +20,7 @@ from typing import Any, Optional
 from torch import Tensor, nn
 
 from gan_brevitas.errors import ConfigError
-from gan_brevitas.inputs import InputSource, input_shape_of
+from gan_brevitas.inputs import InputSource, input_shape_of, shape_checked
 from gan_brevitas.metrics.evaluate import Evaluation
 from gan_brevitas.metrics.evaluate import evaluate as evaluate_images
 from gan_brevitas.metrics.extractors import resolve_extractor
@@ -108,11 +108,12 @@ def quantize(
     name = spec.name_of(method_options)
     config = _method_config(name, config, quant_overrides)
     float_model = fold_for_quantization(model)
-    qmodel = spec.handler(float_model, config, inputs, method_options, **extras)
+    checked = shape_checked(inputs, model)  # a mis-shaped batch fails here, naming the expected shape
+    qmodel = spec.handler(float_model, config, checked, method_options, **extras)
     # methods that choose per-layer settings (mixed precision, weight_range="auto") say so here
     config = qmodel.__dict__.pop("resolved_quant_config", config)
     if config.bias_correction and not is_modelopt_model(qmodel):
-        correct_biases(qmodel, inputs)
+        correct_biases(qmodel, checked)
     qmodel.gan_brevitas = QuantInfo(
         method=name, config=config, generator=getattr(model, "generator_spec", None),
         input_shape=input_shape_of(inputs),
@@ -200,7 +201,8 @@ def evaluate(
         from gan_brevitas.deploy import EngineModule, open_runner
 
         qmodel = EngineModule(open_runner(qmodel, engine))
-    return evaluate_images(qmodel, fold_for_quantization(model), inputs, n, real, extractor, progress=progress)
+    return evaluate_images(qmodel, fold_for_quantization(model), shape_checked(inputs, model), n, real, extractor,
+                           progress=progress)
 
 
 def save(qmodel: nn.Module, path: str | os.PathLike) -> None:

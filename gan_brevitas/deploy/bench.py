@@ -7,6 +7,7 @@ warm-up is reported, with the spread (25th-75th percentile) to show how noisy it
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -17,6 +18,7 @@ import numpy as np
 
 from gan_brevitas.deploy.runner import check_engine, input_shape, open_runner
 from gan_brevitas.errors import ExportError
+from gan_brevitas.limits import check_memory
 
 
 @dataclass(frozen=True)
@@ -145,7 +147,13 @@ def bench(
     check_engine(engine)
     if runs < 1 or warmup < 0:
         raise ExportError(f"runs must be >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}.")
+    bad = [b for b in batch_sizes if isinstance(b, bool) or not isinstance(b, int) or b < 1]
+    if bad or not batch_sizes:
+        raise ExportError(f"batch sizes must be integers >= 1, got {list(batch_sizes)}: e.g. --batch 1 8.")
     paths = [str(model_path)] + ([str(against)] if against is not None else [])
+    for path in paths:
+        name, shape = input_shape(path, max(batch_sizes))
+        check_memory(math.prod(shape) * 12, f"the input {name!r} {list(shape)} that {path} declares")
     rows = []
     for batch in batch_sizes:
         shapes = [input_shape(p, batch) for p in paths]

@@ -25,15 +25,19 @@ WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 ModelLike = Union[str, os.PathLike, onnx.ModelProto]
 
 
-def load_model(source: ModelLike) -> onnx.ModelProto:
-    """An ONNX model from a path or a ModelProto; ExportError when the file is not a model."""
+def load_model(source: ModelLike, *, external_data: bool = True) -> onnx.ModelProto:
+    """An ONNX model from a path or a ModelProto; ExportError when the file is not a model.
+
+    ``external_data=False`` reads the graph only, leaving tensors stored in external files
+    unread (what the rules checker and shape queries need; a huge model stays cheap).
+    """
     if isinstance(source, onnx.ModelProto):
         return source
     path = Path(source)
     if not path.is_file():
         raise ExportError(f"{path} does not exist or is not a file: give the path of an .onnx model.")
     try:
-        model = onnx.load(str(path))
+        model = onnx.load(str(path), load_external_data=external_data)
     except Exception as err:  # onnx raises DecodeError, ValueError, ... for foreign files
         raise ExportError(f"{path} is not an ONNX model ({type(err).__name__}: {err}).") from None
     if not model.graph.node:
@@ -69,7 +73,10 @@ class GraphIndex:
     def constant(self, name: str) -> Optional[np.ndarray]:
         """The value of ``name`` if it is an initializer or a Constant node's output, else None."""
         if name in self.initializers:
-            return numpy_helper.to_array(self.initializers[name])
+            tensor = self.initializers[name]
+            if tensor.data_location == onnx.TensorProto.EXTERNAL:
+                return None  # not loaded (load_model(external_data=False)); large tensors are never scales
+            return numpy_helper.to_array(tensor)
         node = self.producer.get(name)
         if node is not None and node.op_type == "Constant":
             for attr in node.attribute:

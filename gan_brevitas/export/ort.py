@@ -62,7 +62,7 @@ def make_session(
             no int8 fusion): slow, for checking what a graph means.
     """
     ort = _onnxruntime()
-    model = load_model(path)  # a clear ExportError for files that are not models
+    model = load_model(path, external_data=False)  # a clear ExportError for files that are not models
     disabled = []
     if opset_version(model) >= 21:
         # ONNX Runtime 1.32 builds an invalid QuantizeLinear (int8 output_dtype with a uint8
@@ -186,7 +186,7 @@ def int8_kernel_report(path: str | os.PathLike) -> KernelReport:
 
 def input_shape(path: str | os.PathLike, batch: int) -> tuple[str, tuple[int, ...]]:
     """(input name, concrete shape) of a model's first input with the batch dimension set."""
-    model = load_model(path)
+    model = load_model(path, external_data=False)
     initializers = {init.name for init in model.graph.initializer}
     first = next(i for i in model.graph.input if i.name not in initializers)
     dims = first.type.tensor_type.shape.dim

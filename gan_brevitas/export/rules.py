@@ -313,7 +313,7 @@ def check_tensorrt(source: ModelLike) -> RulesReport:
     Raises ExportError when ``source`` is not an ONNX model. A float model gives a report
     with ``quantized == False`` and no violations.
     """
-    model = load_model(source)
+    model = load_model(source, external_data=False)
     label = str(source) if not isinstance(source, onnx.ModelProto) else (model.graph.name or "<model>")
     index = GraphIndex.build(model.graph)
     violations: list[Violation] = []

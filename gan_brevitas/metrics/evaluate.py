@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from gan_brevitas.inputs import InputSource, iter_batches
+from gan_brevitas.limits import check_memory
 from gan_brevitas.metrics.extractors import ExtractorSpec, resolve_extractor
 from gan_brevitas.metrics.fid import DEFAULT_BATCH_SIZE, fid, generate
 from gan_brevitas.metrics.psnr import psnr
@@ -69,6 +70,9 @@ def evaluate(
     progress: bool = True,
 ) -> Evaluation:
     """FID / qFID / PSNR of ``qmodel`` against the float ``model`` over ``n`` shared inputs."""
+    size = getattr(model, "image_size", None)
+    if isinstance(size, int) and isinstance(n, int):
+        check_memory(n * 3 * size * size * 4 * 3, f"evaluating {n:,} images of {size}x{size} px")
     extractor = extractor or resolve_extractor()
     x = collect_inputs(inputs, n, batch_size)
     fp_images = generate(model, x, x.shape[0], batch_size=batch_size, progress=progress)

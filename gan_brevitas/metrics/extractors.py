@@ -20,10 +20,13 @@ The chosen extractor is described by an :class:`ExtractorSpec` that every metric
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
 import os
+import shutil
 import socket
+import tempfile
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
@@ -80,10 +83,12 @@ class ExtractorSpec:
     Attributes:
         name: the torch-fidelity registry name (``feature_extractor=`` of calculate_metrics).
         feature_layer: the feature name used for FID (``feature_layer_fid=``).
-        weights_path: the weights file loaded (``feature_extractor_weights_path=``).
+        weights_path: the weights file loaded (``feature_extractor_weights_path=``); for Inception,
+            a private checked copy of ``source``.
         weights_sha256: first 12 hex digits of the weights file's sha256.
         label: human-readable name printed next to every number.
         comparable_with_published: True only for torch-fidelity's Inception-v3.
+        source: the file the user named (equal to ``weights_path`` for the demo CNN).
     """
 
     name: str
@@ -92,6 +97,7 @@ class ExtractorSpec:
     weights_sha256: str
     label: str
     comparable_with_published: bool
+    source: str = ""
 
 
 # --------------------------------------------------------------------------------------------
@@ -253,15 +259,42 @@ def demo_cnn_spec(weights_path: str | os.PathLike[str] | None = None) -> Extract
         weights_sha256=weights_sha256(path),
         label=f"{DEMO_CNN_NAME}/{DEMO_CNN_FEATURE_LAYER} (offline demo CNN, NOT comparable with Inception FID)",
         comparable_with_published=False,
+        source=str(path),
     )
+
+
+_private_root: str | None = None
+_checked_copies: dict[str, Path] = {}  # sha256 of the bytes -> private copy that passed the check
+
+
+def _private_dir() -> Path:
+    """A directory only this user can write (0700), removed at exit, for checked weight copies."""
+    global _private_root
+    if _private_root is None:
+        _private_root = tempfile.mkdtemp(prefix="gan-brevitas-weights-")
+        atexit.register(shutil.rmtree, _private_root, ignore_errors=True)
+    return Path(_private_root)
+
+
+def _private_copy(path: Path) -> tuple[Path, str]:
+    """Copy ``path`` into the private directory once; returns (copy, sha256 of the copied bytes)."""
+    handle, name = tempfile.mkstemp(prefix="inception-", suffix=".pth", dir=_private_dir())
+    digest = hashlib.sha256()
+    with open(path, "rb") as source, os.fdopen(handle, "wb") as target:
+        for chunk in iter(lambda: source.read(1 << 20), b""):
+            digest.update(chunk)
+            target.write(chunk)
+    return Path(name), digest.hexdigest()
 
 
 def inception_spec(weights_path: str | os.PathLike[str], origin: str = "argument") -> ExtractorSpec:
     """Spec of torch-fidelity's Inception-v3 with a local weights file, after checking that file.
 
-    torch-fidelity itself loads the file with ``torch.load(weights_only=False)``; we first load it
-    with ``weights_only=True`` so that a file which is not a plain tensor state dict (and could run
-    code when unpickled) is rejected before torch-fidelity ever opens it.
+    torch-fidelity loads its weights file with ``torch.load(weights_only=False)``, possibly minutes
+    later. So it never sees the user's file: the bytes are copied once into a private directory
+    (mode 0700, removed at exit), that copy is loaded with ``weights_only=True`` (a file that
+    would run code when unpickled is rejected), and the spec points torch-fidelity at the copy.
+    Replacing the user's file afterwards changes nothing that is loaded.
     """
     path = Path(weights_path).expanduser()
     if not path.is_file():
@@ -270,8 +303,23 @@ def inception_spec(weights_path: str | os.PathLike[str], origin: str = "argument
             f"weights-inception-2015-12-05-6726825d.pth (from {URL_INCEPTION_V3}), or unset it to fall back "
             f"to the offline demo CNN."
         )
+    copy, sha256 = _private_copy(path)
+    if sha256 in _checked_copies:
+        copy.unlink()
+        return _inception(_checked_copies[sha256], sha256, path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        _check_inception_state(copy, path, origin)
+    except BaseException:
+        copy.unlink(missing_ok=True)
+        raise
+    _checked_copies[sha256] = copy
+    logger.info("Inception weights %s checked and copied to %s", path, copy)
+    return _inception(copy, sha256, path)
+
+
+def _check_inception_state(copy: Path, path: Path, origin: str) -> None:
+    try:
+        state = torch.load(copy, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling errors have many types; all mean "not usable"
         raise MetricError(
             f"Inception weights file {path} (from {origin}) cannot be loaded as a plain state dict "
@@ -284,13 +332,17 @@ def inception_spec(weights_path: str | os.PathLike[str], origin: str = "argument
             f"{path} (from {origin}) is not a torch-fidelity Inception-v3 state dict (missing {missing}). "
             f"Use torch-fidelity's weights-inception-2015-12-05-6726825d.pth."
         )
+
+
+def _inception(copy: Path, sha256: str, source: Path) -> ExtractorSpec:
     return ExtractorSpec(
         name=INCEPTION_NAME,
         feature_layer=INCEPTION_FEATURE_LAYER,
-        weights_path=str(path),
-        weights_sha256=weights_sha256(path),
+        weights_path=str(copy),
+        weights_sha256=sha256[:SHORT_HASH_CHARS],
         label=f"{INCEPTION_NAME}/{INCEPTION_FEATURE_LAYER} (Inception-v3, torch-fidelity)",
         comparable_with_published=True,
+        source=str(source),
     )
 
 
@@ -389,5 +441,5 @@ def resolve_extractor(
             spec = demo_cnn_spec()
             _warn_offline(spec)
             return spec
-    logger.info("FID feature extractor: %s, weights %s (sha256 %s)", spec.label, spec.weights_path, spec.weights_sha256)
+    logger.info("FID feature extractor: %s, weights %s (sha256 %s)", spec.label, spec.source, spec.weights_sha256)
     return spec

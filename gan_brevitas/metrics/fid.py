@@ -191,7 +191,24 @@ def _fid_uint8(
             "biased (upwards); compare only values computed with the same number of images.",
             name, smallest, spec.feature_layer,
         )  # fmt: skip
-    metrics = torch_fidelity.calculate_metrics(
+    try:
+        metrics = _calculate(images_a, images_b, spec, batch_size, cuda)
+    except RuntimeError as err:  # torch-fidelity reports a bad extractor file as a RuntimeError
+        raise MetricError(
+            f"torch-fidelity could not compute {name} with {spec.label} (weights {spec.source or spec.weights_path}): "
+            f"{str(err).splitlines()[0]}. Use torch-fidelity's own weights file for this extractor."
+        ) from err
+    # FID is a squared distance; torch-fidelity can return -1e-6 for identical sets (rounding).
+    value = max(0.0, float(metrics[torch_fidelity.KEY_METRIC_FID]))
+    result = MetricResult(name, value, spec.label, spec.weights_sha256, len(images_a), len(images_b))
+    logger.info("%s", result)
+    return result
+
+
+def _calculate(
+    images_a: torch.Tensor, images_b: torch.Tensor, spec: ExtractorSpec, batch_size: int, cuda: bool | None
+) -> dict[str, float]:
+    return torch_fidelity.calculate_metrics(
         input1=_UInt8Images(images_a),
         input2=_UInt8Images(images_b),
         fid=True,
@@ -207,11 +224,6 @@ def _fid_uint8(
         save_cpu_ram=True,  # no DataLoader worker processes: the data is already in memory
         verbose=False,
     )
-    # FID is a squared distance; torch-fidelity can return -1e-6 for identical sets (rounding).
-    value = max(0.0, float(metrics[torch_fidelity.KEY_METRIC_FID]))
-    result = MetricResult(name, value, spec.label, spec.weights_sha256, len(images_a), len(images_b))
-    logger.info("%s", result)
-    return result
 
 
 def fid(

@@ -17,8 +17,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from gan_brevitas.atomic_files import check_output_path
+from gan_brevitas.errors import ConfigError
 from gan_brevitas.reproduce.report import write_results
-from gan_brevitas.reproduce.runner import Outcome, RunSettings, run_rows
+from gan_brevitas.reproduce.runner import NOT_RUN, Outcome, RunSettings, run_rows
 from gan_brevitas.reproduce.sources import UserData
 from gan_brevitas.reproduce.spec import PROFILES, Recipe, Row, load_recipe, load_recipes
 
@@ -29,8 +31,22 @@ __all__ = ["PROFILES", "Outcome", "Recipe", "Row", "RunSettings", "UserData", "l
 def reproduce(recipes: Sequence[Recipe], settings: RunSettings) -> tuple[list[Outcome], Path]:
     """Run every row of ``recipes`` under ``settings.profile`` (cached rows are skipped) and
     write RESULTS.md; returns the outcomes and the report's path."""
+    check_output_path(settings.out_dir / "RESULTS.md", what="report", create_parent=True)  # before any row runs
     started = time.perf_counter()
     rows = [row for recipe in recipes for row in recipe.rows(settings.profile)]
     outcomes, models, extractor = run_rows(rows, settings)
+    _refuse_empty_report(outcomes, settings)
     path = write_results(recipes, outcomes, models.descriptions(), extractor, settings, time.perf_counter() - started)
     return outcomes, path
+
+
+def _refuse_empty_report(outcomes: Sequence[Outcome], settings: RunSettings) -> None:
+    """``--report-only`` with no row in the cache would replace RESULTS.md by an empty report
+    (the cache is git-ignored, a fresh checkout has none): refuse, leaving RESULTS.md as it is."""
+    if not settings.report_only or any(o.status != NOT_RUN for o in outcomes):
+        return
+    raise ConfigError(
+        f"--report-only found none of the {len(outcomes)} row(s) in the cache {settings.cache_dir} "
+        f"(it is not committed); {settings.out_dir / 'RESULTS.md'} was left unchanged. Run without "
+        "--report-only to measure the rows, or point --out at the directory that holds the cache."
+    )

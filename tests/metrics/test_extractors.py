@@ -67,17 +67,18 @@ def test_explicit_file_then_env_then_cache(no_inception: Path, monkeypatch: pyte
     cached = _fake_inception_file(inception_cache_path())
     assert str(cached).startswith(str(no_inception))
     spec = resolve_extractor()
-    assert (spec.name, spec.feature_layer, spec.weights_path) == (INCEPTION_NAME, "2048", str(cached))
+    assert (spec.name, spec.feature_layer, spec.source) == (INCEPTION_NAME, "2048", str(cached))
+    assert Path(spec.weights_path).read_bytes() == cached.read_bytes() and spec.weights_path != str(cached)
     assert spec.comparable_with_published and "NOT" not in spec.label
 
     from_env = _fake_inception_file(tmp_path / "env" / "inception.pth")
     monkeypatch.setenv(INCEPTION_ENV_VAR, str(from_env))
-    assert resolve_extractor().weights_path == str(from_env)
+    assert resolve_extractor().source == str(from_env)
 
     explicit = tmp_path / "explicit.pth"
     torch.save({key: torch.ones(3) for key in extractors._INCEPTION_KEYS}, explicit)
     spec = resolve_extractor(inception_weights=explicit)
-    assert spec.weights_path == str(explicit) and spec.weights_sha256 == _sha12(explicit)
+    assert spec.source == str(explicit) and spec.weights_sha256 == _sha12(explicit)
 
 
 class _NotWeights:
