@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from gan_brevitas import QuantConfig, recipes
+from gan_brevitas.atomic_files import atomic_write, atomic_write_text
 from gan_brevitas.deploy.bench import bench
 from gan_brevitas.deploy.parity import parity
 from gan_brevitas.export.ort import OrtGenerator, int8_kernel_report
@@ -224,16 +225,12 @@ def _plot(results: list[dict[str, Any]], path: Path) -> None:
     right.set_ylabel("ONNX file, MB")
     right.legend()
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
+    atomic_write(path, lambda temporary: fig.savefig(temporary, dpi=120, format="png"))
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
 
 
 def main() -> int:

@@ -12,7 +12,9 @@ import dataclasses
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -44,12 +46,7 @@ exit codes: 0 done; 1 the run failed (the message says why); 2 bad usage.
 
 
 def _config_from_args(args: argparse.Namespace) -> QuantConfig:
-    base = QuantConfig()
-    if args.config:
-        try:
-            base = QuantConfig.from_json(Path(args.config).read_text())
-        except OSError as err:
-            raise ConfigError(f"--config {args.config}: cannot read it ({err.strerror}).") from None
+    base = QuantConfig.from_file(args.config) if args.config else QuantConfig()
     changes = {
         "weight_bits": args.weight_bits,
         "act_bits": args.act_bits,
@@ -458,8 +455,20 @@ def _failure(err: BaseException) -> tuple[int, str]:
     raise err
 
 
+def install_signal_handlers() -> None:
+    """SIGTERM stops a command the way Ctrl-C does: cleanup runs (temporary files and staged
+    outputs are removed, earlier outputs stay), then the process exits with status 143."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run one command; returns the exit code (0 ok, 1 failed, 2 bad usage)."""
+    if threading.current_thread() is threading.main_thread():
+        install_signal_handlers()
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)

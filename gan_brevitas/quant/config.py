@@ -12,7 +12,9 @@ import dataclasses
 import fnmatch
 import json
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from gan_brevitas.errors import ConfigError
@@ -141,7 +143,9 @@ class QuantConfig:
         for flag in ("per_channel", "quantize_bias", "bias_correction"):
             if not isinstance(getattr(self, flag), bool):
                 raise ConfigError(f"{flag} must be True or False, got {getattr(self, flag)!r}.")
-        if isinstance(self.skip, str) or not all(isinstance(s, str) for s in self.skip):
+        if isinstance(self.skip, str) or not isinstance(self.skip, (list, tuple)) or not all(
+            isinstance(s, str) for s in self.skip
+        ):
             raise ConfigError(
                 f"skip must be a list of module-name patterns or class names, got {self.skip!r}."
             )
@@ -239,4 +243,23 @@ class QuantConfig:
 
     @classmethod
     def from_json(cls, text: str) -> "QuantConfig":
-        return cls.from_dict(json.loads(text))
+        try:
+            data = json.loads(text)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"a QuantConfig must be a JSON object; this text is not JSON ({err}).") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"a QuantConfig must be a JSON object of fields, got {type(data).__name__}.")
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> "QuantConfig":
+        """A QuantConfig from a JSON file; ConfigError naming the file for any problem."""
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as err:
+            reason = getattr(err, "strerror", None) or err
+            raise ConfigError(f"cannot read the config file {path}: {reason}; give a JSON file of QuantConfig fields.") from None
+        try:
+            return cls.from_json(text)
+        except ConfigError as err:
+            raise ConfigError(f"config file {path}: {err}") from None

@@ -127,11 +127,12 @@ def check_tensors(expected: Mapping[str, Tensor], found: Mapping[str, Tensor], p
             raise _bad(path, f"quantizer scale {key} is zero or negative ({float(tensor.min()):.3g})")
 
 
-def content_sha256(fields: Mapping[str, str], state: Mapping[str, Tensor]) -> str:
-    """sha256 over the metadata fields and every tensor (name, dtype, shape, bytes), in name order."""
+def content_sha256(metadata: Mapping[str, str], state: Mapping[str, Tensor]) -> str:
+    """sha256 over every metadata entry but the hash itself and every tensor (name, dtype, shape,
+    bytes), in name order."""
     digest = hashlib.sha256()
-    for key in sorted(FIELDS):
-        digest.update(f"{key}={fields[key]}\n".encode())
+    for key in sorted(k for k in metadata if k != HASH_KEY):
+        digest.update(f"{len(key)}:{key}={len(metadata[key])}:{metadata[key]}\n".encode())
     for name in sorted(state):
         tensor = state[name].detach().to("cpu").contiguous()
         digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
