@@ -173,8 +173,14 @@ def load_image_folder(folder: str, size: Union[int, tuple[int, int]], limit: Opt
         raise CalibrationError(f"no .png/.jpg/.bmp images found in {folder}.")
     images = []
     for path in paths:
-        with Image.open(path) as image:
-            array = np.asarray(_resize_and_crop(image.convert("RGB"), height, width), dtype=np.float32)
+        try:
+            with Image.open(path) as image:
+                array = np.asarray(_resize_and_crop(image.convert("RGB"), height, width), dtype=np.float32)
+        except (OSError, ValueError, Image.DecompressionBombError) as err:
+            raise CalibrationError(
+                f"cannot read the image {path} ({type(err).__name__}: {err}): remove or replace it, "
+                "or point --images at a folder of valid PNG/JPEG/BMP files."
+            ) from None
         images.append(torch.from_numpy(array).permute(2, 0, 1) / 127.5 - 1.0)
     return torch.stack(images)
 

@@ -387,7 +387,7 @@ def load_recipe(path: str | Path) -> Recipe:
         data = tomllib.loads(path.read_text())
     except OSError as err:
         raise ConfigError(f"cannot read recipe {path}: {err}") from None
-    except tomllib.TOMLDecodeError as err:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path} is not valid TOML: {err}") from None
     unknown = sorted(set(data) - set(SECTIONS))
     if unknown:

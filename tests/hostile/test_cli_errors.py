@@ -61,3 +61,25 @@ def test_info_on_a_file_that_is_not_ours(tmp_path: Path, capsys) -> None:
     junk.write_bytes(b"\x00" * 64)
     assert cli.main(["info", str(junk)]) == 2
     assert "is not a readable safetensors file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["missing", "a-file", "corrupt-png", "text-as-png"])
+def test_bad_image_folders(tmp_path: Path, capsys, kind: str) -> None:
+    from PIL import Image
+
+    checkpoint = tmp_path / "c.pth"
+    torch.save(recipes.build_generator("cyclegan", ngf=4, n_blocks=1, image_size=16).state_dict(), checkpoint)
+    folder = tmp_path / "images"
+    if kind == "a-file":
+        folder.write_text("x")
+    elif kind != "missing":
+        folder.mkdir()
+        Image.new("RGB", (16, 16)).save(folder / "a.png")
+        bad = folder / "b.png"
+        bad.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(50) if kind == "corrupt-png" else b"hello")
+    code = cli.main(["quantize", "--model", "cyclegan", "--checkpoint", str(checkpoint), "--num-samples", "2",
+                     "--images", str(folder), "--out", str(tmp_path / "q.safetensors")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    expected = "does not exist (or is not a folder)" if kind in ("missing", "a-file") else f"cannot read the image {folder / 'b.png'}"
+    assert expected in err

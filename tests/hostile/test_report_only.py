@@ -21,3 +21,10 @@ def test_report_only_without_cache_leaves_results_md_byte_identical(tmp_path: Pa
     assert "--report-only found none of the" in err and "RESULTS.md was left unchanged" in err
     assert results.read_bytes() == before
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == [results]
+
+
+def test_a_recipe_that_is_not_text(tmp_path: Path, capsys) -> None:
+    recipe = tmp_path / "r.toml"
+    recipe.write_bytes(b"\x1f\x8b\x08\x00binary")
+    assert cli.main(["reproduce", str(recipe), "--out", str(tmp_path / "out")]) == 2
+    assert f"{recipe} is not valid TOML" in capsys.readouterr().err
