@@ -84,7 +84,7 @@ def run_case(case: Case, marker: Path) -> dict:
     except SystemExit as exit_:  # argparse usage errors
         code, outcome = exit_.code, None
     except BaseException as exc:  # noqa: BLE001 - this is what we count
-        code, outcome = None, f"raw traceback"
+        code, outcome = None, "raw traceback"
         err.write(f"{type(exc).__name__}: {exc}")
     finally:
         signal.alarm(0)
@@ -175,6 +175,22 @@ def _intact(paths: dict[str, Path]) -> Callable[[], Optional[str]]:
     return check
 
 
+def _external_traversal_onnx(path: Path) -> None:
+    """A float Conv whose weight claims to live in ../../../../etc/passwd (external data)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    weight = onnx.TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[1, 1, 1, 1])
+    weight.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", "../../../../etc/passwd"), ("offset", "0"), ("length", "4")):
+        entry = weight.external_data.add()
+        entry.key, entry.value = key, value
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 4, 4])
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"])], "g", [x], [y], [weight])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
 def build_cases(work: Path, marker: Path) -> list[Case]:
     from PIL import Image
 
@@ -254,11 +270,11 @@ def build_cases(work: Path, marker: Path) -> list[Case]:
         return lambda: intact() or (extra() if extra else None)
 
     cases = [
-        Case("quantize: checkpoint missing", q[:4] + ["--checkpoint", str(work / "none.pth")] + q[6:] + out),
-        Case("quantize: checkpoint is a directory", q[:4] + ["--checkpoint", str(paths["dir"])] + q[6:] + out),
-        Case("quantize: checkpoint is random bytes", q[:4] + ["--checkpoint", str(junk)] + q[6:] + out),
-        Case("quantize: checkpoint is a malicious pickle", q[:4] + ["--checkpoint", str(evil)] + q[6:] + out),
-        Case("quantize: CycleGAN checkpoint given as SAGAN", q[:4] + ["--checkpoint", str(cyc_ckpt)] + q[6:] + out),
+        Case("quantize: checkpoint missing", q[:3] + ["--checkpoint", str(work / "none.pth")] + q[5:] + out),
+        Case("quantize: checkpoint is a directory", q[:3] + ["--checkpoint", str(paths["dir"])] + q[5:] + out),
+        Case("quantize: checkpoint is random bytes", q[:3] + ["--checkpoint", str(junk)] + q[5:] + out),
+        Case("quantize: checkpoint is a malicious pickle", q[:3] + ["--checkpoint", str(evil)] + q[5:] + out),
+        Case("quantize: CycleGAN checkpoint given as SAGAN", q[:3] + ["--checkpoint", str(cyc_ckpt)] + q[5:] + out),
         Case("quantize: --out is a directory", q + ["--out", str(paths["dir"])], check=intact),
         Case("quantize: --out is a symlink", q + ["--out", str(paths["link"])], check=intact),
         Case("quantize: --out is a FIFO", q + ["--out", str(paths["fifo"])], check=intact),
@@ -327,6 +343,39 @@ def build_cases(work: Path, marker: Path) -> list[Case]:
         Case("demo: --out-dir is a file", ["demo", "--out-dir", str(paths["victim"]), "--models", "sagan",
                                             "--sections", "ptq", "--n", "8"], check=intact),
         Case("demo: --n 0", ["demo", "--n", "0", "--out-dir", str(work / "d")]),
+    ]
+    inf_ckpt = work / "sagan_inf.pth"
+    state = model.state_dict()
+    first = next(k for k, v in state.items() if v.is_floating_point() and v.dim() > 1)
+    state[first] = torch.full_like(state[first], float("inf"))
+    torch.save(state, inf_ckpt)
+    demo_out = work / "demo_out"
+    demo_out.mkdir()
+    (demo_out / "report.md").symlink_to(paths["victim"])
+    repro_out = work / "repro_dir"
+    (repro_out / "RESULTS.md").mkdir(parents=True)
+    traversal = work / "traversal.onnx"
+    _external_traversal_onnx(traversal)
+    cases += [
+        Case("quantize: checkpoint with Inf weights", q[:3] + ["--checkpoint", str(inf_ckpt)] + q[5:] + out),
+        Case("quantize: --act-quantiles nan 0.5", q + out + ["--act-quantiles", "nan", "0.5"]),
+        Case("quantize: --config with NaN momentum", q + out + ["--config", config('{"quantile_momentum": NaN}')]),
+        Case("quantize: --seed -1 (valid)", q + out + ["--seed", "-1"], expect_error=False),
+        Case("quantize: --out is '.'", q + ["--out", "."]),
+        Case("info: /dev/zero", ["info", "/dev/zero"]),
+        Case("info: /dev/urandom", ["info", "/dev/urandom"]),
+        Case("quantize: checkpoint is /dev/zero", q[:3] + ["--checkpoint", "/dev/zero"] + q[5:] + out),
+        Case("demo: report.md in --out-dir is a symlink", ["demo", "--out-dir", str(demo_out), "--models", "sagan",
+                                                          "--sections", "ptq", "--n", "8"], check=intact),
+        Case("reproduce: RESULTS.md is a directory",
+             ["reproduce", str(ROOT / "recipes" / "figure1" / "sagan_act_quantiles.toml"), "--profile", "tiny",
+              "--out", str(repro_out)]),
+        Case("reproduce: --threads 0", ["reproduce", str(ROOT / "recipes" / "figure1" / "sagan_act_quantiles.toml"),
+                                        "--profile", "tiny", "--report-only", "--threads", "0", "--out", str(work / "r4")]),
+        Case("bench: --threads -1", ["bench", small_onnx, "--batch", "1", "--runs", "1", "--threads", "-1"]),
+        Case("check-trt: external data path traversal (graph only, valid)", ["check-trt", str(traversal)],
+             expect_error=False),
+        Case("bench: external data path traversal", ["bench", str(traversal), "--batch", "1", "--runs", "1"]),
     ]
     if "node" in paths:
         cases += [

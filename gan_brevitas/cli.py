@@ -300,6 +300,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from gan_brevitas.reproduce.report import summary
 
     if args.threads is not None:
+        if args.threads < 1:
+            raise GanBrevitasError(f"--threads must be >= 1, got {args.threads}.")
         torch.set_num_threads(args.threads)
     recipes = load_recipes(args.recipes)
     settings = RunSettings(

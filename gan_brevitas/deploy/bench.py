@@ -147,6 +147,8 @@ def bench(
     check_engine(engine)
     if runs < 1 or warmup < 0:
         raise ExportError(f"runs must be >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}.")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ExportError(f"threads must be an integer >= 1 (or omitted for ONNX Runtime's default), got {threads}.")
     bad = [b for b in batch_sizes if isinstance(b, bool) or not isinstance(b, int) or b < 1]
     if bad or not batch_sizes:
         raise ExportError(f"batch sizes must be integers >= 1, got {list(batch_sizes)}: e.g. --batch 1 8.")

@@ -95,3 +95,15 @@ def test_rules_checker_reads_the_graph_without_external_data(tmp_path: Path, mon
     report = check_tensorrt(path)
     assert loads == [False]
     assert not report.quantized
+
+
+def test_bench_threads_must_be_positive(tmp_path: Path) -> None:
+    path = _huge_input_model(tmp_path / "small.onnx", 4)
+    with pytest.raises(ExportError, match="threads must be an integer >= 1"):
+        bench(path, batch_sizes=(1,), threads=-1)
+
+
+def test_reproduce_threads_zero_exits_2(tmp_path: Path, capsys) -> None:
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "figure1" / "sagan_act_quantiles.toml"
+    assert cli.main(["reproduce", str(recipe), "--threads", "0", "--out", str(tmp_path)]) == 2
+    assert "--threads must be >= 1, got 0" in capsys.readouterr().err

@@ -64,8 +64,11 @@ def test_an_edited_recipe_runs_again_and_report_only_runs_nothing(tmp_path, saga
     recipe = edited(ROWS[1])
     reproduce([str(recipe), *common], capsys)
     recipe.write_text(recipe.read_text().replace("[tiny.options]\nnum_samples = 4", "[tiny.options]\nnum_samples = 3"))
-    pending = reproduce([str(recipe), *common, "--report-only"], capsys)
-    assert "not run (not cached yet (--report-only runs nothing))" in pending
+    before = (out / "RESULTS.md").read_bytes()
+    # No row of this edited recipe is cached: --report-only refuses rather than replace the report.
+    assert cli.main(["reproduce", str(recipe), *common, "--report-only", "--profile", "tiny"]) == 2
+    assert "--report-only found none of the 1 row(s) in the cache" in capsys.readouterr().err
+    assert (out / "RESULTS.md").read_bytes() == before
     assert " ran\n" in reproduce([str(recipe), *common], capsys)
     assert len(list((out / "rows").glob("*.json"))) == 2
 
