@@ -301,7 +301,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
     if args.threads is not None:
         if args.threads < 1:
-            raise GanBrevitasError(f"--threads must be >= 1, got {args.threads}.")
+            raise ConfigError(f"--threads must be >= 1, got {args.threads}.")
         torch.set_num_threads(args.threads)
     recipes = load_recipes(args.recipes)
     settings = RunSettings(
