@@ -26,8 +26,8 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from gan_brevitas.errors import CheckpointError
-from gan_brevitas.models.registry import GENERATORS, build_generator
+from gan_brevitas.errors import CheckpointError, GanBrevitasError
+from gan_brevitas.models.registry import GENERATORS, build_generator, weight_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -420,6 +420,28 @@ def _check_trained_size(name: str, file: Path, kwargs: Mapping[str, Any], inferr
     )
 
 
+#: A generator may hold this much more than its checkpoint's tensors (buffers a file leaves out).
+FIT_SLACK = 1.05
+
+
+def _check_fits(name: str, kwargs: Mapping[str, Any], state: Mapping[str, Any], file: Path) -> None:
+    """Refuse, before anything is allocated, a generator far larger than the checkpoint's tensors
+    (a record beside the file or an option asking for sizes the weights cannot fill)."""
+    held = sum(t.numel() * t.element_size() for t in state.values() if isinstance(t, torch.Tensor))
+    try:
+        needed = weight_bytes(name, **kwargs)
+    except GanBrevitasError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a constructor failure means bad arguments
+        raise CheckpointError(f"{name}({kwargs}) cannot be built for {file}: {type(err).__name__}: {err}.") from None
+    if needed > held * FIT_SLACK + (1 << 20):
+        raise CheckpointError(
+            f"{file} holds {held / 2**20:.1f} MiB of weights, but {name}({kwargs}) would need "
+            f"{needed / 2**20:.1f} MiB: the sizes recorded beside it or given as options do not belong to "
+            "this file. Leave the options out (the file's shapes give them), or fix its record."
+        )
+
+
 def load_generator(name: str, path: str | os.PathLike[str], **build_kwargs: Any) -> nn.Module:
     """Build generator ``name`` and load checkpoint ``path`` into it strictly.
 
@@ -437,6 +459,7 @@ def load_generator(name: str, path: str | os.PathLike[str], **build_kwargs: Any)
     recorded = _recorded_kwargs(name, file, build_kwargs)
     _check_trained_size(name, file, {**inferred, **recorded, **build_kwargs}, inferred)
     kwargs = {**inferred, **recorded, **build_kwargs}
+    _check_fits(name, kwargs, state, file)
     model = build_generator(name, **kwargs)
     state = drop_stale_instance_norm_keys(state, model)
     missing, unexpected, wrong_shape = _compare(model, state)

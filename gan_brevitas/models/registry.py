@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+import torch
 from torch import nn
 
 from gan_brevitas.errors import ConfigError
@@ -49,3 +50,12 @@ def build_generator(name: str, **kwargs: Any) -> nn.Module:
     model = cls(**kwargs)
     model.generator_spec = {"name": name, "kwargs": dict(kwargs)}
     return model
+
+
+def weight_bytes(name: str, **kwargs: Any) -> int:
+    """Bytes of the parameters and buffers ``build_generator(name, **kwargs)`` would hold,
+    computed on PyTorch's meta device (nothing is allocated), so a size read from an untrusted
+    file can be checked before the model is built."""
+    with torch.device("meta"):
+        shell = build_generator(name, **kwargs)
+    return sum(t.numel() * t.element_size() for t in (*shell.parameters(), *shell.buffers()))

@@ -92,15 +92,14 @@ def build_bounded(name: str, kwargs: dict[str, Any], file_tensor_bytes: int, pat
     in the tensor bytes the file holds."""
     from gan_brevitas.errors import GanBrevitasError
     from gan_brevitas.models import build_generator
+    from gan_brevitas.models.registry import weight_bytes
 
     try:
-        with torch.device("meta"):
-            shell = build_generator(name, **kwargs)
+        needed = weight_bytes(name, **kwargs)
     except GanBrevitasError as err:
         raise _bad(path, f"its generator record {name}({kwargs}) cannot be built ({err})") from None
     except Exception as err:  # noqa: BLE001 - any constructor failure means a bad record
         raise _bad(path, f"its generator record {name}({kwargs}) cannot be built ({type(err).__name__}: {err})") from None
-    needed = sum(t.numel() * t.element_size() for t in (*shell.parameters(), *shell.buffers()))
     if needed > file_tensor_bytes + SIZE_SLACK_BYTES:
         raise _bad(
             path,
