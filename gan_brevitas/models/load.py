@@ -422,11 +422,14 @@ def _check_trained_size(name: str, file: Path, kwargs: Mapping[str, Any], inferr
 
 #: A generator may hold this much more than its checkpoint's tensors (buffers a file leaves out).
 FIT_SLACK = 1.05
+#: Below this a too-big generator is simply built and the strict load names what differs.
+FIT_FLOOR_BYTES = 256 * 2**20
 
 
 def _check_fits(name: str, kwargs: Mapping[str, Any], state: Mapping[str, Any], file: Path) -> None:
-    """Refuse, before anything is allocated, a generator far larger than the checkpoint's tensors
-    (a record beside the file or an option asking for sizes the weights cannot fill)."""
+    """Refuse, before anything is allocated, a generator of more than 256 MiB that is larger than
+    the checkpoint's tensors (a record beside the file or an option asking for sizes the weights
+    cannot fill); smaller mismatches are left to the strict load, which names the keys."""
     held = sum(t.numel() * t.element_size() for t in state.values() if isinstance(t, torch.Tensor))
     try:
         needed = weight_bytes(name, **kwargs)
@@ -434,7 +437,7 @@ def _check_fits(name: str, kwargs: Mapping[str, Any], state: Mapping[str, Any], 
         raise
     except Exception as err:  # noqa: BLE001 - a constructor failure means bad arguments
         raise CheckpointError(f"{name}({kwargs}) cannot be built for {file}: {type(err).__name__}: {err}.") from None
-    if needed > held * FIT_SLACK + (1 << 20):
+    if needed > max(held * FIT_SLACK, FIT_FLOOR_BYTES):
         raise CheckpointError(
             f"{file} holds {held / 2**20:.1f} MiB of weights, but {name}({kwargs}) would need "
             f"{needed / 2**20:.1f} MiB: the sizes recorded beside it or given as options do not belong to "
