@@ -46,7 +46,12 @@ exit codes: 0 done; 1 the run failed (the message says why); 2 bad usage.
 
 
 def _config_from_args(args: argparse.Namespace) -> QuantConfig:
-    base = QuantConfig.from_file(args.config) if args.config else QuantConfig()
+    base = QuantConfig()
+    if args.config:
+        try:
+            base = QuantConfig.from_file(args.config)
+        except ConfigError as err:
+            raise ConfigError(f"--config: {err}") from None
     changes = {
         "weight_bits": args.weight_bits,
         "act_bits": args.act_bits,
