@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from gan_brevitas import cli, limits, recipes
 from gan_brevitas.errors import ExportError, ResourceLimitError
-from gan_brevitas.export.bench import bench
+from gan_brevitas.deploy.bench import bench
 from gan_brevitas.export.rules import check_tensorrt
 from gan_brevitas.inputs import iter_batches, latent_sampler
 from gan_brevitas.metrics.evaluate import evaluate
