@@ -126,7 +126,7 @@ def _drop_unused_initializers(model: onnx.ModelProto) -> None:
 
 
 #: Ops that only move or copy elements: a per-tensor Q/DQ commutes with them exactly.
-_DATA_MOVEMENT = ("DepthToSpace", "SpaceToDepth", "Slice", "Reshape", "Transpose", "Squeeze", "Unsqueeze",
+DATA_MOVEMENT = ("DepthToSpace", "SpaceToDepth", "Slice", "Reshape", "Transpose", "Squeeze", "Unsqueeze",
                   "Flatten", "Identity", "Pad", "Resize", "Upsample")
 
 
@@ -134,8 +134,8 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _moves_data(index: GraphIndex, node: onnx.NodeProto) -> bool:
-    if node.op_type not in _DATA_MOVEMENT:
+def _moves_data(index: GraphIndex, node: onnx.NodeProto, ops: tuple[str, ...] = DATA_MOVEMENT) -> bool:
+    if node.op_type not in ops:
         return False
     if node.op_type == "Pad":
         # reflect / edge copy elements; a constant pad would need the zero point as its value.
@@ -150,10 +150,10 @@ def _per_tensor(index: GraphIndex, node: onnx.NodeProto) -> bool:
     return scale is not None and scale.size == 1 and not index.is_constant(node.input[0])
 
 
-def _hoist_quantize(index: GraphIndex, node: onnx.NodeProto) -> bool:
+def _hoist_quantize(index: GraphIndex, node: onnx.NodeProto, ops: tuple[str, ...]) -> bool:
     """A -> mover -> Q -> ...  becomes  A -> Q -> mover -> ... (returns whether it moved)."""
     mover = index.producer.get(node.input[0])
-    if mover is None or not _moves_data(index, mover):
+    if mover is None or not _moves_data(index, mover, ops):
         return False
     float_out = mover.output[0]
     if len(index.consumers.get(float_out, [])) != 1 or float_out in index.graph_outputs:
@@ -166,13 +166,13 @@ def _hoist_quantize(index: GraphIndex, node: onnx.NodeProto) -> bool:
     return True
 
 
-def _sink_dequantize(index: GraphIndex, node: onnx.NodeProto) -> bool:
+def _sink_dequantize(index: GraphIndex, node: onnx.NodeProto, ops: tuple[str, ...]) -> bool:
     """... -> DQ -> mover -> B  becomes  ... -> mover -> DQ -> B (returns whether it moved)."""
     users = index.consumers.get(node.output[0], [])
     if len(users) != 1 or node.output[0] in index.graph_outputs:
         return False
     mover = users[0]
-    if not _moves_data(index, mover) or mover.input[0] != node.output[0]:
+    if not _moves_data(index, mover, ops) or mover.input[0] != node.output[0]:
         return False
     if any(c.op_type in ("MatMul", "Gemm") for c in index.consumers.get(mover.output[0], [])):
         # Keep activation x activation products (attention) float: ONNX Runtime would fuse a
@@ -187,7 +187,7 @@ def _sink_dequantize(index: GraphIndex, node: onnx.NodeProto) -> bool:
     return True
 
 
-def move_qdq_across_data_movement(model: onnx.ModelProto) -> int:
+def move_qdq_across_data_movement(model: onnx.ModelProto, ops: tuple[str, ...] = DATA_MOVEMENT) -> int:
     """Run data-movement ops (Pad reflect, DepthToSpace, Slice, Reshape, ...) on the 8-bit
     tensor instead of the float one (in place): hoist each per-tensor QuantizeLinear above
     them and sink each DequantizeLinear below them. Exact (they only move elements, and
@@ -204,7 +204,7 @@ def move_qdq_across_data_movement(model: onnx.ModelProto) -> int:
             if node.op_type not in ("QuantizeLinear", "DequantizeLinear") or not _per_tensor(index, node):
                 continue
             step = _hoist_quantize if node.op_type == "QuantizeLinear" else _sink_dequantize
-            if step(index, node):
+            if step(index, node, ops):
                 moved = True
                 break  # the index is stale: rebuild it
         if not moved:
