@@ -101,11 +101,11 @@ def run(problem: Problem, args: argparse.Namespace, extractor) -> list[Row]:
     rows = []
     for bits in args.bits:
         runs = (
-            ("vanilla PTQ", "vanilla-ptq", QuantConfig(weight_bits=bits),
+            ("vanilla PTQ", "vanilla-ptq", QuantConfig.paper(weight_bits=bits),
              dict(num_samples=args.calibration_samples, progress=args.progress)),
-            ("STE-BRECQ", "ste-brecq", QuantConfig(weight_bits=bits, weight_scaling="learned"),
+            ("STE-BRECQ", "ste-brecq", QuantConfig.paper(weight_bits=bits, weight_scaling="learned"),
              dict(steps=args.ste_steps, weight_lr=args.weight_lr, bias_lr=args.bias_lr, **common)),
-            ("AR-BRECQ", "ar-brecq", QuantConfig(weight_bits=bits, weight_scaling="learned"),
+            ("AR-BRECQ", "ar-brecq", QuantConfig.paper(weight_bits=bits, weight_scaling="learned"),
              dict(steps=args.ar_steps, round_lr=args.round_lr, **common)),
         )
         for label, method, config, options in runs:

@@ -92,9 +92,9 @@ def run_case(case: Case, folder: Path, args: argparse.Namespace) -> dict[str, An
     model = recipes.build_generator(case.name, **case.kwargs).eval()
     calib = _inputs(model, args.calibration, seed=1)
     started = time.time()
-    q8 = recipes.quantize(model, "vanilla-ptq", config=QuantConfig(), inputs=calib,
+    q8 = recipes.quantize(model, "vanilla-ptq", config=QuantConfig.paper(), inputs=calib,
                           num_samples=args.calibration, progress=False)
-    q4 = recipes.quantize(model, "vanilla-ptq", config=QuantConfig(weight_bits=4, per_channel=True),
+    q4 = recipes.quantize(model, "vanilla-ptq", config=QuantConfig.paper(weight_bits=4, per_channel=True),
                           inputs=calib, num_samples=min(4, args.calibration), progress=False)
     log.info("%s: quantized in %.0f s", case.label, time.time() - started)
     files = {

@@ -35,7 +35,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 def measure(name: str, work: Path, threads: int) -> dict[str, Any]:
     generator = zoo.load_demo_generator(name)
     calibration = zoo.demo_inputs(name, 64, seed=5)
-    qmodel = recipes.quantize(generator, "vanilla-ptq", config=QuantConfig(), inputs=calibration,
+    qmodel = recipes.quantize(generator, "vanilla-ptq", config=QuantConfig.paper(), inputs=calibration,
                               num_samples=64, progress=False)
     path = work / f"{name}_int8.onnx"
     recipes.export(qmodel, path, "onnxruntime", inputs=calibration)

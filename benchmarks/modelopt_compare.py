@@ -10,7 +10,7 @@ seeded sampler each), evaluated on held-out inputs none of them saw:
 * ``modelopt-int8-percentile``: the same with histogram calibration (99.9th percentile of |x|);
 * ``modelopt-int8+outputs``: ``modelopt-int8`` with the conv / linear outputs quantized too
   (``quantize_outputs=True``), which ONNX Runtime needs to fuse int8 kernels;
-* ``brevitas-sym``: our vanilla PTQ with symmetric activations (QuantConfig(act_scheme=
+* ``brevitas-sym``: our vanilla PTQ with symmetric activations (QuantConfig.paper(act_scheme=
   "symmetric")), the paper's quantile ranges, per-tensor weights: the same bits as ModelOpt;
 * ``brevitas-asym``: our vanilla PTQ as the paper does it (asymmetric quantile activations).
 
@@ -53,8 +53,8 @@ METHODS: dict[str, tuple[str, Optional[QuantConfig], dict[str, Any]]] = {
     "modelopt-int8": ("modelopt-int8", None, {}),
     "modelopt-int8-percentile": ("modelopt-int8-percentile", None, {}),
     "modelopt-int8+outputs": ("modelopt-int8", None, {"quantize_outputs": True}),
-    "brevitas-sym": ("vanilla-ptq", QuantConfig(act_scheme="symmetric"), {}),
-    "brevitas-asym": ("vanilla-ptq", QuantConfig(), {}),
+    "brevitas-sym": ("vanilla-ptq", QuantConfig.paper(act_scheme="symmetric"), {}),
+    "brevitas-asym": ("vanilla-ptq", QuantConfig.paper(), {}),
 }
 #: Stand-ins when the demo checkpoints are absent (same classes, random weights).
 RANDOM_SPECS: dict[str, dict[str, Any]] = {

@@ -166,7 +166,7 @@ def reference_cost(repeats: int) -> dict[str, Any]:
         float_model = fold_for_quantization(model)
         with torch.no_grad():
             targets = generator_image(float_model(inputs))
-        qmodel = recipes.quantize(model, "vanilla-ptq", config=QuantConfig(weight_bits=4, weight_scaling="learned"),
+        qmodel = recipes.quantize(model, "vanilla-ptq", config=QuantConfig.paper(weight_bits=4, weight_scaling="learned"),
                                   inputs=inputs, num_samples=batch, progress=False)
         float_ms = 1e3 * step_seconds(float_model.requires_grad_(True), inputs, targets, repeats)
         quant_ms = 1e3 * step_seconds(qmodel, inputs, targets, repeats)
@@ -190,8 +190,8 @@ def run_model(problem: Problem, args: argparse.Namespace, extractor) -> tuple[li
     )
     lsq_model = None
     for bits in args.bits:
-        stats = QuantConfig(weight_bits=bits)
-        learned = QuantConfig(weight_bits=bits, weight_scaling="learned")
+        stats = QuantConfig.paper(weight_bits=bits)
+        learned = QuantConfig.paper(weight_bits=bits, weight_scaling="learned")
         began = time.perf_counter()
         ptq = recipes.quantize(problem.model, "vanilla-ptq", config=stats, inputs=problem.sampler(),
                                num_samples=args.num_samples, progress=args.progress)

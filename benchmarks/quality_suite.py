@@ -231,10 +231,10 @@ def _w4_candidates(brecq_steps: int) -> list[tuple[str, str, QuantConfig, dict[s
             candidates.append((f"vanilla, {weights} weights + mse acts + bias correction", "vanilla-ptq",
                                QuantConfig(weight_range=weights, act_range="mse", bias_correction=True, **w4), {}))  # fmt: skip
     if not candidates:
-        candidates.append(("vanilla, min-max weights, quantile acts", "vanilla-ptq", QuantConfig(weight_range="minmax", **w4), {}))
+        candidates.append(("vanilla, min-max weights, quantile acts", "vanilla-ptq", _paper_config(weight_range="minmax", **w4), {}))
     if brecq_steps:
         candidates.append((f"ste-brecq {brecq_steps} steps/block, min-max weights", "ste-brecq",
-                           QuantConfig(weight_range="minmax", **w4), {"steps": brecq_steps}))  # fmt: skip
+                           _paper_config(weight_range="minmax", **w4), {"steps": brecq_steps}))  # fmt: skip
     return candidates
 
 

@@ -46,7 +46,7 @@ exit codes: 0 done; 1 the run failed (the message says why); 2 bad usage.
 
 
 def _config_from_args(args: argparse.Namespace) -> QuantConfig:
-    base = QuantConfig()
+    base = QuantConfig.paper() if args.paper else QuantConfig()
     if args.config:
         try:
             base = QuantConfig.from_file(args.config)
@@ -62,6 +62,7 @@ def _config_from_args(args: argparse.Namespace) -> QuantConfig:
         "weight_range": args.weight_range,
         "weight_quantiles": tuple(args.weight_quantiles) if args.weight_quantiles else None,
         "skip": tuple(args.skip) if args.skip else None,
+        "bias_correction": args.bias_correction,
     }
     return base.replace(**{k: v for k, v in changes.items() if v is not None})
 
@@ -326,16 +327,20 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def _add_quant_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("quantization scheme (defaults: the paper's)")
+    group = parser.add_argument_group("quantization scheme (defaults: QuantConfig(); --paper for the paper's)")
     group.add_argument("--config", help="QuantConfig as a JSON file; the flags below override it")
+    group.add_argument("--paper", action="store_true", help="start from the paper's scheme, QuantConfig.paper()")
     group.add_argument("--weight-bits", type=int, help="weight bits, 2..8 (default 8)")
     group.add_argument("--act-bits", type=int, help="activation bits, 2..8 (default 8)")
-    group.add_argument("--per-channel", action="store_true", default=None, help="one weight scale per output channel")
+    group.add_argument("--per-channel", action=argparse.BooleanOptionalAction, default=None,
+                       help="one weight scale per output channel (default) or per tensor")
     group.add_argument("--act-scheme", choices=["asymmetric", "symmetric"], help="asymmetric (paper) or symmetric (TensorRT)")
-    group.add_argument("--act-range", choices=["minmax", "quantile"], help="activation range statistic")
+    group.add_argument("--act-range", choices=["minmax", "quantile", "mse"], help="activation range statistic")
     group.add_argument("--act-quantiles", type=float, nargs=2, metavar=("LOW", "HIGH"), help="e.g. 0.001 0.999")
-    group.add_argument("--weight-range", choices=["minmax", "quantile"], help="weight range statistic")
+    group.add_argument("--weight-range", choices=["minmax", "quantile", "mse", "auto"], help="weight range statistic")
     group.add_argument("--weight-quantiles", type=float, nargs=2, metavar=("LOW", "HIGH"), help="e.g. 0.0001 0.9999")
+    group.add_argument("--bias-correction", action=argparse.BooleanOptionalAction, default=None,
+                       help="correct the mean output shift of each layer after calibration (default on)")
     group.add_argument("--skip", nargs="*", help="module-name patterns or class names kept in float")
 
 

@@ -26,15 +26,15 @@ Z = torch.randn(16, 16, generator=torch.Generator().manual_seed(0))
 
 def test_typed_config_and_string_name_give_the_same_model():
     model = dcgan_generator()
-    by_name = recipes.quantize(model, "vanilla-ptq", config=QuantConfig(weight_bits=4), inputs=Z,
+    by_name = recipes.quantize(model, "vanilla-ptq", config=QuantConfig.paper(weight_bits=4), inputs=Z,
                                num_samples=8, progress=False)
-    typed = recipes.quantize(model, VanillaPTQ(num_samples=8, progress=False), config=QuantConfig(weight_bits=4),
+    typed = recipes.quantize(model, VanillaPTQ(num_samples=8, progress=False), config=QuantConfig.paper(weight_bits=4),
                              inputs=Z)
     assert torch.equal(by_name(Z[:4]), typed(Z[:4]))
     assert typed.gan_brevitas.method == by_name.gan_brevitas.method == "vanilla-ptq"
     # Keywords next to a config replace its fields; QuantConfig fields still override config.
-    replaced = recipes.quantize(model, VanillaPTQ(num_samples=2), inputs=Z, num_samples=8, progress=False,
-                                weight_bits=4)
+    replaced = recipes.quantize(model, VanillaPTQ(num_samples=2), config="paper", inputs=Z, num_samples=8,
+                                progress=False, weight_bits=4)
     assert torch.equal(replaced(Z[:4]), typed(Z[:4]))
 
 
@@ -46,7 +46,7 @@ def test_unknown_method_and_option_suggest_the_right_name():
     with pytest.raises(ConfigError, match=r"unknown vanilla-ptq option 'num_sample' \(did you mean 'num_samples'"):
         recipes.quantize(dcgan_generator(), VanillaPTQ(), inputs=Z, num_sample=2)
     with pytest.raises(ConfigError, match="method must be a method name or a method config"):
-        recipes.quantize(dcgan_generator(), QuantConfig(), inputs=Z)
+        recipes.quantize(dcgan_generator(), QuantConfig.paper(), inputs=Z)
 
 
 def test_configs_are_validated_when_built():

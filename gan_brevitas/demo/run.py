@@ -104,13 +104,14 @@ class DemoSettings:
 
 
 def ptq_rows() -> list[DemoRow]:
-    """Vanilla PTQ, min-max vs quantile ranges, W8A8 / W4A8, per tensor / per channel."""
-    rows = []
+    """Vanilla PTQ: the default (`QuantConfig()`), and the paper's scheme with min-max vs
+    quantile ranges, W8A8 / W4A8, per tensor / per channel."""
+    rows = [DemoRow(f"PTQ default W{bits}A8", "vanilla-ptq", QuantConfig(weight_bits=bits)) for bits in (8, 4)]
     for bits in (8, 4):
         for per_channel in (False, True):
             granularity = "per-channel" if per_channel else "per-tensor"
-            minmax = QuantConfig(weight_bits=bits, per_channel=per_channel, act_range="minmax", weight_range="minmax")
-            quantile = QuantConfig(weight_bits=bits, per_channel=per_channel, act_quantiles=ACT_QUANTILES,
+            minmax = QuantConfig.paper(weight_bits=bits, per_channel=per_channel, act_range="minmax", weight_range="minmax")
+            quantile = QuantConfig.paper(weight_bits=bits, per_channel=per_channel, act_quantiles=ACT_QUANTILES,
                                    weight_quantiles=WEIGHT_QUANTILES)
             rows.append(DemoRow(f"PTQ min-max W{bits}A8 {granularity}", "vanilla-ptq", minmax))
             rows.append(DemoRow(f"PTQ quantile W{bits}A8 {granularity}", "vanilla-ptq", quantile))
@@ -121,7 +122,7 @@ def quantile_sweep_rows() -> list[DemoRow]:
     """Figure 1: W8A8 per tensor, activation upper quantile 1.0 / 0.9999 / 0.999 / 0.99."""
     return [
         DemoRow(f"act quantile {high}", "vanilla-ptq",
-                QuantConfig(act_quantiles=(low, high), weight_quantiles=WEIGHT_QUANTILES))
+                QuantConfig.paper(act_quantiles=(low, high), weight_quantiles=WEIGHT_QUANTILES))
         for low, high in PAPER_QUANTILE_PAIRS
     ]
 
@@ -132,9 +133,9 @@ def brecq_rows(settings: DemoSettings) -> list[DemoRow]:
                "calibration_samples": settings.num_samples}
     quantiles = {"act_quantiles": ACT_QUANTILES, "weight_quantiles": WEIGHT_QUANTILES}
     return [
-        DemoRow("STE-BRECQ W8A8 per-tensor", "ste-brecq", QuantConfig(weight_bits=8, **quantiles), options),
+        DemoRow("STE-BRECQ W8A8 per-tensor", "ste-brecq", QuantConfig.paper(weight_bits=8, **quantiles), options),
         DemoRow("AR-BRECQ W4A8 per-tensor", "ar-brecq",
-                QuantConfig(weight_bits=4, weight_scaling="learned", **quantiles), options),
+                QuantConfig.paper(weight_bits=4, weight_scaling="learned", **quantiles), options),
     ]
 
 
@@ -148,9 +149,9 @@ def qat_rows(name: str, settings: DemoSettings) -> list[DemoRow]:
                "num_samples": min(settings.num_samples, settings.qat_train), "batch_size": 8, "loss": "mse",
                "eval_samples": 0, "discriminator": zoo.load_demo_discriminator(name)}
     return [
-        DemoRow("MA-QAT W8A8 per-tensor", "ma-qat", QuantConfig(weight_bits=8), options),
-        DemoRow("LSQ-QAT W8A8 per-tensor", "lsq-qat", QuantConfig(weight_bits=8, weight_scaling="learned"), options),
-        DemoRow("LSQ-QAT W4A8 per-tensor", "lsq-qat", QuantConfig(weight_bits=4, weight_scaling="learned"), options),
+        DemoRow("MA-QAT W8A8 per-tensor", "ma-qat", QuantConfig.paper(weight_bits=8), options),
+        DemoRow("LSQ-QAT W8A8 per-tensor", "lsq-qat", QuantConfig.paper(weight_bits=8, weight_scaling="learned"), options),
+        DemoRow("LSQ-QAT W4A8 per-tensor", "lsq-qat", QuantConfig.paper(weight_bits=4, weight_scaling="learned"), options),
     ]
 
 

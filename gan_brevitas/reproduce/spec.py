@@ -3,7 +3,7 @@
 A recipe file is made of the package's own config dataclasses, one table each:
 
     [experiment]   `Experiment`: table, the paper's row, model, method
-    [quant]        `gan_brevitas.quant.config.QuantConfig`
+    [quant]        `gan_brevitas.quant.config.QuantConfig` (keys left out: `QuantConfig.paper()`)
     [options]      the method's options: the fields of its config in `gan_brevitas.methods`
                    (`VanillaPTQ`, `SteBRECQ`, `ArBRECQ`, `MAQAT`, `LSQQAT`; nothing for
                    "full-precision"); QAT rows resolve them to `QATOptions` for their model
@@ -339,7 +339,8 @@ def _quant_config(values: Mapping[str, Any], path: Path) -> QuantConfig:
     names = [f.name for f in dataclasses.fields(QuantConfig)]
     _check_keys(values, names, path, "[quant]", "the fields of QuantConfig")
     try:
-        return QuantConfig.from_dict(dict(values))
+        # the paper's scheme, not QuantConfig()'s defaults, fills the keys a file leaves out
+        return QuantConfig.from_dict({**QuantConfig.paper().to_dict(), **values})
     except ConfigError as err:
         raise _fail(path, "[quant]", str(err)) from None
 

@@ -24,7 +24,7 @@ def test_demo_runs_end_to_end_and_writes_its_report(tmp_path, capsys):
     assert "NOT comparable" in report and "gan-brevitas-demo-cnn" in report
     results = json.loads((out / "results.json").read_text())
     rows = [r for r in results["results"] if r["model"] == "sagan"]
-    assert len(rows) == 1 + 8  # full precision + {min-max, quantile} x {W8, W4} x {tensor, channel}
+    assert len(rows) == 1 + 2 + 8  # full precision + default W8, W4 + {min-max, quantile} x {W8, W4} x {tensor, channel}
     assert all(r["qfid"] >= 0 for r in rows)
     assert set(results["figure1"]) == {"stylegan", "sagan", "cyclegan"}
     assert "PTQ quantile W8A8 per-tensor" in capsys.readouterr().out

@@ -35,7 +35,7 @@ def inputs_for(model: torch.nn.Module, n: int = 16, seed: int = 0) -> torch.Tens
 
 
 def quantized(model: torch.nn.Module, x: torch.Tensor, **config) -> torch.nn.Module:
-    return recipes.quantize(model, "vanilla-ptq", config=QuantConfig(**config), inputs=x, num_samples=len(x), progress=False)
+    return recipes.quantize(model, "vanilla-ptq", config=QuantConfig.paper(**config), inputs=x, num_samples=len(x), progress=False)
 
 
 @pytest.fixture(scope="session")

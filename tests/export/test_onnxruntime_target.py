@@ -125,7 +125,7 @@ def _no_files(folder):
 
 def test_never_calibrated_model(dcgan, tmp_path):
     model, z = dcgan
-    raw = quantize_model(model, QuantConfig())
+    raw = quantize_model(model, QuantConfig.paper())
     with pytest.raises(ExportError, match="never calibrated.*recipes.quantize"):
         recipes.export(raw, tmp_path / "g.onnx", example_input=z)
     assert _no_files(tmp_path)

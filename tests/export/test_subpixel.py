@@ -54,7 +54,7 @@ def test_float_rewrite_is_exact(case):
 @pytest.mark.parametrize("case", CASES[:4], ids=str)
 def test_quantized_rewrite_is_bit_exact(case, bits, per_channel):
     model = nn.Sequential(_layer(*case))
-    qmodel = quantize_model(model, QuantConfig(weight_bits=bits, per_channel=per_channel))
+    qmodel = quantize_model(model, QuantConfig.paper(weight_bits=bits, per_channel=per_channel))
     for _, layer in quant_layers(qmodel):
         set_act_range(layer.input_quant, -2.5, 3.0)
         set_act_range(layer.output_quant, -1.5, 2.0)
@@ -113,7 +113,7 @@ def test_narrow_conv_padding_is_bit_exact(per_channel):
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(8, 3, 3, padding=1), nn.Tanh())
-    qmodel = quantize_model(model, QuantConfig(per_channel=per_channel))
+    qmodel = quantize_model(model, QuantConfig.paper(per_channel=per_channel))
     for _, layer in quant_layers(qmodel):
         set_act_range(layer.input_quant, -2.5, 3.0)
         set_act_range(layer.output_quant, -1.5, 2.0)

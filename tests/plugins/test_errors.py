@@ -49,7 +49,7 @@ def test_unknown_preset(float_generators):
 def test_quant_config_fields_that_do_not_apply(float_generators):
     model, x = float_generators["dcgan"]
     with pytest.raises(ConfigError, match=r"weight_bits=4 do not apply.*modelopt-w4a8"):
-        recipes.quantize(model, "modelopt-int8", config=QuantConfig(weight_bits=4), inputs=x, progress=False)
+        recipes.quantize(model, "modelopt-int8", config=QuantConfig.paper(weight_bits=4), inputs=x, progress=False)
 
 
 def test_layer_nobody_can_quantize_is_named():
@@ -57,7 +57,7 @@ def test_layer_nobody_can_quantize_is_named():
     x = torch.randn(4, 3, 8, 8)
     with pytest.raises(ConversionError, match=r"1 \(HandMadeConv\).*skip"):
         recipes.quantize(model, "modelopt-int8", inputs=x, num_samples=4, progress=False)
-    qmodel = recipes.quantize(model, "modelopt-int8", config=QuantConfig(skip=("HandMadeConv",)), inputs=x,
+    qmodel = recipes.quantize(model, "modelopt-int8", config=QuantConfig.paper(skip=("HandMadeConv",)), inputs=x,
                               num_samples=4, progress=False)
     rows = {row.name: row for row in mo.describe_rows(qmodel)}
     assert rows["0"].weight_bits == "8"

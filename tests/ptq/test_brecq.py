@@ -14,7 +14,7 @@ from tests.helpers import dcgan_generator, relative_error
 
 torch.set_num_threads(1)
 
-LEARNED = QuantConfig(weight_scaling="learned")
+LEARNED = QuantConfig.paper(weight_scaling="learned")
 Z = torch.randn(32, 16, generator=torch.Generator().manual_seed(1))
 FAST = dict(num_samples=32, batch_size=8, calibration_samples=32, progress=False)
 

@@ -34,8 +34,8 @@ def test_vanilla_ptq_on_reference_generators(name):
     with torch.no_grad():
         # The folded copy is the reference: SAGAN's spectral norm moves u, v on every call.
         ref = _image(fold_for_quantization(model)(x))
-        q8 = recipes.quantize(model, "vanilla-ptq", config=QuantConfig(weight_bits=8), inputs=x, num_samples=16, progress=False)
-        q4 = recipes.quantize(model, "vanilla-ptq", config=QuantConfig(weight_bits=4), inputs=x, num_samples=16, progress=False)
+        q8 = recipes.quantize(model, "vanilla-ptq", config=QuantConfig.paper(weight_bits=8), inputs=x, num_samples=16, progress=False)
+        q4 = recipes.quantize(model, "vanilla-ptq", config=QuantConfig.paper(weight_bits=4), inputs=x, num_samples=16, progress=False)
         err8 = relative_error(_image(q8(x)), ref)
         err4 = relative_error(_image(q4(x)), ref)
     # Random-init AdaIN / InstanceNorm amplify every error, so the bound is relative.

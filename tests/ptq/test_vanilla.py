@@ -28,14 +28,14 @@ def test_dcgan_user_generator_w8_is_close_and_much_closer_than_w4():
     model = dcgan_generator()
     with torch.no_grad():
         ref = model(Z)
-        err8 = relative_error(_ptq(model, QuantConfig(weight_bits=8))(Z), ref)
-        err4 = relative_error(_ptq(model, QuantConfig(weight_bits=4))(Z), ref)
+        err8 = relative_error(_ptq(model, QuantConfig.paper(weight_bits=8))(Z), ref)
+        err4 = relative_error(_ptq(model, QuantConfig.paper(weight_bits=4))(Z), ref)
     assert err8 < 0.05
     assert err8 < 0.5 * err4
 
 
 def test_every_compute_layer_has_input_and_output_quantizers():
-    qmodel = _ptq(dcgan_generator(), QuantConfig())
+    qmodel = _ptq(dcgan_generator(), QuantConfig.paper())
     layers = dict(quant_layers(qmodel))
     assert sorted(layers) == ["1", "4", "7"]
     for layer in layers.values():
@@ -47,8 +47,8 @@ def test_every_compute_layer_has_input_and_output_quantizers():
 def test_quantizing_twice_leaves_the_float_generator_bit_identical():
     model = dcgan_generator()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    _ptq(model, QuantConfig(weight_bits=8))
-    _ptq(model, QuantConfig(weight_bits=4, per_channel=True))
+    _ptq(model, QuantConfig.paper(weight_bits=8))
+    _ptq(model, QuantConfig.paper(weight_bits=4, per_channel=True))
     after = model.state_dict()
     assert before.keys() == after.keys()
     assert all(torch.equal(before[k], after[k]) for k in before)
@@ -76,8 +76,8 @@ def test_quantile_ranges_beat_min_max_on_heavy_tailed_activations():
     model = HeavyTailed().eval()
     z = torch.randn(256, 512, generator=torch.Generator().manual_seed(5))
     # Per-channel weights, so the outlier unit's weight row does not dominate the comparison.
-    minmax = QuantConfig(act_range="minmax", per_channel=True)
-    quantile = QuantConfig(act_range="quantile", act_quantiles=(0.001, 0.999), per_channel=True)
+    minmax = QuantConfig.paper(act_range="minmax", per_channel=True)
+    quantile = QuantConfig.paper(act_range="quantile", act_quantiles=(0.001, 0.999), per_channel=True)
     with torch.no_grad():
         ref = model(z)
         err_minmax = relative_error(_ptq(model, minmax, z, 200)(z), ref)
@@ -86,7 +86,7 @@ def test_quantile_ranges_beat_min_max_on_heavy_tailed_activations():
 
 
 def test_skip_keeps_layers_float():
-    qmodel = _ptq(dcgan_generator(), QuantConfig(skip=("7", "ConvTranspose2d_nomatch")))
+    qmodel = _ptq(dcgan_generator(), QuantConfig.paper(skip=("7", "ConvTranspose2d_nomatch")))
     assert [name for name, _ in quant_layers(qmodel)] == ["1", "4"]
     assert "config.skip" in recipes.describe(qmodel)
 
@@ -94,8 +94,8 @@ def test_skip_keeps_layers_float():
 def test_sampler_and_iterable_inputs_work_like_a_tensor():
     model = dcgan_generator()
     gen = torch.Generator().manual_seed(1)
-    q_sampler = _ptq(model, QuantConfig(), inputs=lambda b: torch.randn(b, 16, generator=gen))
-    q_iter = _ptq(model, QuantConfig(), inputs=[Z[:10], Z[10:40]])
+    q_sampler = _ptq(model, QuantConfig.paper(), inputs=lambda b: torch.randn(b, 16, generator=gen))
+    q_iter = _ptq(model, QuantConfig.paper(), inputs=[Z[:10], Z[10:40]])
     with torch.no_grad():
         assert relative_error(q_sampler(Z), model(Z)) < 0.05
         assert relative_error(q_iter(Z), model(Z)) < 0.05
@@ -103,9 +103,9 @@ def test_sampler_and_iterable_inputs_work_like_a_tensor():
 
 def test_empty_calibration_data_is_an_error():
     with pytest.raises(CalibrationError, match="empty"):
-        _ptq(dcgan_generator(), QuantConfig(), inputs=[])
+        _ptq(dcgan_generator(), QuantConfig.paper(), inputs=[])
     with pytest.raises(CalibrationError, match="empty"):
-        _ptq(dcgan_generator(), QuantConfig(), inputs=torch.empty(0, 16))
+        _ptq(dcgan_generator(), QuantConfig.paper(), inputs=torch.empty(0, 16))
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
@@ -113,7 +113,7 @@ def test_non_finite_calibration_data_is_an_error(bad):
     z = Z.clone()
     z[3, 2] = bad
     with pytest.raises(CalibrationError, match="batch 3 contains 1 NaN/Inf"):
-        _ptq(dcgan_generator(), QuantConfig(), inputs=z)
+        _ptq(dcgan_generator(), QuantConfig.paper(), inputs=z)
 
 
 def test_bad_method_config_and_model_errors():
@@ -124,10 +124,10 @@ def test_bad_method_config_and_model_errors():
     with pytest.raises(ConfigError, match="QuantConfig"):
         recipes.quantize(dcgan_generator(), "vanilla-ptq", config={"weight_bits": 4}, inputs=Z)
     with pytest.raises(ConversionError, match="no Conv2d"):
-        _ptq(nn.Sequential(nn.Tanh()), QuantConfig())
-    qmodel = _ptq(dcgan_generator(), QuantConfig())
+        _ptq(nn.Sequential(nn.Tanh()), QuantConfig.paper())
+    qmodel = _ptq(dcgan_generator(), QuantConfig.paper())
     with pytest.raises(ConversionError, match="already quantized"):
-        _ptq(qmodel, QuantConfig())
+        _ptq(qmodel, QuantConfig.paper())
 
 
 def test_config_fields_can_be_given_as_keywords():

@@ -35,7 +35,7 @@ def run(name: str, out_dir: Path) -> dict[str, torch.Tensor]:
     method, changes = RUNS[name]
     generator, latents = tiny_problem()
     options = small_options(batch_size=8, eval_samples=0, out_dir=str(out_dir), **changes)
-    return recipes.quantize(generator, method, config=QuantConfig(**W4_LEARNED), inputs=latents, **options).state_dict()
+    return recipes.quantize(generator, method, config=QuantConfig.paper(**W4_LEARNED), inputs=latents, **options).state_dict()
 
 
 def run_rank(rank: int, world_size: int, ports: list[int], out_dir: str) -> None:

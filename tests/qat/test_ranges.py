@@ -24,7 +24,7 @@ def test_gathered_ema_matches_quantile_ema():
 
 
 def test_moving_average_ranges_follow_the_quantized_activations(generator):
-    config = QuantConfig()
+    config = QuantConfig.paper()
     qmodel = quantize_model(fold_for_quantization(generator), config)
     ranges = MovingAverageRanges(qmodel, config)
     proxies = act_proxies(qmodel)

@@ -19,7 +19,7 @@ from gan_brevitas.quant.quantizers import act_grid
 from gan_brevitas.qat.ranges import act_proxies
 from tests.qat.conftest import small_options
 
-W4 = QuantConfig(weight_bits=4, weight_scaling="learned")
+W4 = QuantConfig.paper(weight_bits=4, weight_scaling="learned")
 
 
 class Recorder:
@@ -88,9 +88,9 @@ def test_ptq_initialisation_is_quantile_ptq(generator, latents):
 
 def test_ma_qat_ranges_move_then_freeze(generator, latents):
     recorder = Recorder()
-    qmodel = recipes.quantize(generator, "ma-qat", config=QuantConfig(), inputs=latents,
+    qmodel = recipes.quantize(generator, "ma-qat", config=QuantConfig.paper(), inputs=latents,
                               on_epoch_end=recorder, **small_options(epochs=3, ma_epochs=1, eval_samples=0))
-    ptq_ranges = [act_grid(p)[:2] for _, p in act_proxies(_ptq(generator, latents, QuantConfig(), eval_samples=0))]
+    ptq_ranges = [act_grid(p)[:2] for _, p in act_proxies(_ptq(generator, latents, QuantConfig.paper(), eval_samples=0))]
     assert [r.phase for r in recorder.records] == ["ma", "frozen", "frozen"]
     assert recorder.ranges[0] != ptq_ranges  # moved during the MA epoch
     assert recorder.ranges[1] == recorder.ranges[0] == recorder.ranges[2]  # frozen after it

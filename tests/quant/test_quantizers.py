@@ -29,7 +29,7 @@ def _layer(cls, config, out_ch=6, in_ch=3):
 )
 def test_weights_lie_on_the_signed_symmetric_grid(bits, per_channel, quantiles, cls, seed):
     torch.manual_seed(seed)
-    config = QuantConfig(weight_bits=bits, per_channel=per_channel, weight_quantiles=quantiles)
+    config = QuantConfig.paper(weight_bits=bits, per_channel=per_channel, weight_quantiles=quantiles)
     layer = _layer(cls, config)
     with torch.no_grad():
         layer.weight.mul_(torch.rand(()) * 10)
@@ -54,7 +54,7 @@ def test_weights_lie_on_the_signed_symmetric_grid(bits, per_channel, quantiles, 
 
 
 def test_weight_scale_follows_the_quantiles():
-    config = QuantConfig(weight_bits=8, weight_quantiles=(0.0, 1.0))
+    config = QuantConfig.paper(weight_bits=8, weight_quantiles=(0.0, 1.0))
     layer = _layer(QuantConv2d, config)
     w = layer.weight.detach()
     expected = max(float(w.max()) / 127, -float(w.min()) / 128)
@@ -73,7 +73,7 @@ def test_weight_scale_follows_the_quantiles():
     seed=st.integers(0, 1000),
 )
 def test_activations_lie_on_their_grid(bits, scheme, low, width, seed):
-    config = QuantConfig(act_bits=bits, act_scheme=scheme)
+    config = QuantConfig.paper(act_bits=bits, act_scheme=scheme)
     act = QuantConv2d(2, 2, 1, input_quant=act_quantizer(config), return_quant_tensor=False).input_quant
     set_act_range(act, low, low + width)
     scale, zero_point, bit_width = act_grid(act)
@@ -96,7 +96,7 @@ def test_activations_lie_on_their_grid(bits, scheme, low, width, seed):
 
 
 def test_constant_tensor_never_gives_zero_or_nan_scale():
-    config = QuantConfig()
+    config = QuantConfig.paper()
     layer = _layer(QuantConv2d, config)
     with torch.no_grad():
         layer.weight.zero_()
@@ -111,14 +111,14 @@ def test_constant_tensor_never_gives_zero_or_nan_scale():
 
 
 def test_non_finite_range_is_a_calibration_error():
-    act = QuantConv2d(2, 2, 1, input_quant=act_quantizer(QuantConfig()), return_quant_tensor=False).input_quant
+    act = QuantConv2d(2, 2, 1, input_quant=act_quantizer(QuantConfig.paper()), return_quant_tensor=False).input_quant
     with pytest.raises(CalibrationError, match="NaN/Inf"):
         set_act_range(act, float("nan"), 1.0)
 
 
 def test_per_channel_gives_one_scale_per_output_channel_in_converted_model():
     model = nn.Sequential(nn.Conv2d(3, 5, 3), nn.ReLU(), nn.ConvTranspose2d(5, 7, 4, 2, 1), nn.Linear(4, 9))
-    qmodel = quantize_model(model, QuantConfig(per_channel=True))
+    qmodel = quantize_model(model, QuantConfig.paper(per_channel=True))
     assert qmodel[0].quant_weight().scale.numel() == 5
     assert qmodel[2].quant_weight().scale.numel() == 7
     assert qmodel[3].quant_weight().scale.numel() == 9

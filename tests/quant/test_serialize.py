@@ -14,7 +14,7 @@ SAGAN = dict(image_size=32, z_dim=32, conv_dim=8)
 def _quantized_sagan():
     model = recipes.build_generator("sagan", **SAGAN)
     z = torch.randn(16, 32, generator=torch.Generator().manual_seed(0))
-    config = QuantConfig(weight_bits=4, per_channel=True, act_quantiles=(0.01, 0.99))
+    config = QuantConfig.paper(weight_bits=4, per_channel=True, act_quantiles=(0.01, 0.99))
     return recipes.quantize(model, "vanilla-ptq", config=config, inputs=z, num_samples=8, progress=False), z
 
 
