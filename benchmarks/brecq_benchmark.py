@@ -39,7 +39,7 @@ from gan_brevitas.quant.convert import fold_for_quantization
 
 log = logging.getLogger("brecq_benchmark")
 
-#: The demo StyleGAN's architecture (gan_brevitas.demo.train), for the random stand-in.
+#: The demo StyleGAN's architecture (tools/train_demo.py), for the random stand-in.
 STAND_IN = dict(code_dim=128, n_mlp=4, size=32, channels=[64, 64, 64, 32, 8, 8, 8, 8, 8], noise_mode="const")
 HELDOUT_SEED = 777
 METHODS = ("vanilla PTQ", "STE-BRECQ", "AR-BRECQ")

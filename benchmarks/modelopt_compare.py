@@ -44,7 +44,7 @@ from torch import Tensor, nn
 from gan_brevitas import QuantConfig, recipes
 from gan_brevitas.deploy.bench import bench
 from gan_brevitas.export.ort import int8_kernel_report
-from gan_brevitas.plugins import modelopt as mo
+from gan_brevitas.backends import modelopt as mo
 
 log = logging.getLogger("modelopt_compare")
 
@@ -132,7 +132,7 @@ def load_problem(name: str, eval_n: int, checkpoint_dir: Optional[Path]) -> Prob
         found = {} if checkpoint_dir is None else {"checkpoint_dir": checkpoint_dir}
         model = zoo.load_demo_generator(name, **found)
         source = "demo zoo (trained)" if checkpoint_dir is None else (
-            f"demo zoo recipe, trained with `python -m gan_brevitas.demo.train --model {name} --out "
+            f"demo zoo recipe, trained with `python -m tools.train_demo --model {name} --out "
             f"{checkpoint_dir}`"
         )
         real = zoo.real_images(name, eval_n, seed=1)

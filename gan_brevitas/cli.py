@@ -148,11 +148,6 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     from gan_brevitas.atomic_files import check_output_path
 
     out = check_output_path(args.out)
-    if args.method.startswith("modelopt"):
-        raise ConfigError(
-            "ModelOpt models are not saved by this command: use the Python API "
-            "(recipes.quantize(..., 'modelopt-int8'), then modelopt.torch.opt.save or recipes.export)."
-        )
     config = _config_from_args(args)
     options = {"num_samples": args.num_samples, "progress": _progress(args), **_method_options(args.method, args.set)}
     model = _load_float_model(args)
@@ -445,7 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--report-only", action="store_true", help="run nothing; rewrite RESULTS.md from the cache")
     reproduce.set_defaults(func=cmd_reproduce)
 
-    from gan_brevitas.export.commands import add_commands as add_export_commands
+    from gan_brevitas.export_commands import add_commands as add_export_commands
 
     add_export_commands(sub)
 

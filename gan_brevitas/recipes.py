@@ -19,6 +19,7 @@ from typing import Any, Optional
 
 from torch import Tensor, nn
 
+from gan_brevitas.backends import backend_for, backend_for_file
 from gan_brevitas.errors import ConfigError
 from gan_brevitas.inputs import InputSource, input_shape_of, shape_checked
 from gan_brevitas.metrics.evaluate import Evaluation
@@ -36,13 +37,12 @@ from gan_brevitas.methods import (
     resolve_method,
 )
 from gan_brevitas.models import build_generator, load_generator
-from gan_brevitas.plugins import is_modelopt_model
 from gan_brevitas.ptq.bias_correction import correct_biases
 from gan_brevitas.ptq.sensitivity import SensitivityTable, layer_sensitivity, plot_sensitivity
 from gan_brevitas.quant.config import QuantConfig
 from gan_brevitas.quant.convert import fold_for_quantization
-from gan_brevitas.quant.describe import describe as describe_layers
-from gan_brevitas.quant.serialize import QuantInfo, load_quantized, save_quantized
+from gan_brevitas.quant.describe import format_table
+from gan_brevitas.quant.serialize import QuantInfo
 
 QUANT_CONFIG_FIELDS = frozenset(f.name for f in dataclasses.fields(QuantConfig))
 
@@ -112,7 +112,7 @@ def quantize(
     qmodel = spec.handler(float_model, config, checked, method_options, **extras)
     # methods that choose per-layer settings (mixed precision, weight_range="auto") say so here
     config = qmodel.__dict__.pop("resolved_quant_config", config)
-    if config.bias_correction and not is_modelopt_model(qmodel):
+    if config.bias_correction and backend_for(qmodel).name == "brevitas":
         correct_biases(qmodel, checked)
     qmodel.gan_brevitas = QuantInfo(
         method=name, config=config, generator=getattr(model, "generator_spec", None),
@@ -162,7 +162,7 @@ def _method_config(method: str, config: QuantConfig, overrides: dict[str, Any]) 
 
 def describe(qmodel: nn.Module) -> str:
     """What is quantized and how (one row per layer), and the settings the method chose itself."""
-    table = describe_layers(qmodel)
+    table = format_table(backend_for(qmodel).describe_rows(qmodel))
     info = getattr(qmodel, "gan_brevitas", None)
     if not isinstance(info, QuantInfo):
         return table
@@ -206,13 +206,14 @@ def evaluate(
 
 
 def save(qmodel: nn.Module, path: str | os.PathLike) -> None:
-    """Save a quantized generator (weights, quantizer state, config) to one safetensors file."""
-    save_quantized(qmodel, path)
+    """Save a quantized generator (weights, quantizer state, config) to one safetensors file
+    (Brevitas and ModelOpt models alike)."""
+    backend_for(qmodel).save(qmodel, path)
 
 
 def load(path: str | os.PathLike, model: Optional[nn.Module] = None) -> nn.Module:
     """Load a quantized generator saved by `save` (pass ``model`` for user architectures)."""
-    return load_quantized(path, model)
+    return backend_for_file(path).load(path, model)
 
 
 def export(
@@ -246,16 +247,10 @@ def export(
     time outside int8 kernels and the largest float ops. Nothing is written
     when the export fails (ExportError says why and what to do).
     """
-    from gan_brevitas.export.qcdq import ExportOptions, export_model
-    from gan_brevitas.plugins import is_modelopt_model
+    from gan_brevitas.export.qcdq import ExportOptions
 
-    if is_modelopt_model(qmodel):
-        from gan_brevitas.plugins.modelopt import export_onnx
-
-        return export_onnx(qmodel, path, target, inputs=inputs, example_input=example_input,
-                           **({"opset": opset} if opset is not None else {}))
     options = ExportOptions(
         target=target, opset=opset, conv_transpose=conv_transpose, fp16=fp16, int4=int4,
         num_samples=num_samples, pad_narrow_convs=pad_narrow_convs, profile=profile,
     )
-    return export_model(qmodel, path, options, example_input=example_input, inputs=inputs)
+    return backend_for(qmodel).export(qmodel, path, options, example_input=example_input, inputs=inputs)

@@ -58,7 +58,7 @@ def test_help_of_every_command_imports_no_torch() -> None:
 
 def test_parser_names_match_the_registries() -> None:
     from gan_brevitas.demo.run import SECTIONS
-    from gan_brevitas.export import commands
+    from gan_brevitas import export_commands as commands
     from gan_brevitas.export.qcdq import CONV_TRANSPOSE_MODES, TARGETS
     from gan_brevitas.methods import method_names
     from gan_brevitas.models import GENERATORS

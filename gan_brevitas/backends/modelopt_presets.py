@@ -2,27 +2,32 @@
 
 `ModelOptPreset.modelopt_config` writes the ``quant_cfg`` given to ``mtq.quantize``;
 `PRESETS` holds the three schemes the methods "modelopt-int8", "modelopt-int8-percentile" and
-"modelopt-w4a8" name. The backend that runs them is `gan_brevitas.plugins.modelopt`.
+"modelopt-w4a8" name; `ModelOptRecord` is what a quantization used (kept on the model and in
+its file). The backend that runs them is `gan_brevitas.backends.modelopt`.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import glob
+import json
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Optional
 
 from torch import nn
 
 from gan_brevitas.errors import ConfigError
+from gan_brevitas.quant.config import QuantConfig
 
 Calibration = Literal["max", "percentile"]
 
-#: Registry keys of the generator modules this plugin teaches ModelOpt (``parent_class`` names).
+#: Registry keys of the generator modules this backend teaches ModelOpt (``parent_class`` names).
 ATTENTION_KEY = "gan_brevitas.SelfAttention"
 BLUR_KEY = "gan_brevitas.Blur"
 #: The bmm operand quantizers of `QuantSelfAttention`, named as in ModelOpt's attention plugins.
 BMM_QUANTIZERS = ("q_bmm_quantizer", "k_bmm_quantizer", "v_bmm_quantizer", "softmax_quantizer")
+#: Where a quantization records its `ModelOptRecord` on the quantized model.
+RECORD_ATTR = "gan_brevitas_modelopt"
 #: ModelOpt's registry keys of the compute layers whose outputs ``quantize_outputs`` quantizes.
 COMPUTE_KEYS = ("nn.Conv1d", "nn.Conv2d", "nn.ConvTranspose1d", "nn.ConvTranspose2d", "nn.Linear")
 
@@ -189,3 +194,48 @@ def skipped_modules(model: nn.Module, skip: tuple[str, ...]) -> list[str]:
             names.append(name)
     return names
 
+
+@dataclass(frozen=True)
+class ModelOptRecord:
+    """What `modelopt_ptq` did, kept on the quantized model for reports and export."""
+
+    preset: ModelOptPreset
+    skipped: tuple[str, ...]
+    unused: tuple[str, ...]
+    num_samples: int
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"preset": self.preset.to_dict(), "skipped": list(self.skipped), "unused": list(self.unused),
+             "num_samples": self.num_samples},
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelOptRecord":
+        data = json.loads(text)
+        return cls(ModelOptPreset(**data["preset"]), tuple(data["skipped"]), tuple(data["unused"]),
+                   int(data["num_samples"]))
+
+
+def skip_patterns(config: Optional[QuantConfig], preset: ModelOptPreset) -> tuple[str, ...]:
+    """QuantConfig.skip; any other non-default QuantConfig field is a ConfigError (ModelOpt
+    presets fix the scheme, a silently ignored field would be a lie in the report)."""
+    if config is None:
+        return ()
+    if not isinstance(config, QuantConfig):
+        raise ConfigError(f"config must be a QuantConfig, got {type(config).__name__}.")
+    default = QuantConfig()
+    changed = [
+        f"{name}={getattr(config, name)!r}"
+        for name in config.to_dict()
+        if name != "skip" and getattr(config, name) != getattr(default, name)
+    ]
+    if changed:
+        raise ConfigError(
+            f"method 'modelopt-{preset.name}' uses ModelOpt's fixed scheme ({preset.summary}); "
+            f"QuantConfig field(s) {', '.join(changed)} do not apply to it (only skip does). Pick "
+            f"another preset ({', '.join('modelopt-' + p for p in sorted(PRESETS))}) or a Brevitas "
+            "method such as 'vanilla-ptq'."
+        )
+    return config.skip

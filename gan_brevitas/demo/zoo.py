@@ -6,7 +6,7 @@
     images = model(demo_inputs("sagan", 16))[0]     # SAGAN returns (image, attn1, attn2)
 
 Three small generators (same classes as :mod:`gan_brevitas.models`, narrower, 32 px) were
-trained by ``python -m gan_brevitas.demo.train`` and committed in ``demo/checkpoints/``:
+trained by ``python -m tools.train_demo`` (repository checkout) and committed in ``demo/checkpoints/``:
 
 * ``stylegan``: StyledGenerator on the 5,000 MNIST digits, constant noise at inference;
 * ``sagan``: SAGAN Generator on the same digits;
@@ -67,7 +67,7 @@ IMAGE_SIZE = 32
 #: ``translation_domains(seed=s)`` for small s, so held-out crops never share a crop position
 #: draw with them (they can still overlap in the one source picture, see demo.data).
 HELDOUT_SEED = 10_000
-TRAIN_COMMAND = "python -m gan_brevitas.demo.train"
+TRAIN_COMMAND = "python -m tools.train_demo"
 #: Seed step between successive batches of the CycleGAN sampler.
 CROP_SEED_STRIDE = 1000
 

@@ -458,7 +458,8 @@ def _metadata(model: nn.Module, config: Optional[QuantConfig], options: ExportOp
     return values
 
 
-def _finish_graph(model_proto: onnx.ModelProto, options: ExportOptions) -> list[str]:
+def finish_graph(model_proto: onnx.ModelProto, options: ExportOptions) -> list[str]:
+    """The graph passes ``options`` ask for (shared by both backends); notes of what changed."""
     notes = []
     removed = passes.remove_initializer_inputs(model_proto)
     if removed:
@@ -539,21 +540,41 @@ def export_model(
         raw = Path(tmp) / "raw.onnx"
         _trace_to_onnx(work, x, raw, options, input_name, output_names)
         model_proto = onnx.load(str(raw))
-        conversions += _finish_graph(model_proto, options)
-        passes.set_metadata(model_proto, _metadata(model, config, options, conversions, input_name))
-        try:
-            onnx.checker.check_model(model_proto, full_check=True)
-        except Exception as err:
-            raise ExportError(f"the exported graph fails onnx.checker: {err}") from err
-        rule_warnings: tuple[str, ...] = ()
-        if options.target == "tensorrt":
-            report = check_tensorrt(model_proto)
-            if report.errors:
-                listed = "\n".join(format_violations(report.errors))
-                raise ExportError(f"the graph breaks TensorRT's rules, nothing was written:\n{listed}")
-            rule_warnings = tuple(str(v) for v in report.warnings)
-            for warning in rule_warnings:
-                log.info("%s", warning)
+    conversions += finish_graph(model_proto, options)
+    metadata = _metadata(model, config, options, conversions, input_name)
+    return write_graph(model_proto, path, options, metadata, input_name=input_name, input_shape=tuple(x.shape),
+                       output_names=output_names, conversions=conversions)
+
+
+def write_graph(
+    model_proto: onnx.ModelProto,
+    path: Path,
+    options: ExportOptions,
+    metadata: dict[str, str],
+    *,
+    input_name: str,
+    input_shape: tuple[int, ...],
+    output_names: tuple[str, ...],
+    conversions: list[str],
+) -> ExportReport:
+    """The end every export shares (both backends): metadata, onnx.checker, TensorRT's rules
+    (an error-level violation stops a "tensorrt" export; nothing is written), the atomic write
+    and the report."""
+    passes.set_metadata(model_proto, metadata)
+    try:
+        onnx.checker.check_model(model_proto, full_check=True)
+    except Exception as err:
+        raise ExportError(f"the exported graph fails onnx.checker: {err}") from err
+    rule_warnings: tuple[str, ...] = ()
+    if options.target == "tensorrt":
+        report = check_tensorrt(model_proto)
+        if report.errors:
+            listed = "\n".join(format_violations(report.errors))
+            raise ExportError(f"the graph breaks TensorRT's rules, nothing was written:\n{listed}")
+        rule_warnings = tuple(str(v) for v in report.warnings)
+        for warning in rule_warnings:
+            log.info("%s", warning)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as tmp:
         if path.suffix == ".xml":
             from gan_brevitas.export.openvino import save_ir
 
@@ -569,7 +590,7 @@ def export_model(
         target=options.target,
         opset=options.resolved_opset,
         input_name=input_name,
-        input_shape=tuple(x.shape),
+        input_shape=input_shape,
         output_names=output_names,
         file_bytes=path.stat().st_size + (path.with_suffix(".bin").stat().st_size if path.suffix == ".xml" else 0),
         conversions=tuple(conversions),

@@ -50,8 +50,8 @@ class ModelOptPTQ:
                  aliases={f"modelopt-{name}": {"preset": name} for name in PRESETS})
 def run_modelopt(float_model: nn.Module, config: QuantConfig, inputs: InputSource,
                  options: ModelOptPTQ) -> nn.Module:
-    """Quantize with ModelOpt's preset (`gan_brevitas.plugins.modelopt.modelopt_ptq`)."""
-    from gan_brevitas.plugins.modelopt import modelopt_ptq
+    """Quantize with ModelOpt's preset (`gan_brevitas.backends.modelopt.modelopt_ptq`)."""
+    from gan_brevitas.backends.modelopt import modelopt_ptq
 
     return modelopt_ptq(float_model, config, inputs, preset=options.preset, num_samples=options.num_samples,
                         batch_size=options.batch_size, progress=options.progress,

@@ -70,7 +70,7 @@ DEMO_CNN_FEATURE_LAYER = "128"
 DEMO_CNN_WEIGHTS = Path(__file__).resolve().parent / "weights" / "demo_cnn.safetensors"
 DEMO_CNN_INPUT_SIZE = 32
 SHORT_HASH_CHARS = 12
-TRAIN_COMMAND = "python -m gan_brevitas.metrics.train_extractor"
+TRAIN_COMMAND = "python -m tools.train_extractor"
 
 # Keys that any torch-fidelity Inception-v3 state dict has (first conv, last block, classifier).
 _INCEPTION_KEYS = ("Conv2d_1a_3x3.conv.weight", "Mixed_7c.branch_pool.conv.weight", "fc.weight")

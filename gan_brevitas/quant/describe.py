@@ -65,12 +65,7 @@ def _unquantized_points(model: nn.Module) -> list[tuple[str, str]]:
 
 
 def describe_rows(model: nn.Module) -> list[LayerRow]:
-    from gan_brevitas.plugins import is_modelopt_model
-
-    if is_modelopt_model(model):  # quantized through the ModelOpt plugin: its own rows
-        from gan_brevitas.plugins.modelopt import describe_rows as modelopt_rows
-
-        return modelopt_rows(model)
+    """The rows of a model quantized by Brevitas (`gan_brevitas.quant.convert`)."""
     rows = [
         LayerRow(
             name=name,

@@ -89,13 +89,6 @@ def _input_shape(text: Optional[str], path: Path) -> Optional[tuple[int, ...]]:
 
 def save_quantized(qmodel: nn.Module, path: str | os.PathLike) -> Path:
     """Write ``qmodel`` (made by `recipes.quantize`) to ``path`` atomically."""
-    from gan_brevitas.plugins import is_modelopt_model
-
-    if is_modelopt_model(qmodel):
-        raise CheckpointError(
-            "this model was quantized by ModelOpt: save it with modelopt.torch.opt.save(qmodel, path) "
-            "and restore it with modelopt.torch.opt.restore(fold_for_quantization(float_model), path)."
-        )
     info = getattr(qmodel, "gan_brevitas", None)
     if not isinstance(info, QuantInfo):
         raise CheckpointError(

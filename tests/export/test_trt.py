@@ -1,4 +1,4 @@
-"""trt/: what runs without TensorRT (clear dependency errors, the rules gate), and the engine
+"""gan_brevitas.trt: what runs without TensorRT (clear dependency errors, the rules gate), and the engine
 round trip where TensorRT and a GPU exist (skipped otherwise, with the reason)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 
 from gan_brevitas import recipes
 from gan_brevitas.errors import ExportError, MissingDependencyError
-from trt.engine import BuildSpec, build_engine
+from gan_brevitas.trt.engine import BuildSpec, build_engine
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None and importlib.util.find_spec("pycuda") is not None
 
@@ -46,7 +46,7 @@ def test_build_spec_is_validated():
 @pytest.mark.skipif(not HAS_TENSORRT, reason="TensorRT and pycuda are not installed (no GPU stack on this machine)")
 def test_engine_matches_onnxruntime(exported, tmp_path):  # pragma: no cover - needs a GPU
     from gan_brevitas.export.ort import OrtGenerator
-    from trt.engine import EngineRunner, time_engine
+    from gan_brevitas.trt.engine import EngineRunner, time_engine
 
     qmodel, x, _ = exported["sagan"]
     report = recipes.export(qmodel, tmp_path / "g.onnx", "tensorrt", inputs=x, num_samples=8)

@@ -14,9 +14,9 @@ from gan_brevitas import recipes
 from gan_brevitas.errors import ExportError
 from gan_brevitas.export.ort import int8_kernel_report
 from gan_brevitas.export.rules import check_tensorrt
-from gan_brevitas.plugins import modelopt as mo
-from gan_brevitas.quant.describe import describe_rows
-from tests.plugins.conftest import NAMES
+from gan_brevitas.backends import modelopt as mo
+from gan_brevitas.backends.modelopt_report import describe_rows
+from tests.backends.conftest import NAMES
 
 
 @pytest.fixture(scope="module")

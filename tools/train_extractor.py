@@ -1,6 +1,6 @@
 """Train the offline FID feature extractor (the demo CNN) on the demo data.
 
-    python -m gan_brevitas.metrics.train_extractor            # writes the packaged weights
+    python -m tools.train_extractor            # writes the packaged weights
 
 Classes: the 10 MNIST digits, then one class per scikit-image source of
 ``gan_brevitas.demo.data.TEXTURE_SOURCES`` (grass, gravel, brick, coffee, chelsea, astronaut).

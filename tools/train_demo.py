@@ -1,6 +1,6 @@
 """Train the small demo generators whose checkpoints ship in ``gan_brevitas/demo/checkpoints``.
 
-    python -m gan_brevitas.demo.train --model stylegan|sagan|cyclegan [--steps N] [--seed 0]
+    python -m tools.train_demo --model stylegan|sagan|cyclegan [--steps N] [--seed 0]
                                       [--out DIR] [--state-dir DIR] [--resume]
 
 No public checkpoint can be downloaded on our machines, so the project trains its own, small

@@ -1,12 +1,12 @@
 """Build an int8 TensorRT engine from a ``tensorrt`` export, time it, and measure its quality.
 
-    python -m trt.evaluate --onnx g_trt.onnx --quantized q.safetensors --n 1000 --out trt.json
-    python -m trt.evaluate --onnx g_trt.onnx --model cyclegan --checkpoint latest_net_G.pth \\
+    python -m gan_brevitas.trt.evaluate --onnx g_trt.onnx --quantized q.safetensors --n 1000 --out trt.json
+    python -m gan_brevitas.trt.evaluate --onnx g_trt.onnx --model cyclegan --checkpoint latest_net_G.pth \\
         --images horses/ --n 500 --out trt.json
 
 Writes JSON: engine latency (CUDA events, batch 1 and 8), qFID of the engine's images against
 the full-precision generator's for the same inputs, PSNR, and FID against real images when a
-folder is given. Needs a GPU with TensorRT and pycuda (see trt/engine.py).
+folder is given. Needs a GPU with TensorRT and pycuda (see gan_brevitas/trt/engine.py).
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trt.evaluate", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m gan_brevitas.trt.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("--onnx", required=True, help="ONNX file exported with target='tensorrt'")
     parser.add_argument("--engine", help="engine file to write (default: next to the ONNX file)")
     parser.add_argument("--quantized", help="the quantized generator file the ONNX came from")

@@ -1,7 +1,7 @@
 """Build, run and time an int8 TensorRT engine from the ``tensorrt`` ONNX export.
 
 Written to TensorRT's documented Python API (10.x / 11.x) and pycuda; neither can be installed
-on our machines (ENVIRONMENT.md), so both are imported only inside the functions that need them
+on our development machines, so both are imported only inside the functions that need them
 and a missing one raises MissingDependencyError naming the extra (``pip install
 gan-brevitas[trt]``). Everything that can be checked without them (the graph obeys TensorRT's
 rules) is checked here before the build, by `gan_brevitas.export.rules.check_tensorrt`.

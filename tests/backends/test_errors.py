@@ -13,7 +13,8 @@ from torch import nn
 
 from gan_brevitas import QuantConfig, recipes
 from gan_brevitas.errors import ConfigError, ConversionError, MissingDependencyError
-from gan_brevitas.plugins import modelopt as mo
+from gan_brevitas.backends import modelopt as mo
+from gan_brevitas.backends.modelopt_report import describe_rows
 
 
 class HandMadeConv(nn.Module):
@@ -30,9 +31,10 @@ class HandMadeConv(nn.Module):
 def test_missing_modelopt_names_the_extra(monkeypatch, float_generators):
     for name in [n for n in sys.modules if n == "modelopt" or n.startswith("modelopt.")]:
         monkeypatch.setitem(sys.modules, name, None)
-    monkeypatch.delitem(sys.modules, "gan_brevitas.plugins.modelopt")
+    for name in ("modelopt", "modelopt_modules", "modelopt_report"):
+        monkeypatch.delitem(sys.modules, f"gan_brevitas.backends.{name}", raising=False)
     with pytest.raises(MissingDependencyError, match=r'pip install -e "\.\[modelopt\]"'):
-        importlib.import_module("gan_brevitas.plugins.modelopt")
+        importlib.import_module("gan_brevitas.backends.modelopt")
     model, x = float_generators["dcgan"]
     with pytest.raises(MissingDependencyError, match="modelopt"):
         recipes.quantize(model, "modelopt-int8", inputs=x, num_samples=4, progress=False)
@@ -59,6 +61,6 @@ def test_layer_nobody_can_quantize_is_named():
         recipes.quantize(model, "modelopt-int8", inputs=x, num_samples=4, progress=False)
     qmodel = recipes.quantize(model, "modelopt-int8", config=QuantConfig.paper(skip=("HandMadeConv",)), inputs=x,
                               num_samples=4, progress=False)
-    rows = {row.name: row for row in mo.describe_rows(qmodel)}
+    rows = {row.name: row for row in describe_rows(qmodel)}
     assert rows["0"].weight_bits == "8"
     assert rows["1"].kind == "float" and "HandMadeConv" in rows["1"].note and "skip" in rows["1"].note

@@ -13,11 +13,13 @@ from gan_brevitas import QuantConfig, recipes
 from gan_brevitas.models import float_parts
 from gan_brevitas.models.sagan import SelfAttention
 from gan_brevitas.models.stylegan import Blur
-from gan_brevitas.plugins import is_modelopt_model
-from gan_brevitas.plugins import modelopt as mo
+from gan_brevitas.backends import is_modelopt_model
+from gan_brevitas.backends import modelopt as mo
+from gan_brevitas.backends import modelopt_modules as mm
+from gan_brevitas.backends import modelopt_presets as presets
 from gan_brevitas.quant.convert import fold_for_quantization
-from gan_brevitas.quant.describe import describe_rows
-from tests.plugins.conftest import DEMO_NAMES, NAMES
+from gan_brevitas.backends.modelopt_report import describe_rows
+from tests.backends.conftest import DEMO_NAMES, NAMES
 
 CONV_LIKE = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
 
@@ -71,8 +73,8 @@ def test_report_lists_every_conv_like_layer(float_generators, int8_models, name)
 def test_sagan_attention_matmuls_are_quantized(int8_models):
     qmodel = int8_models["sagan"]
     for attention in (qmodel.attn1, qmodel.attn2):
-        assert isinstance(attention, mo.QuantSelfAttention)
-        for quantizer in mo.BMM_QUANTIZERS:
+        assert isinstance(attention, mm.QuantSelfAttention)
+        for quantizer in presets.BMM_QUANTIZERS:
             q = getattr(attention, quantizer)
             assert q.is_enabled and q.num_bits == 8 and torch.isfinite(q.amax).all()
     rows = {row.name: row for row in describe_rows(qmodel)}
@@ -101,7 +103,7 @@ def test_registered_modules_equal_the_float_ones_with_quantizers_off():
     qmodel = mo.modelopt_ptq(
         fold_for_quantization(model), None, x, num_samples=2, progress=False, quantize_blur=True
     )
-    assert isinstance(qmodel.attention, mo.QuantSelfAttention) and isinstance(qmodel.blur, mo.QuantBlur)
+    assert isinstance(qmodel.attention, mm.QuantSelfAttention) and isinstance(qmodel.blur, mm.QuantBlur)
     assert qmodel.blur.weight_quantizer.is_enabled and qmodel.blur.input_quantizer.is_enabled
     with torch.no_grad():
         assert not torch.equal(qmodel(x), want)
@@ -149,7 +151,7 @@ def test_percentile_calibration_clips_activation_ranges(float_generators, int8_m
 def test_presets_follow_modelopt_int8_default():
     """Our base weight / input settings are INT8_DEFAULT_CFG's (8 bits, axis 0, per tensor)."""
     default = {e["quantizer_name"]: e.get("cfg") for e in mtq.INT8_DEFAULT_CFG["quant_cfg"] if "cfg" in e}
-    config = mo.PRESETS["int8"].modelopt_config(nn.Sequential(nn.Conv2d(3, 3, 1)))
+    config = presets.PRESETS["int8"].modelopt_config(nn.Sequential(nn.Conv2d(3, 3, 1)))
     ours = {e["quantizer_name"]: e["cfg"] for e in config["quant_cfg"] if "cfg" in e and "parent_class" not in e}
     assert ours["*weight_quantizer"] == default["*weight_quantizer"]
     assert ours["*input_quantizer"] == default["*input_quantizer"]
@@ -174,7 +176,7 @@ def test_calibration_loop_reads_the_inputs_once():
         return torch.randn(batch_size, 4)
 
     seen: list[torch.Tensor] = []
-    loop = mo.CalibrationLoop(sampler, num_samples=10, batch_size=4)
+    loop = mm.CalibrationLoop(sampler, num_samples=10, batch_size=4)
     model = nn.Linear(4, 2)
     model.register_forward_pre_hook(lambda m, a: seen.append(a[0]))
     loop(model)
@@ -190,6 +192,6 @@ def test_modelopt_save_restore_round_trip(float_generators, int8_models, tmp_pat
     model, x = float_generators["sagan"]
     mto.save(int8_models["sagan"], tmp_path / "q.pth")
     restored = mto.restore(fold_for_quantization(model), tmp_path / "q.pth")
-    assert isinstance(restored.attn1, mo.QuantSelfAttention)
+    assert isinstance(restored.attn1, mm.QuantSelfAttention)
     with torch.no_grad():
         assert torch.equal(restored(x)[0], int8_models["sagan"](x)[0])
