@@ -2,7 +2,7 @@
 
 Why static: an engine build needs TensorRT and a GPU, and its errors (or, worse, silently wrong
 results, e.g. a uint8 zero point read as int8, per-output-channel ConvTranspose scales) come
-late. These rules are the ones in REFERENCE.md (gathered from TensorRT's documentation); each
+late. These rules come from TensorRT's documentation (its explicit-quantization guide); each
 violation names the node, the rule and the fix, so an export that TensorRT would reject fails
 at export time.
 

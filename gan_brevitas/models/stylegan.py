@@ -1,7 +1,7 @@
 """Style-based generator with the parameter layout of rosinality's style-based-gan-pytorch.
 
 Every parameter and persistent buffer has the name and shape that the public checkpoints use,
-so ``load_state_dict(strict=True)`` accepts their files (see REFERENCE.md). The code is our own.
+so ``load_state_dict(strict=True)`` accepts their files. The code is our own.
 
 Layout (``StyledGenerator``)::
 
