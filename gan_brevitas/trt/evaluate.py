@@ -54,7 +54,7 @@ def _reference_model(args: argparse.Namespace) -> Any:
 
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     from gan_brevitas.metrics import fid, generate, psnr
-    from trt.engine import BuildSpec, EngineRunner, build_engine, time_engine
+    from gan_brevitas.trt.engine import BuildSpec, EngineRunner, build_engine, time_engine
 
     engine_path = Path(args.engine or Path(args.onnx).with_suffix(".engine"))
     build_engine(args.onnx, engine_path, BuildSpec(max_batch=max(args.batch), opt_batch=max(args.batch)))
