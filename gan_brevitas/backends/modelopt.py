@@ -66,6 +66,7 @@ from gan_brevitas.models import build_generator
 from gan_brevitas.quant.config import QuantConfig
 from gan_brevitas.quant.convert import fold_for_quantization
 from gan_brevitas.quant.describe import LayerRow
+from gan_brevitas.quant.serialize import FORMAT as BREVITAS_FILE_FORMAT
 from gan_brevitas.quant.serialize import QuantInfo, check_output_path
 
 log = logging.getLogger(__name__)
@@ -167,8 +168,8 @@ def save(qmodel: nn.Module, path: str | os.PathLike) -> Path:
         raise CheckpointError("this model carries no quantization record: save models returned by recipes.quantize.")
     path = check_output_path(path)
     state = {k: v.detach().contiguous().clone() for k, v in qmodel.state_dict().items()}
-    metadata = {"format": MODELOPT_FILE_FORMAT, "method": info.method, "config": info.config.to_json(),
-                "generator": json.dumps(info.generator), "modelopt": record.to_json()}
+    # The Brevitas file's metadata (one schema), under the ModelOpt format, plus the preset record.
+    metadata = {**info.to_metadata(), "format": MODELOPT_FILE_FORMAT, "modelopt": record.to_json()}
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as tmp:
         staged = Path(tmp) / "staged.safetensors"
         save_file(state, str(staged), metadata=metadata)
@@ -184,8 +185,7 @@ def load(path: str | os.PathLike, model: Optional[nn.Module] = None) -> nn.Modul
     if metadata.get("format") != MODELOPT_FILE_FORMAT:
         raise CheckpointError(f"{path} is not a ModelOpt generator file (format {metadata.get('format')!r}).")
     try:
-        info = QuantInfo(metadata["method"], QuantConfig.from_json(metadata["config"]),
-                         json.loads(metadata["generator"]))
+        info = QuantInfo.from_metadata({**metadata, "format": BREVITAS_FILE_FORMAT}, path)
         record = ModelOptRecord.from_json(metadata["modelopt"])
     except (KeyError, TypeError, ValueError, ConfigError) as err:
         raise CheckpointError(f"{path}: its ModelOpt metadata is invalid ({err}); save the model again.") from None
