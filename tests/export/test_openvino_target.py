@@ -70,7 +70,7 @@ def test_one_runner_api_on_both_engines(residual, tmp_path):
 def test_bench_on_openvino_and_cli(residual, tmp_path, capsys):
     from gan_brevitas.cli import main
     from gan_brevitas.deploy.runner import ENGINES
-    from gan_brevitas.export.commands import BENCH_ENGINES
+    from gan_brevitas.export_commands import BENCH_ENGINES
 
     assert BENCH_ENGINES == ENGINES
 
