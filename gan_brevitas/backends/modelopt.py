@@ -348,7 +348,7 @@ def export_onnx(
         "modelopt": record.to_json() if record is not None else "{}", "input_name": input_name,
         "input_kind": str(getattr(qmodel, "input_kind", "unknown")), "conversions": json.dumps(conversions),
     }
-    return write_graph(model_proto, path, options, metadata, input_name=input_name, input_shape=tuple(x.shape),
+    return write_graph(model_proto, path, options, metadata, input_name=input_name, example=x,
                        output_names=output_names, conversions=conversions)
 
 

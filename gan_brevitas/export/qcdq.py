@@ -542,7 +542,7 @@ def export_model(
         model_proto = onnx.load(str(raw))
     conversions += finish_graph(model_proto, options)
     metadata = _metadata(model, config, options, conversions, input_name)
-    return write_graph(model_proto, path, options, metadata, input_name=input_name, input_shape=tuple(x.shape),
+    return write_graph(model_proto, path, options, metadata, input_name=input_name, example=x,
                        output_names=output_names, conversions=conversions)
 
 
@@ -553,13 +553,13 @@ def write_graph(
     metadata: dict[str, str],
     *,
     input_name: str,
-    input_shape: tuple[int, ...],
+    example: Tensor,
     output_names: tuple[str, ...],
     conversions: list[str],
 ) -> ExportReport:
     """The end every export shares (both backends): metadata, onnx.checker, TensorRT's rules
     (an error-level violation stops a "tensorrt" export; nothing is written), the atomic write
-    and the report."""
+    and the report. ``example`` is the input the graph was traced with (one batch)."""
     passes.set_metadata(model_proto, metadata)
     try:
         onnx.checker.check_model(model_proto, full_check=True)
@@ -590,13 +590,13 @@ def write_graph(
         target=options.target,
         opset=options.resolved_opset,
         input_name=input_name,
-        input_shape=input_shape,
+        input_shape=tuple(example.shape),
         output_names=output_names,
         file_bytes=path.stat().st_size + (path.with_suffix(".bin").stat().st_size if path.suffix == ".xml" else 0),
         conversions=tuple(conversions),
         warnings=rule_warnings,
         metadata=passes.read_metadata(model_proto),
-        time_share=_time_share(path, options, x) if options.profile else None,
+        time_share=_time_share(path, options, example) if options.profile else None,
     )
 
 
