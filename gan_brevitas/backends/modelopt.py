@@ -59,6 +59,7 @@ from gan_brevitas.backends.modelopt_presets import (
     skipped_modules,
 )
 from gan_brevitas.backends.modelopt_report import describe_rows
+from gan_brevitas.atomic_files import atomic_write, check_output_path
 from gan_brevitas.errors import CheckpointError, ConfigError, ConversionError, ExportError
 from gan_brevitas.export.qcdq import ExportOptions, ExportReport, example_input_for, write_graph
 from gan_brevitas.inputs import InputSource, iter_batches
@@ -66,8 +67,9 @@ from gan_brevitas.models import build_generator
 from gan_brevitas.quant.config import QuantConfig
 from gan_brevitas.quant.convert import fold_for_quantization
 from gan_brevitas.quant.describe import LayerRow
-from gan_brevitas.quant.serialize import FORMAT as BREVITAS_FILE_FORMAT
-from gan_brevitas.quant.serialize import QuantInfo, check_output_path
+from gan_brevitas.quant.file_schema import FORMAT as BREVITAS_FILE_FORMAT
+from gan_brevitas.quant.file_schema import HASH_KEY, check_hash, content_sha256
+from gan_brevitas.quant.serialize import QuantInfo
 
 log = logging.getLogger(__name__)
 
@@ -166,15 +168,14 @@ def save(qmodel: nn.Module, path: str | os.PathLike) -> Path:
     record = getattr(qmodel, RECORD_ATTR, None)
     if not isinstance(info, QuantInfo) or record is None:
         raise CheckpointError("this model carries no quantization record: save models returned by recipes.quantize.")
-    path = check_output_path(path)
+    path = check_output_path(path, what="quantized generator")
     state = {k: v.detach().contiguous().clone() for k, v in qmodel.state_dict().items()}
     # The Brevitas file's metadata (one schema), under the ModelOpt format, plus the preset record.
-    metadata = {**info.to_metadata(), "format": MODELOPT_FILE_FORMAT, "modelopt": record.to_json()}
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as tmp:
-        staged = Path(tmp) / "staged.safetensors"
-        save_file(state, str(staged), metadata=metadata)
-        os.replace(staged, path)
-    return path
+    fields = {k: v for k, v in info.to_metadata(state).items() if k != HASH_KEY}
+    fields.update(format=MODELOPT_FILE_FORMAT, modelopt=record.to_json())
+    metadata = {**fields, HASH_KEY: content_sha256(fields, state)}
+    return atomic_write(path, lambda temporary: save_file(state, temporary, metadata=metadata),
+                        what="quantized generator")
 
 
 def load(path: str | os.PathLike, model: Optional[nn.Module] = None) -> nn.Module:
@@ -195,6 +196,7 @@ def load(path: str | os.PathLike, model: Optional[nn.Module] = None) -> nn.Modul
         model = build_generator(info.generator["name"], **info.generator["kwargs"])
     qmodel = _convert(fold_for_quantization(model), record.preset, info.config.skip)
     state = load_file(str(path))
+    check_hash(metadata, metadata.get(HASH_KEY), state, path)
     for name, value in state.items():
         owner, _, attr = name.rpartition(".")
         if attr == "_amax":
@@ -322,9 +324,7 @@ def export_onnx(
 
     options = target if isinstance(target, ExportOptions) else ExportOptions(target=target, opset=opset)
     _check_options(options)
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise ExportError(f"cannot write {path}: directory {path.parent} does not exist; create it first.")
+    path = check_output_path(path, what="export output")
     _check_exportable(qmodel)
     work = copy.deepcopy(qmodel).eval()
     conversions = [f"4-bit weights of {name} exported on the int8 grid" for name in weights_on_int8_grid(work)]
