@@ -177,7 +177,9 @@ def psnr(a: np.ndarray, b: np.ndarray, value_range: tuple[float, float]) -> floa
 def quality(case: Case) -> dict[str, float]:
     outputs = {}
     for label in DEPLOYMENTS:
-        runner = open_runner(case.files[label], _engine(label), threads=2)
+        # a static batch-1 shape: OpenVINO cannot run some dynamic-batch graphs (srvgg's input
+        # Resize failed with "only supports resize on spatial dimensions")
+        runner = open_runner(case.files[label], _engine(label), threads=2, shape=(1, *case.test.shape[1:]))
         outputs[label] = np.concatenate([runner(case.test[i : i + 1]) for i in range(case.test.shape[0])])
     reference = outputs["fp32 ORT"]
     return {label: psnr(out, reference, case.output_range) for label, out in outputs.items() if "fp32" not in label}
