@@ -104,15 +104,16 @@ def _model_kwargs(args: argparse.Namespace) -> dict:
 def _load_float_model(args: argparse.Namespace, recorded: Optional[dict] = None):
     """The float generator of --model / --checkpoint: one of ours, or a user's package.module:Class."""
     from gan_brevitas import recipes
+    from gan_brevitas.models.registry import architecture
     from gan_brevitas.models.user import describe_inputs, load_user_generator, parse_input_shape
 
     if args.model in GENERATOR_NAMES or (args.model is None and recorded):
         name = args.model or recorded["name"]
+        family = architecture(name)
         kwargs = dict(recorded["kwargs"]) if recorded and recorded.get("name") == name else {}
         if args.size is not None:
-            kwargs["size" if name == "stylegan" else "image_size"] = args.size
-        if name == "stylegan":
-            kwargs["noise_mode"] = "const"  # same latents -> same images (calibration, qFID)
+            kwargs[family.size_argument] = args.size
+        kwargs.update(family.inference_kwargs)  # same inputs -> same images (calibration, qFID)
         return recipes.load_generator(name, args.checkpoint, **kwargs)
     if args.model is None:
         raise ConfigError("this file holds a generator of your own: name its class with --model package.module:Class.")

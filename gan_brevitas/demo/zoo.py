@@ -39,7 +39,7 @@ from gan_brevitas.demo.data import TRANSLATION_PAIR, mnist_digits, texture_crops
 from gan_brevitas.errors import CheckpointError, ConfigError
 from gan_brevitas.models.discriminators import build_discriminator
 from gan_brevitas.models.load import load_state_dict_file
-from gan_brevitas.models.registry import build_generator, generator_class
+from gan_brevitas.models.registry import architecture, build_generator, generator_class
 
 __all__ = [
     "CHECKPOINT_DIR",
@@ -196,7 +196,7 @@ def demo_inputs(name: str, n: int, seed: int = 0) -> Tensor:
     """Inputs of demo generator ``name``: latents [n, latent_dim] for StyleGAN / SAGAN, held-out
     gravel crops [n, 3, 32, 32] in [-1, 1] for CycleGAN. Deterministic in (n, seed)."""
     _check_name(name)
-    if name == "cyclegan":
+    if architecture(name).input_kind == "image":
         return heldout_translation_images(TRANSLATION_PAIR[0], n, seed)
     return latents(_latent_dim(name), n, seed)
 
@@ -210,7 +210,7 @@ def demo_sampler(name: str, seed: int = 0) -> Callable[[int], Tensor]:
     crops: call k cuts them with seed ``seed + CROP_SEED_STRIDE * k``, so calls do not repeat.
     """
     _check_name(name)
-    if name == "cyclegan":
+    if architecture(name).input_kind == "image":
         calls = itertools.count()
 
         def sample_crops(batch_size: int) -> Tensor:
@@ -236,7 +236,7 @@ def real_images(name: str, n: int, seed: int = 0) -> Tensor:
     """
     _check_name(name)
     _check_count(n)
-    if name == "cyclegan":
+    if architecture(name).input_kind == "image":
         return heldout_translation_images(TRANSLATION_PAIR[1], n, seed)
     digits, _ = mnist_digits(size=IMAGE_SIZE)
     if n > len(digits):

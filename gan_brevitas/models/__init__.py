@@ -1,7 +1,8 @@
 """GAN generators in the parameter layouts of their public reference implementations.
 
 * ``build_generator(name, **kwargs)``: "stylegan" (rosinality StyledGenerator), "sagan"
-  (heykeetae Generator), "cyclegan" (junyanz ResnetGenerator).
+  (heykeetae Generator), "cyclegan" (junyanz ResnetGenerator); ``ARCHITECTURES`` holds what
+  the package knows about each family (`registry.Architecture`).
 * ``load_generator(name, path, **kwargs)``: build + strict load of a reference checkpoint.
 * ``fold_generator(model)``: copy with equal-LR / fused-upsample / spectral-norm layers turned
   into plain ``nn.Linear`` / ``nn.Conv2d`` / ``nn.ConvTranspose2d`` (exact).
@@ -16,12 +17,16 @@ from gan_brevitas.models.discriminators import ConvDiscriminator, NLayerDiscrimi
 from gan_brevitas.models.float_parts import float_parts
 from gan_brevitas.models.fold import fold_generator
 from gan_brevitas.models.load import load_generator, load_state_dict_file
-from gan_brevitas.models.registry import GENERATORS, build_generator
+from gan_brevitas.models.registry import ARCHITECTURES, GENERATORS, Architecture, architecture, architecture_of, build_generator
 from gan_brevitas.models.sagan import Generator as SAGANGenerator
 from gan_brevitas.models.stylegan import StyledGenerator
 
 __all__ = [
+    "ARCHITECTURES",
     "GENERATORS",
+    "Architecture",
+    "architecture",
+    "architecture_of",
     "ConvDiscriminator",
     "NLayerDiscriminator",
     "ResnetGenerator",

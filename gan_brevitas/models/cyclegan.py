@@ -17,6 +17,10 @@ norm have no bias (the final conv keeps its bias), as in the reference.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
+from typing import Any
+
 from torch import Tensor, nn
 
 from gan_brevitas.errors import ConfigError
@@ -143,3 +147,30 @@ class ResnetGenerator(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
+
+
+def infer_kwargs(state: Mapping[str, Tensor]) -> dict[str, Any]:
+    """Constructor arguments that a checkpoint's shapes reveal (the rest keep their defaults)."""
+    kwargs: dict[str, Any] = {}
+    first = state.get("model.1.weight")
+    if first is None or first.ndim != 4:
+        return kwargs
+    kwargs["ngf"] = int(first.shape[0])
+    kwargs["input_nc"] = int(first.shape[1])
+    blocks = {
+        int(match.group(1))
+        for key in state
+        if (match := re.fullmatch(r"model\.(\d+)\.conv_block\.1\.weight", key))
+    }
+    kwargs["n_blocks"] = len(blocks)
+    kwargs["norm"] = "batch" if "model.2.weight" in state else "instance"
+    if blocks:
+        second = state.get(f"model.{min(blocks)}.conv_block.6.weight")
+        kwargs["use_dropout"] = second is not None and second.ndim == 4
+    convs = [
+        (int(match.group(1)), value)
+        for key, value in state.items()
+        if (match := re.fullmatch(r"model\.(\d+)\.weight", key)) and value.ndim == 4
+    ]
+    kwargs["output_nc"] = int(max(convs, key=lambda item: item[0])[1].shape[0])
+    return kwargs

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from gan_brevitas.errors import CheckpointError, GanBrevitasError
-from gan_brevitas.models.registry import GENERATORS, build_generator, weight_bytes
+from gan_brevitas.models.registry import ARCHITECTURES, GENERATORS, architecture, build_generator, weight_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -36,14 +36,6 @@ GENERATOR_ENTRIES = ("g_running",)
 DATA_PARALLEL_PREFIX = "module."
 STALE_NORM_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
 MAX_KEYS_SHOWN = 10
-
-#: A key that only a checkpoint of that architecture has (used to suggest the right name).
-SIGNATURE_KEYS: dict[str, str] = {
-    "stylegan": "generator.progression.0.conv1.input",
-    "sagan": "l1.0.module.weight_bar",
-    "cyclegan": "model.1.weight",
-}
-
 
 # --------------------------------------------------------------------------- reading
 
@@ -156,97 +148,6 @@ def _is_untracked_instance_norm(model: nn.Module, name: str) -> bool:
 # --------------------------------------------------------------------------- inference
 
 
-def _infer_stylegan(state: Mapping[str, Tensor]) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {}
-    rgb = [state.get(f"generator.to_rgb.{i}.conv.weight_orig") for i in range(9)]
-    if all(w is not None and w.ndim == 4 for w in rgb):
-        kwargs["channels"] = [int(w.shape[1]) for w in rgb]  # type: ignore[union-attr]
-    mapping = [key for key in state if re.fullmatch(r"style\.\d+\.linear\.weight_orig", key)]
-    if mapping:
-        kwargs["n_mlp"] = len(mapping)
-        kwargs["code_dim"] = int(state[mapping[0]].shape[1])
-    trained = _trained_stylegan_step(state)
-    if trained is not None:
-        kwargs["size"] = 4 * 2**trained
-    if "generator.progression.5.conv1.0.weight" in state:
-        kwargs["fused"] = True
-    elif "generator.progression.5.conv1.1.conv.weight_orig" in state:
-        kwargs["fused"] = False
-    return kwargs
-
-
-def _trained_stylegan_step(state: Mapping[str, Tensor]) -> int | None:
-    """The last progression block that was ever trained, or None for an untrained file.
-
-    A StyleGAN file holds all 9 blocks whatever resolution it was trained at; blocks above it
-    keep their initial values, where the noise weights and conv biases are exactly zero (the
-    reference initialisation). Training moves them off zero, so the highest block with a
-    non-zero one is the resolution the generator was trained for.
-    """
-    trained = None
-    for i in range(9):
-        keys = [f"generator.progression.{i}.{part}" for part in
-                ("noise1.weight_orig", "noise2.weight_orig", "conv2.conv.bias")]
-        values = [state.get(key) for key in keys]
-        if any(value is None for value in values):
-            return None  # not the reference layout: the strict load reports it
-        if any(bool(value.detach().abs().max() > 0) for value in values):  # type: ignore[union-attr]
-            trained = i
-    return trained
-
-
-def _infer_sagan(state: Mapping[str, Tensor]) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {}
-    first = state.get("l1.0.module.weight_bar")
-    if first is not None and first.ndim == 4:
-        kwargs["z_dim"] = int(first.shape[0])
-        kwargs["image_size"] = 16 * int(first.shape[-1])
-    if "last.1.weight" in state and state["last.1.weight"].ndim == 4:
-        kwargs["upsample"] = "upsample_conv"
-        kwargs["conv_dim"] = int(state["last.1.weight"].shape[1])
-    elif "last.0.weight" in state and state["last.0.weight"].ndim == 4:
-        kwargs["upsample"] = "convtranspose"
-        kwargs["conv_dim"] = int(state["last.0.weight"].shape[0])
-    return kwargs
-
-
-def _infer_cyclegan(state: Mapping[str, Tensor]) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {}
-    first = state.get("model.1.weight")
-    if first is None or first.ndim != 4:
-        return kwargs
-    kwargs["ngf"] = int(first.shape[0])
-    kwargs["input_nc"] = int(first.shape[1])
-    blocks = {
-        int(match.group(1))
-        for key in state
-        if (match := re.fullmatch(r"model\.(\d+)\.conv_block\.1\.weight", key))
-    }
-    kwargs["n_blocks"] = len(blocks)
-    kwargs["norm"] = "batch" if "model.2.weight" in state else "instance"
-    if blocks:
-        second = state.get(f"model.{min(blocks)}.conv_block.6.weight")
-        kwargs["use_dropout"] = second is not None and second.ndim == 4
-    convs = [
-        (int(match.group(1)), value)
-        for key, value in state.items()
-        if (match := re.fullmatch(r"model\.(\d+)\.weight", key)) and value.ndim == 4
-    ]
-    kwargs["output_nc"] = int(max(convs, key=lambda item: item[0])[1].shape[0])
-    return kwargs
-
-
-#: Architecture name -> function reading constructor arguments off a state_dict.
-INFERRERS: dict[str, Callable[[Mapping[str, Tensor]], dict[str, Any]]] = {
-    "stylegan": _infer_stylegan,
-    "sagan": _infer_sagan,
-    "cyclegan": _infer_cyclegan,
-}
-
-#: Constructor arguments that choose how a generator runs, not what its file holds.
-RUNTIME_KWARGS = frozenset({"noise_mode", "noise_seed"})
-
-
 def _sidecar_candidates(path: Path) -> list[Path]:
     """``g.json`` beside ``g.pth``; ``stylegan.json`` beside ``stylegan_G.safetensors`` (the demo)."""
     candidates = [path.with_suffix(".json")]
@@ -314,14 +215,13 @@ def infer_build_kwargs(name: str, state: Mapping[str, Tensor]) -> dict[str, Any]
     Returns only what it can read; missing keys leave the defaults in place (the strict
     load then reports the mismatch).
     """
-    inferrer = INFERRERS.get(name)
-    return inferrer(state) if inferrer is not None else {}
+    return architecture(name).infer_kwargs(state)
 
 
 def guess_architecture(state: Mapping[str, Tensor]) -> str | None:
     """The architecture whose signature key the state_dict has, if any."""
-    for name, key in SIGNATURE_KEYS.items():
-        if key in state:
+    for name, family in ARCHITECTURES.items():
+        if family.signature_key in state:
             return name
     return None
 
@@ -407,19 +307,6 @@ def _recorded_kwargs(name: str, file: Path, passed: Mapping[str, Any]) -> dict[s
     return kwargs
 
 
-def _check_trained_size(name: str, file: Path, kwargs: Mapping[str, Any], inferred: Mapping[str, Any]) -> None:
-    """A StyleGAN asked to run above the resolution its file was trained at would use untrained blocks."""
-    trained = inferred.get("size")
-    wanted = kwargs.get("size")
-    if name != "stylegan" or trained is None or wanted is None or wanted <= trained:
-        return
-    raise CheckpointError(
-        f"{file} was trained up to {trained} px (its progression blocks above {trained} px still hold "
-        f"their zero initialisation), so size={wanted} would produce images from untrained layers. "
-        f"Use size={trained} or smaller (CLI: --size {trained}), or leave it out to use {trained}."
-    )
-
-
 #: A generator may hold this much more than its checkpoint's tensors (buffers a file leaves out).
 FIT_SLACK = 1.05
 #: Below this a too-big generator is simply built and the strict load names what differs.
@@ -460,7 +347,9 @@ def load_generator(name: str, path: str | os.PathLike[str], **build_kwargs: Any)
     state = load_state_dict_file(file)
     inferred = infer_build_kwargs(name, state)
     recorded = _recorded_kwargs(name, file, build_kwargs)
-    _check_trained_size(name, file, {**inferred, **recorded, **build_kwargs}, inferred)
+    check = architecture(name).check_kwargs
+    if check is not None:
+        check(file, {**inferred, **recorded, **build_kwargs}, inferred)
     kwargs = {**inferred, **recorded, **build_kwargs}
     _check_fits(name, kwargs, state, file)
     model = build_generator(name, **kwargs)

@@ -21,6 +21,9 @@ transposed conv: on a 1x1 input it is a dense projection, not an upsampling.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -255,3 +258,24 @@ class Generator(nn.Module):
         out, attention1 = self.attn1(out)
         out, attention2 = self.attn2(self.l4(out))
         return self.last(out), attention1, attention2
+
+
+def infer_kwargs(state: Mapping[str, Tensor]) -> dict[str, Any]:
+    """Constructor arguments that a checkpoint's shapes reveal (the rest keep their defaults)."""
+    kwargs: dict[str, Any] = {}
+    first = state.get("l1.0.module.weight_bar")
+    if first is not None and first.ndim == 4:
+        kwargs["z_dim"] = int(first.shape[0])
+        kwargs["image_size"] = 16 * int(first.shape[-1])
+    if "last.1.weight" in state and state["last.1.weight"].ndim == 4:
+        kwargs["upsample"] = "upsample_conv"
+        kwargs["conv_dim"] = int(state["last.1.weight"].shape[1])
+    elif "last.0.weight" in state and state["last.0.weight"].ndim == 4:
+        kwargs["upsample"] = "convtranspose"
+        kwargs["conv_dim"] = int(state["last.0.weight"].shape[0])
+    return kwargs
+
+
+def brecq_blocks(model: Generator) -> list[tuple[str, ...]]:
+    """BRECQ's blocks: each upsampling stage, the two attention layers with the stage before them."""
+    return [("l1",), ("l2",), ("l3", "attn1"), ("l4", "attn2"), ("last",)]

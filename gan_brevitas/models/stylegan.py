@@ -21,13 +21,16 @@ explicitly instead of with a forward pre-hook; the result is the same tensor.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import os
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gan_brevitas.errors import ConfigError
+from gan_brevitas.errors import CheckpointError, ConfigError
 
 #: Channels of progression blocks 0..8 in the reference generator (4 px ... 1024 px).
 REFERENCE_CHANNELS: tuple[int, ...] = (512, 512, 512, 512, 256, 128, 64, 32, 16)
@@ -529,3 +532,68 @@ class StyledGenerator(nn.Module):
             total += self.style(z.to(first.device, first.dtype)).sum(0, keepdim=True)
             done += count
         return total / n
+
+
+def infer_kwargs(state: Mapping[str, Tensor]) -> dict[str, Any]:
+    """Constructor arguments that a checkpoint's shapes reveal (the rest keep their defaults)."""
+    kwargs: dict[str, Any] = {}
+    rgb = [state.get(f"generator.to_rgb.{i}.conv.weight_orig") for i in range(9)]
+    if all(w is not None and w.ndim == 4 for w in rgb):
+        kwargs["channels"] = [int(w.shape[1]) for w in rgb]  # type: ignore[union-attr]
+    mapping = [key for key in state if re.fullmatch(r"style\.\d+\.linear\.weight_orig", key)]
+    if mapping:
+        kwargs["n_mlp"] = len(mapping)
+        kwargs["code_dim"] = int(state[mapping[0]].shape[1])
+    trained = trained_step(state)
+    if trained is not None:
+        kwargs["size"] = 4 * 2**trained
+    if "generator.progression.5.conv1.0.weight" in state:
+        kwargs["fused"] = True
+    elif "generator.progression.5.conv1.1.conv.weight_orig" in state:
+        kwargs["fused"] = False
+    return kwargs
+
+
+def trained_step(state: Mapping[str, Tensor]) -> int | None:
+    """The last progression block that was ever trained, or None for an untrained file.
+
+    A StyleGAN file holds all 9 blocks whatever resolution it was trained at; blocks above it
+    keep their initial values, where the noise weights and conv biases are exactly zero (the
+    reference initialisation). Training moves them off zero, so the highest block with a
+    non-zero one is the resolution the generator was trained for.
+    """
+    trained = None
+    for i in range(9):
+        keys = [f"generator.progression.{i}.{part}" for part in
+                ("noise1.weight_orig", "noise2.weight_orig", "conv2.conv.bias")]
+        values = [state.get(key) for key in keys]
+        if any(value is None for value in values):
+            return None  # not the reference layout: the strict load reports it
+        if any(bool(value.detach().abs().max() > 0) for value in values):  # type: ignore[union-attr]
+            trained = i
+    return trained
+
+
+def check_kwargs(file: str | os.PathLike[str], kwargs: Mapping[str, Any], inferred: Mapping[str, Any]) -> None:
+    """A StyleGAN asked to run above the resolution its file was trained at would use untrained blocks."""
+    trained = inferred.get("size")
+    wanted = kwargs.get("size")
+    if trained is None or wanted is None or wanted <= trained:
+        return
+    raise CheckpointError(
+        f"{file} was trained up to {trained} px (its progression blocks above {trained} px still hold "
+        f"their zero initialisation), so size={wanted} would produce images from untrained layers. "
+        f"Use size={trained} or smaller (CLI: --size {trained}), or leave it out to use {trained}."
+    )
+
+
+def brecq_blocks(model: StyledGenerator) -> list[tuple[str, ...]]:
+    """BRECQ's blocks, as chains of module names: the mapping network (PixelNorm with the first
+    linear layer, then each linear layer with its activation), one block per synthesis step up
+    to the output size, and the last to_rgb."""
+    style = list(model.style._modules)  # PixelNorm, then (Linear, LeakyReLU) x n_mlp
+    mapping = [(f"style.{style[0]}", f"style.{style[1]}", f"style.{style[2]}")]
+    for i in range(3, len(style), 2):
+        mapping.append((f"style.{style[i]}", f"style.{style[i + 1]}"))
+    synthesis = [(f"generator.progression.{i}",) for i in range(model.step + 1)]
+    return mapping + synthesis + [(f"generator.to_rgb.{model.step}",)]

@@ -7,12 +7,14 @@ receives the previous one's output, and the last module's output is Y_i. A modul
 is a tuple (SAGAN's self-attention returns ``(features, attention map)``) passes on its first
 tensor.
 
-Block lists (`default_blocks`):
+Block lists (`default_blocks`), the families' from their `Architecture.brecq_blocks`
+(`gan_brevitas.models.registry`):
 
 * StyleGAN: each mapping layer with its LeakyReLU (PixelNorm joins the first), each
   progression block used at the model's ``step``, and ``to_rgb[step]`` (§4.1);
 * SAGAN: l1, l2, l3 + attn1, l4 + attn2, last;
-* CycleGAN: stem, each downsampling conv, each residual block, each upsampling layer, head;
+* CycleGAN (the generic rule on its one ``nn.Sequential``): stem, each downsampling conv, each
+  residual block, each upsampling layer, head;
 * a user ``nn.Sequential``: one block per compute layer (with the padding before it and the
   norm / activation after it); any other user model: its top-level children holding compute
   layers. A user can instead name the blocks (`blocks_from_spec`).
@@ -43,9 +45,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from gan_brevitas.errors import ConfigError, ConversionError
-from gan_brevitas.models.cyclegan import ResnetGenerator
-from gan_brevitas.models.sagan import Generator as SAGANGenerator
-from gan_brevitas.models.stylegan import StyledGenerator
+from gan_brevitas.models.registry import architecture_of
 from gan_brevitas.quant.convert import QUANT_LAYER_TABLE
 
 log = logging.getLogger(__name__)
@@ -94,25 +94,6 @@ def _holds_compute(module: nn.Module) -> bool:
     return any(_is_compute(m) for m in module.modules())
 
 
-def _stylegan_blocks(model: StyledGenerator) -> list[Block]:
-    style = list(model.style._modules)  # PixelNorm, then (Linear, LeakyReLU) x n_mlp
-    mapping = [Block.of(f"style.{style[0]}", f"style.{style[1]}", f"style.{style[2]}")]
-    for i in range(3, len(style), 2):
-        mapping.append(Block.of(f"style.{style[i]}", f"style.{style[i + 1]}"))
-    synthesis = [Block.of(f"generator.progression.{i}") for i in range(model.step + 1)]
-    return mapping + synthesis + [Block.of(f"generator.to_rgb.{model.step}")]
-
-
-def _sagan_blocks(model: SAGANGenerator) -> list[Block]:
-    return [
-        Block.of("l1"),
-        Block.of("l2"),
-        Block.of("l3", "attn1"),
-        Block.of("l4", "attn2"),
-        Block.of("last"),
-    ]
-
-
 def sequential_blocks(sequential: nn.Sequential, prefix: str = "") -> list[Block]:
     """One block per child that holds compute layers, starting at the padding children just
     before it and running up to the next block (so norms and activations after a layer join
@@ -144,12 +125,9 @@ def sequential_blocks(sequential: nn.Sequential, prefix: str = "") -> list[Block
 
 def default_blocks(model: nn.Module) -> list[Block]:
     """The block list of a generator (see the module docstring)."""
-    if isinstance(model, StyledGenerator):
-        return _stylegan_blocks(model)
-    if isinstance(model, SAGANGenerator):
-        return _sagan_blocks(model)
-    if isinstance(model, ResnetGenerator):
-        return sequential_blocks(model.model, "model.")
+    family = architecture_of(model)
+    if family is not None and family.brecq_blocks is not None:
+        return [Block.of(*chain) for chain in family.brecq_blocks(model)]
     if isinstance(model, nn.Sequential):
         return sequential_blocks(model)
     children = [(name, child) for name, child in model.named_children() if _holds_compute(child)]

@@ -286,9 +286,7 @@ class QATOptions:
 
 def detect_preset(model: Any) -> str:
     """The paper model a generator is ("stylegan", "sagan", "cyclegan"), else "generic"."""
-    from gan_brevitas.models import ResnetGenerator, SAGANGenerator, StyledGenerator
+    from gan_brevitas.models.registry import architecture_of
 
-    for cls, name in ((StyledGenerator, "stylegan"), (SAGANGenerator, "sagan"), (ResnetGenerator, "cyclegan")):
-        if isinstance(model, cls):
-            return name
-    return "generic"
+    family = architecture_of(model)
+    return family.name if family is not None else "generic"

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from gan_brevitas.errors import ConfigError, GanBrevitasError
 from gan_brevitas.inputs import InputSource, latent_sampler, load_image_folder
+from gan_brevitas.models.registry import architecture
 from gan_brevitas.qat.checkpoint import module_sha256, tensor_sha256
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ def checkpoint_model(name: str, path: str, data: UserData) -> ModelData:
     """
     from gan_brevitas import recipes
 
-    build = {"noise_mode": "const"} if name == "stylegan" else {}  # same latents -> same images
+    build = architecture(name).inference_kwargs  # same inputs -> same images
     model = recipes.load_generator(name, path, **build)
     size = getattr(model, "image_size", None)
     identity = {"source": "checkpoint", "generator": module_sha256(model)}

@@ -33,6 +33,7 @@ import tomllib
 
 from gan_brevitas.errors import ConfigError
 from gan_brevitas.methods import method_config, method_spec
+from gan_brevitas.models.registry import ARCHITECTURES
 from gan_brevitas.quant.config import QuantConfig
 
 PROFILES: tuple[str, ...] = ("paper", "cpu", "tiny")
@@ -41,7 +42,7 @@ SCALED_PROFILES: tuple[str, ...] = ("cpu", "tiny")
 #: What a profile may replace: compute and sample counts, never the quantization scheme.
 PROFILE_TABLES: tuple[str, ...] = ("options", "eval")
 TABLES: tuple[str, ...] = ("table3", "table4", "figure1")
-MODELS: tuple[str, ...] = ("stylegan", "sagan", "cyclegan")
+MODELS: tuple[str, ...] = tuple(ARCHITECTURES)
 FULL_PRECISION = "full-precision"
 SECTIONS: tuple[str, ...] = ("experiment", "quant", "options", "eval", "paper", "sweep", *SCALED_PROFILES)
 
