@@ -148,6 +148,10 @@ def _is_untracked_instance_norm(model: nn.Module, name: str) -> bool:
 # --------------------------------------------------------------------------- inference
 
 
+#: Constructor arguments that choose how a generator runs, not what its file holds.
+RUNTIME_KWARGS = frozenset({"noise_mode", "noise_seed"})
+
+
 def _sidecar_candidates(path: Path) -> list[Path]:
     """``g.json`` beside ``g.pth``; ``stylegan.json`` beside ``stylegan_G.safetensors`` (the demo)."""
     candidates = [path.with_suffix(".json")]
