@@ -447,11 +447,6 @@ def ort_parity(
     )
 
 
-# ------------------------------------------------------------------------------------------
-# The backend
-# ------------------------------------------------------------------------------------------
-
-
 class ModelOptBackend:
     """`gan_brevitas.backends.Backend` for models quantized by ModelOpt."""
 
