@@ -3,6 +3,7 @@ every quantized convolution fused into an int8 kernel; sizes; INT4; bad inputs w
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -156,6 +157,10 @@ def test_unknown_target_and_options(exported, tmp_path):
 def test_unknown_input_shape_and_random_noise(dcgan, exported, tmp_path):
     model, z = dcgan
     qmodel = quantized(model, z)
+    recipes.export(qmodel, tmp_path / "remembered.onnx")  # the calibration shape is recorded
+    assert onnx.load(tmp_path / "remembered.onnx").graph.input[0].type.tensor_type.shape.dim[1].dim_value == z.shape[1]
+    (tmp_path / "remembered.onnx").unlink()
+    qmodel.gan_brevitas = dataclasses.replace(qmodel.gan_brevitas, input_shape=None)  # e.g. an old file
     with pytest.raises(ExportError, match="cannot tell this generator's input shape.*example_input"):
         recipes.export(qmodel, tmp_path / "g.onnx")
     qstyle = exported["stylegan"][0]

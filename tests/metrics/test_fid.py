@@ -136,7 +136,8 @@ def test_generate_inputs_tuple_outputs_and_modes() -> None:
     assert from_tensor.shape == (40, 3, 16, 16) and not from_tensor.requires_grad
     assert model.training and model.net[1].training  # train/eval flags restored
     from_batches = generate(model, iter(latents.split(7)), n=40, batch_size=16, progress=False)
-    assert torch.allclose(from_batches, from_tensor)  # eval-mode BN: independent of batching
+    # eval-mode BN: independent of batching up to float summation order (train-mode BN differs by O(1))
+    assert torch.allclose(from_batches, from_tensor, atol=1e-5)
     from_sampler = generate(model, _sampler(5), n=33, batch_size=16, progress=False)
     assert from_sampler.shape == (33, 3, 16, 16)
     assert torch.equal(from_sampler, generate(model, _sampler(5), n=33, batch_size=16, progress=False))
