@@ -51,7 +51,7 @@ def test_unknown_preset(float_generators):
 def test_quant_config_fields_that_do_not_apply(float_generators):
     model, x = float_generators["dcgan"]
     with pytest.raises(ConfigError, match=r"weight_bits=4 do not apply.*modelopt-w4a8"):
-        recipes.quantize(model, "modelopt-int8", config=QuantConfig.paper(weight_bits=4), inputs=x, progress=False)
+        recipes.quantize(model, "modelopt-int8", config=QuantConfig(weight_bits=4), inputs=x, progress=False)
 
 
 def test_layer_nobody_can_quantize_is_named():
