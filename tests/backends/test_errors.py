@@ -59,7 +59,7 @@ def test_layer_nobody_can_quantize_is_named():
     x = torch.randn(4, 3, 8, 8)
     with pytest.raises(ConversionError, match=r"1 \(HandMadeConv\).*skip"):
         recipes.quantize(model, "modelopt-int8", inputs=x, num_samples=4, progress=False)
-    qmodel = recipes.quantize(model, "modelopt-int8", config=QuantConfig.paper(skip=("HandMadeConv",)), inputs=x,
+    qmodel = recipes.quantize(model, "modelopt-int8", config=QuantConfig(skip=("HandMadeConv",)), inputs=x,
                               num_samples=4, progress=False)
     rows = {row.name: row for row in describe_rows(qmodel)}
     assert rows["0"].weight_bits == "8"

@@ -160,7 +160,7 @@ def test_presets_follow_modelopt_int8_default():
 
 def test_skip_keeps_a_layer_float_and_reports_it(float_generators):
     model, x = float_generators["dcgan"]
-    qmodel = recipes.quantize(model, "modelopt-int8", config=QuantConfig.paper(skip=("7",)), inputs=x,
+    qmodel = recipes.quantize(model, "modelopt-int8", config=QuantConfig(skip=("7",)), inputs=x,
                               num_samples=len(x), progress=False)
     assert not qmodel[7].weight_quantizer.is_enabled and not qmodel[7].input_quantizer.is_enabled
     rows = {row.name: row for row in describe_rows(qmodel)}
