@@ -19,7 +19,7 @@ def _sagan():
 
 
 def test_sampler_returning_empty_batches_is_refused() -> None:
-    with pytest.raises(CalibrationError, match=r"the sampler returned an empty batch \(shape \(0, 32\)\) for batch_size=1"):
+    with pytest.raises(CalibrationError, match=r"the sampler returned an empty batch \(shape \(0, 32\)\) for batch_size=\d+"):
         recipes.quantize(_sagan(), "vanilla-ptq", inputs=lambda n: torch.zeros(0, 32), num_samples=4, progress=False)
 
 
