@@ -184,7 +184,7 @@ def run_model(problem: Problem, args: argparse.Namespace, work: Path) -> list[Ro
         log.info("%s: %s", problem.name, method)
         qmodel, seconds = quantize(problem, method, args.num_samples)
         evaluation = recipes.evaluate(qmodel, problem.model, problem.heldout, n=len(problem.heldout),
-                                      real=problem.real, progress=False)
+                                      real=problem.real, progress=False, extractor="demo-cnn")
         row = Row(problem.name, method, evaluation.qfid, evaluation.psnr, evaluation.fid, seconds)
         path = work / f"{problem.name}_{method}.onnx"
         try:

@@ -181,21 +181,9 @@ def cmd_info(args: argparse.Namespace) -> int:
 def _extractor(args: argparse.Namespace, demo: bool):
     """The FID feature extractor: Inception-v3 for the user's images (weights from a local file),
     the offline demo CNN only for the demo data or when asked for by name."""
-    from gan_brevitas.metrics.extractors import INCEPTION_NAME, demo_cnn_spec, resolve_extractor
+    from gan_brevitas.metrics.extractors import choose_extractor
 
-    if args.extractor == "demo-cnn":
-        return demo_cnn_spec()
-    spec = resolve_extractor(args.inception_weights)
-    if spec.name == INCEPTION_NAME:
-        return spec
-    if demo and args.extractor is None:
-        return spec
-    raise ConfigError(
-        "FID on your images needs Inception-v3 weights, which are not on this machine: give "
-        "--inception-weights FILE (torch-fidelity's weights-inception-2015-12-05-6726825d.pth) or set "
-        "$GAN_BREVITAS_INCEPTION_WEIGHTS; or choose --extractor demo-cnn, the small CNN trained on "
-        "the demo digits and textures (its numbers mean little on other images)."
-    )
+    return choose_extractor(args.extractor, args.inception_weights, demo_data=demo)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

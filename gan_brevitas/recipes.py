@@ -24,7 +24,7 @@ from gan_brevitas.errors import ConfigError
 from gan_brevitas.inputs import InputSource, input_shape_of, shape_checked
 from gan_brevitas.metrics.evaluate import Evaluation
 from gan_brevitas.metrics.evaluate import evaluate as evaluate_images
-from gan_brevitas.metrics.extractors import resolve_extractor
+from gan_brevitas.metrics.extractors import choose_extractor
 from gan_brevitas.methods import (
     LSQQAT,
     MAQAT,
@@ -184,6 +184,7 @@ def evaluate(
     inception_weights: Optional[str] = None,
     progress: bool = True,
     engine: str = "onnxruntime",
+    extractor: Optional[str] = None,
 ) -> Evaluation:
     """FID (vs ``real``), qFID and PSNR of ``qmodel`` against the float ``model``, same inputs.
 
@@ -191,17 +192,18 @@ def evaluate(
     model is then run on ``engine`` ("onnxruntime" or "openvino"), so the numbers are those of
     what the engine computes, not of the fake-quant model.
 
-    The extractor is Inception-v3 when its weights are found (``inception_weights``, the
-    GAN_BREVITAS_INCEPTION_WEIGHTS variable, torch-fidelity's cache), else the offline demo
-    CNN; the result names it. The float reference is the folded copy of ``model`` (the one
+    The extractor is Inception-v3, whose weights must be found (``inception_weights``, the
+    GAN_BREVITAS_INCEPTION_WEIGHTS variable, torch-fidelity's cache); without them the call is
+    refused unless ``extractor="demo-cnn"`` asks for the offline demo CNN by name. The result
+    names the extractor. The float reference is the folded copy of ``model`` (the one
     the quantized model was made from; SAGAN's spectral norm would drift otherwise).
     """
-    extractor = resolve_extractor(inception_weights)
+    spec = choose_extractor(extractor, inception_weights)
     if isinstance(qmodel, (str, os.PathLike)):
         from gan_brevitas.deploy import EngineModule, open_runner
 
         qmodel = EngineModule(open_runner(qmodel, engine))
-    return evaluate_images(qmodel, fold_for_quantization(model), shape_checked(inputs, model), n, real, extractor,
+    return evaluate_images(qmodel, fold_for_quantization(model), shape_checked(inputs, model), n, real, spec,
                            progress=progress)
 
 

@@ -229,6 +229,23 @@ def test_fid_on_own_images_needs_inception_or_an_explicit_demo_cnn(tmp_path: Pat
     assert (tmp_path / "g.png").is_file()
 
 
+def test_recipes_evaluate_refuses_the_demo_cnn_silently_and_accepts_it_by_name(tmp_path: Path, monkeypatch) -> None:
+    from gan_brevitas.metrics import extractors
+
+    monkeypatch.delenv(extractors.INCEPTION_ENV_VAR, raising=False)
+    monkeypatch.setattr(extractors, "inception_cache_path", lambda: tmp_path / "no-weights.pth")
+    gen = recipes.load_generator("stylegan", STYLEGAN_DEMO)
+    latents = torch.randn(8, gen.latent_dim, generator=torch.Generator().manual_seed(0))
+    qgen = recipes.quantize(gen, inputs=latents, num_samples=4)
+    with pytest.raises(ConfigError, match='extractor="demo-cnn"') as refused:
+        recipes.evaluate(qgen, gen, inputs=latents, n=8, progress=False)
+    assert "inception_weights=FILE" in str(refused.value)
+    with pytest.raises(ConfigError, match="unknown extractor 'inceptoin'"):
+        recipes.evaluate(qgen, gen, inputs=latents, n=8, progress=False, extractor="inceptoin")
+    result = recipes.evaluate(qgen, gen, inputs=latents, n=8, progress=False, extractor="demo-cnn")
+    assert result.extractor.startswith("gan-brevitas-demo-cnn") and result.n == 8
+
+
 # --------------------------------------------------------------------------- recipes set what they need
 
 

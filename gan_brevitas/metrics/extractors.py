@@ -42,7 +42,7 @@ from safetensors.torch import load_file
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
-from gan_brevitas.errors import MetricError
+from gan_brevitas.errors import ConfigError, MetricError
 
 __all__ = [
     "DEMO_CNN_NAME",
@@ -52,6 +52,7 @@ __all__ = [
     "DemoCNN",
     "DemoCNNFeatureExtractor",
     "ExtractorSpec",
+    "choose_extractor",
     "demo_cnn_spec",
     "inception_cache_path",
     "inception_spec",
@@ -443,3 +444,34 @@ def resolve_extractor(
             return spec
     logger.info("FID feature extractor: %s, weights %s (sha256 %s)", spec.label, spec.source, spec.weights_sha256)
     return spec
+
+
+EXTRACTOR_CHOICES = ("inception", "demo-cnn")
+
+
+def choose_extractor(
+    extractor: str | None = None,
+    inception_weights: str | os.PathLike[str] | None = None,
+    demo_data: bool = False,
+) -> ExtractorSpec:
+    """The extractor a user's evaluation runs with: never a silent fallback on their images.
+
+    ``extractor="demo-cnn"`` picks the offline demo CNN by name. Otherwise Inception-v3 is used when
+    its weights are found (:func:`resolve_extractor`); without them only the demo data
+    (``demo_data=True``, the CNN was trained on it) falls back to the demo CNN, and anything else
+    is refused with the two ways out.
+    """
+    if extractor is not None and extractor not in EXTRACTOR_CHOICES:
+        raise ConfigError(f"unknown extractor {extractor!r}: choose one of {', '.join(EXTRACTOR_CHOICES)}.")
+    if extractor == "demo-cnn":
+        return demo_cnn_spec()
+    spec = resolve_extractor(inception_weights)
+    if spec.name == INCEPTION_NAME or (demo_data and extractor is None):
+        return spec
+    raise ConfigError(
+        "FID / qFID on your images need Inception-v3 weights, which are not on this machine: give the "
+        "local file torch-fidelity uses (weights-inception-2015-12-05-6726825d.pth) as inception_weights=FILE "
+        f"(CLI: --inception-weights FILE) or in ${INCEPTION_ENV_VAR}; or choose extractor=\"demo-cnn\" "
+        "(CLI: --extractor demo-cnn), the small CNN trained on the demo digits and textures, whose "
+        "numbers mean little on other images."
+    )

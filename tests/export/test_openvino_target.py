@@ -94,5 +94,5 @@ def test_evaluate_measures_the_exported_file(tmp_path):
     recipes.export(qmodel, path, "onnxruntime")
     deployed = EngineModule(open_runner(path, "onnxruntime"))
     assert torch.allclose(deployed(x), qmodel(x), atol=0.05)
-    result = recipes.evaluate(str(path), model, x, n=8, progress=False, engine="openvino")
+    result = recipes.evaluate(str(path), model, x, n=8, progress=False, engine="openvino", extractor="demo-cnn")
     assert result.psnr is not None and result.psnr > 20
