@@ -117,6 +117,11 @@ def _load_float_model(args: argparse.Namespace, recorded: Optional[dict] = None)
         return recipes.load_generator(name, args.checkpoint, **kwargs)
     if args.model is None:
         raise ConfigError("this file holds a generator of your own: name its class with --model package.module:Class.")
+    if ":" not in args.model:  # neither one of ours nor a class: most likely a typo of ours
+        try:
+            architecture(args.model)
+        except ConfigError as err:
+            raise ConfigError(f"--model: {err}, or name a class of your own as package.module:Class.") from None
     if not args.input_shape:
         raise ConfigError(f"--model {args.model}: give the shape of one input with --input-shape "
                           "(e.g. 128 for latents, 3,64,64 for images).")

@@ -326,3 +326,10 @@ def test_committed_demo_results_are_strict_json() -> None:
     results = json.loads((REPO / "docs" / "demo" / "results.json").read_text(), parse_constant=refuse)
     assert isinstance(results["settings"]["n"], int) and isinstance(results["settings"]["models"], list)
     assert all(r["psnr"] is None or r["psnr"] > 0 for r in results["results"])
+
+
+def test_a_typo_in_an_architecture_name_is_named_with_the_close_match(capsys) -> None:
+    argv = ["quantize", "--model", "stylgan", "--checkpoint", str(STYLEGAN_DEMO), "--out", "q.safetensors", "-q"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "did you mean 'stylegan'" in err and "package.module:Class" in err and "--input-shape" not in err
