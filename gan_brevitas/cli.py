@@ -240,7 +240,7 @@ def _load_quantized(args: argparse.Namespace):
 
 
 def _write_grid(out: Path, qmodel, model, inputs, result) -> None:
-    from gan_brevitas.demo.figures import save_grid
+    from gan_brevitas.harness.figures import save_grid
     from gan_brevitas.metrics.evaluate import collect_inputs
     from gan_brevitas.metrics.fid import generate
     from gan_brevitas.quant.convert import fold_for_quantization

@@ -18,22 +18,32 @@ benchmarks in ``benchmarks/`` and ``gan-brevitas reproduce`` run the longer sche
 from __future__ import annotations
 
 import importlib.util
-import json
-import os
-import platform
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
+from torch import Tensor, nn
 
-from gan_brevitas import recipes
-from gan_brevitas.atomic_files import atomic_write_text, check_output_path, staging_directory
+from gan_brevitas.atomic_files import check_output_path, staging_directory
 from gan_brevitas.demo import zoo
-from gan_brevitas.demo.figures import save_grid, save_quantile_plot
 from gan_brevitas.errors import ConfigError
-from gan_brevitas.metrics.evaluate import collect_inputs, evaluate_outputs
+from gan_brevitas.harness import (
+    Report,
+    ResultRow,
+    Run,
+    RunCache,
+    machine_description,
+    markdown_table,
+    package_fingerprint,
+    sweep,
+    write_report,
+)
+from gan_brevitas.harness.figures import quantile_figure, save_grid
+from gan_brevitas.harness.measure import Reference, measure_method
+from gan_brevitas.metrics.evaluate import collect_inputs
 from gan_brevitas.metrics.extractors import ExtractorSpec, resolve_extractor
 from gan_brevitas.metrics.fid import fid, generate
 from gan_brevitas.quant.config import PAPER_QUANTILE_PAIRS, QuantConfig
@@ -42,30 +52,20 @@ from gan_brevitas.quant.convert import fold_for_quantization
 #: The paper's weight quantiles (§4.1) and our default activation pair for "quantile" rows.
 WEIGHT_QUANTILES = (0.0001, 0.9999)
 ACT_QUANTILES = (0.001, 0.999)
+#: The demo's cached runs (``<out_dir>/rows``); a new format reruns every run.
+CACHE_FORMAT = "gan-brevitas/demo-run/1"
+#: Every run quantizes under this torch seed, so a cached row equals a recomputed one.
+RUN_SEED = 0
 
 
 @dataclass(frozen=True)
 class DemoRow:
-    """One line of the demo table: a method and its configuration (None = full precision)."""
+    """One line of the demo table: a method and its configuration."""
 
     label: str
     method: str
-    config: Optional[QuantConfig] = None
+    config: QuantConfig
     options: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class RowResult:
-    model: str
-    label: str
-    method: str
-    weight_bits: Optional[int]
-    per_channel: Optional[bool]
-    fid: Optional[float]
-    qfid: float
-    psnr: Optional[float]  # None for the full-precision row (identical outputs: infinite PSNR)
-    seconds: float
-    n: int = 0  # images per metric
 
 
 #: The demo's sections, in running order (see the module docstring).
@@ -162,9 +162,12 @@ def modelopt_rows() -> list[DemoRow]:
     return [DemoRow("ModelOpt int8 (W8A8 symmetric)", "modelopt-int8", QuantConfig(weight_bits=8))]
 
 
-def _section_rows(section: str, name: str, settings: DemoSettings) -> list[DemoRow]:
+def section_rows(section: str, name: str, settings: DemoSettings) -> list[DemoRow]:
+    """The rows of one section for the demo generator ``name``."""
     if section == "ptq":
         return ptq_rows()
+    if section == "figure1":
+        return quantile_sweep_rows()
     if section == "brecq":
         return brecq_rows(settings)
     if section == "qat":
@@ -172,15 +175,27 @@ def _section_rows(section: str, name: str, settings: DemoSettings) -> list[DemoR
     return modelopt_rows()
 
 
-def _run_row(name: str, row: DemoRow, model, x, fp_images, real, extractor, settings) -> tuple[RowResult, Any]:
-    start = time.perf_counter()
-    options = {"num_samples": settings.num_samples, "progress": False, **row.options}
-    qmodel = recipes.quantize(model, row.method, config=row.config, inputs=x, **options)
-    q_images = generate(qmodel, x, x.shape[0], progress=False)
-    metrics = evaluate_outputs(q_images, fp_images, real, extractor)
-    result = RowResult(name, row.label, row.method, row.config.weight_bits, row.config.per_channel,
-                       metrics.fid, metrics.qfid, metrics.psnr, time.perf_counter() - start, metrics.n)
-    return result, qmodel
+@dataclass
+class ModelResults:
+    """One demo generator's rows (full precision first), its Figure 1 sweep and noise floor."""
+
+    rows: list[ResultRow]
+    sweep: list[dict[str, Any]]
+    noise_floor: float
+
+
+def _json_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Method options as JSON data for the cache key (a module, the demo discriminator, by its
+    class: its weights are packaged, so the package fingerprint covers them)."""
+    return {k: type(v).__name__ if isinstance(v, nn.Module) else v for k, v in options.items()}
+
+
+def demo_run(name: str, section: str, row: DemoRow, settings: DemoSettings) -> Run[tuple[str, DemoRow]]:
+    """``row`` on the demo generator ``name`` as a harness run: what its numbers depend on."""
+    config = {"section": section, "quant": row.config.to_dict(), "options": _json_options(row.options),
+              "n": settings.n, "num_samples": settings.num_samples, "grid_size": settings.grid_size,
+              "seed": RUN_SEED}
+    return Run(name, row.method, row.label, config, spec=(section, row))
 
 
 def noise_floor(name: str, model, fp_images, n: int, extractor: ExtractorSpec) -> float:
@@ -190,107 +205,118 @@ def noise_floor(name: str, model, fp_images, n: int, extractor: ExtractorSpec) -
     return fid(generate(model, other, other.shape[0], progress=False), fp_images, extractor=extractor).value
 
 
-def _grid_label(row: DemoRow, result: RowResult) -> str:
+def _grid_label(row: ResultRow) -> str:
     """The method and bits (in the row's label) and its metrics, so the grid stands alone."""
-    return f"{row.label}: qFID {result.qfid:.2f}, PSNR {result.psnr:.1f} dB"
+    return f"{row.label}: qFID {row.metrics['qfid']:.2f}, PSNR {row.metrics['psnr']:.1f} dB"
 
 
-def run_model(name: str, settings: DemoSettings, extractor: ExtractorSpec, out_dir: Path) -> dict[str, Any]:
-    """All rows for one demo generator; writes its grid into ``out_dir``. Returns results + sweep."""
+def _full_precision(name: str, float_model: nn.Module, x: Tensor, real: Tensor, extractor: ExtractorSpec
+                    ) -> tuple[ResultRow, Tensor]:
+    start = time.perf_counter()
+    images = generate(float_model, x, x.shape[0], progress=False)
+    metrics = {"fid": fid(images, real, extractor=extractor).value, "qfid": 0.0, "psnr": None}
+    row = ResultRow(name, "-", "full precision", metrics, x.shape[0], time.perf_counter() - start,
+                    {"weight_bits": None, "per_channel": None})
+    return row, images
+
+
+def run_model(name: str, settings: DemoSettings, extractor: ExtractorSpec, out_dir: Path, cache: RunCache
+              ) -> ModelResults:
+    """All rows for one demo generator (the runs in ``cache`` are not measured again); writes
+    its grid into ``out_dir``."""
     model = zoo.load_demo_generator(name)
     float_model = fold_for_quantization(model)
     x = collect_inputs(zoo.demo_inputs(name, settings.n, seed=1), settings.n)
     real = zoo.real_images(name, settings.n, seed=2)
-    start = time.perf_counter()
-    fp_images = generate(float_model, x, x.shape[0], progress=False)
-    results = [RowResult(name, "full precision", "-", None, None,
-                         fid(fp_images, real, extractor=extractor).value, 0.0, None,
-                         time.perf_counter() - start, x.shape[0])]
+    reference_row, fp_images = _full_precision(name, float_model, x, real, extractor)
+    reference = Reference(x, fp_images, real)
     floor = noise_floor(name, float_model, fp_images, settings.n, extractor)
-    grid_rows = [(f"full precision: FID {results[0].fid:.2f} vs real", fp_images[: settings.grid_size])]
-    from tqdm.auto import tqdm
 
-    sweep = []
-    for section in settings.sections:
+    def measure(run: Run[tuple[str, DemoRow]], key: str) -> tuple[ResultRow, dict[str, Tensor]]:
+        row = run.spec[1]
+        options = {"num_samples": settings.num_samples, "progress": False, **row.options}
+        measured = measure_method(model, row.method, row.config, options, x, reference, extractor, seed=RUN_SEED)
+        metrics = {"fid": measured.metrics.fid, "qfid": measured.metrics.qfid, "psnr": measured.metrics.psnr}
+        fields = {"weight_bits": row.config.weight_bits, "per_channel": row.config.per_channel}
+        result = ResultRow(name, row.method, row.label, metrics, measured.metrics.n, measured.seconds, fields)
+        return result, {"images": measured.images[: settings.grid_size]}
+
+    runs = [demo_run(name, section, row, settings) for section in settings.sections
+            for row in section_rows(section, name, settings)]
+    context = {"package": package_fingerprint(), "extractor": extractor.weights_sha256}
+    outcomes = sweep(runs, measure, cache, lambda run: context, progress=settings.progress, desc=name)
+    results = ModelResults([reference_row], [], floor)
+    grid_rows = [(f"full precision: FID {reference_row.metrics['fid']:.2f} vs real", fp_images[: settings.grid_size])]
+    for outcome in outcomes:
+        section, row = outcome.spec
         if section == "figure1":
-            for row in tqdm(quantile_sweep_rows(), desc=f"{name}: Figure 1", disable=not settings.progress):
-                result, _ = _run_row(name, row, model, x, fp_images, real, extractor, settings)
-                sweep.append({"high_quantile": row.config.act_quantiles[1], "qfid": result.qfid, "psnr": result.psnr})
+            results.sweep.append({"high_quantile": row.config.act_quantiles[1], "qfid": outcome.row.metrics["qfid"],
+                                  "psnr": outcome.row.metrics["psnr"]})
             continue
-        for row in tqdm(_section_rows(section, name, settings), desc=f"{name}: {section}",
-                        disable=not settings.progress):
-            result, qmodel = _run_row(name, row, model, x, fp_images, real, extractor, settings)
-            results.append(result)
-            with torch.no_grad():
-                grid_rows.append((_grid_label(row, result), generate(qmodel, x[: settings.grid_size],
-                                                                     settings.grid_size, progress=False)))
+        results.rows.append(outcome.row)
+        grid_rows.append((_grid_label(outcome.row), cache.samples(outcome.key)["images"]))
     inputs_row = x[: settings.grid_size] if getattr(model, "input_kind", "latent") == "image" else None
     title = (f"{name} demo generator, same inputs in every column; qFID/PSNR vs full precision on n={x.shape[0]} "
              f"(noise floor qFID {floor:.2f}), {extractor.name}")
     save_grid(out_dir / f"{name}_grid.png", grid_rows, title=title, inputs=inputs_row)
-    return {"results": results, "sweep": sweep, "noise_floor": floor}
+    return results
 
 
-def _table(results: list[RowResult]) -> list[str]:
-    lines = ["| model | method | W bits | per-channel | n | FID | qFID | PSNR (dB) | time (s) |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in results:
-        fid_text = "-" if r.fid is None else f"{r.fid:.2f}"
-        psnr_text = "inf" if r.psnr is None else f"{r.psnr:.2f}"
-        bits = "-" if r.weight_bits is None else str(r.weight_bits)
-        pc = "-" if r.per_channel is None else ("yes" if r.per_channel else "no")
-        lines.append(f"| {r.model} | {r.label} | {bits} | {pc} | {r.n} | {fid_text} | {r.qfid:.2f} | {psnr_text} "
-                     f"| {r.seconds:.1f} |")
-    return lines
+def _cell(value: Optional[float], digits: int, none: str = "-") -> str:
+    return none if value is None else f"{value:.{digits}f}"
 
 
-def _noise_lines(per_model: dict[str, dict], n: int) -> list[str]:
-    floors = ", ".join(f"{name} {data['noise_floor']:.2f}" for name, data in per_model.items())
+def _table(rows: list[ResultRow]) -> list[str]:
+    header = ["model", "method", "W bits", "per-channel", "n", "FID", "qFID", "PSNR (dB)", "time (s)"]
+    cells = []
+    for r in rows:
+        bits, per_channel = r.fields["weight_bits"], r.fields["per_channel"]
+        cells.append([r.model, r.label, "-" if bits is None else bits,
+                      "-" if per_channel is None else ("yes" if per_channel else "no"), r.n,
+                      _cell(r.metrics["fid"], 2), _cell(r.metrics["qfid"], 2), _cell(r.metrics["psnr"], 2, "inf"),
+                      _cell(r.seconds, 1)])
+    return markdown_table(header, cells)
+
+
+def _noise_lines(per_model: dict[str, ModelResults], n: int) -> list[str]:
+    floors = ", ".join(f"{name} {data.noise_floor:.2f}" for name, data in per_model.items())
     return [f"Noise floor (qFID of each float model against itself on another draw of {n} inputs): {floors}. "
             "A qFID below it: the quantized outputs are closer to the float ones than two samples of the float "
             "model are to each other.", ""]
 
 
-def _machine() -> str:
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
-            f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+def _all_rows(per_model: dict[str, ModelResults]) -> list[ResultRow]:
+    return [row for data in per_model.values() for row in data.rows]
 
 
-def write_report(settings: DemoSettings, extractor: ExtractorSpec, per_model: dict[str, dict], seconds: float,
-                 out_dir: Path) -> Path:
+def report_lines(settings: DemoSettings, extractor: ExtractorSpec, per_model: dict[str, ModelResults],
+                 seconds: float) -> list[str]:
+    """report.md: the table of every row, the noise floors, Figure 1 and the grids."""
     lines = ["# gan-brevitas demo report", "",
              f"Feature extractor: **{extractor.label}**, weights sha256 `{extractor.weights_sha256}`.",
              "" if extractor.comparable_with_published else
              "Offline values from the demo CNN are NOT comparable with published Inception FIDs.",
              "", f"n = {settings.n} images per metric; {settings.num_samples} calibration samples fed one at a "
-             f"time; machine: {_machine()}; total wall time {seconds:.0f} s.", "",
+             f"time; machine: {machine_description()}; total wall time {seconds:.0f} s.", "",
              "FID: quantized outputs vs real images. qFID: quantized vs full-precision outputs for the same "
              "inputs (paper §4). PSNR: quantized vs full precision.", ""]
-    all_results = [r for data in per_model.values() for r in data["results"]]
-    lines += _table(all_results) + [""] + _noise_lines(per_model, settings.n)
+    lines += _table(_all_rows(per_model)) + [""] + _noise_lines(per_model, settings.n)
     if "figure1" in settings.sections:
         lines += ["## Figure 1: qFID against the activation quantile (W8A8 per tensor)", "",
                   "![figure 1](figure1_quantile.png)", ""]
     for name in per_model:
         lines += [f"## {name}", "", f"![{name} grid]({name}_grid.png)", ""]
-    return atomic_write_text(out_dir / "report.md", "\n".join(lines) + "\n")
+    return lines
 
 
-def _json_value(value: Any) -> Any:
-    """Settings as JSON values: paths as text, tuples as lists, the rest as they are."""
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, (tuple, list)):
-        return [_json_value(v) for v in value]
-    return value
-
-
-def run_demo(settings: DemoSettings) -> dict[str, dict]:
+def run_demo(settings: DemoSettings) -> dict[str, ModelResults]:
     """Run the whole demo and write its outputs into ``settings.out_dir``.
 
-    Every output path is checked before anything runs; the outputs are written into a staging
-    directory and moved into ``out_dir`` only when the whole demo has finished (report.md
-    last), so a stopped demo leaves the earlier outputs as they were.
+    Every output path is checked before anything runs. Each finished run is cached at once in
+    ``<out_dir>/rows`` (keyed by its config, the settings it depends on, the extractor and the
+    package's files), so a stopped demo resumes and a repeated one measures nothing again. The
+    outputs are written into a staging directory and moved into ``out_dir`` only when the whole
+    demo has finished (report.md last), so a stopped demo leaves the earlier outputs as they were.
     """
     outputs = [f"{name}_grid.png" for name in settings.models] + ["results.json", "report.md"]
     if "figure1" in settings.sections:
@@ -300,29 +326,29 @@ def run_demo(settings: DemoSettings) -> dict[str, dict]:
     extractor = resolve_extractor(settings.inception_weights)
     with staging_directory(settings.out_dir, last=("report.md",)) as staging:
         per_model = _run_into(settings, extractor, staging)
-    print("\n".join(_table([r for d in per_model.values() for r in d["results"]])))
+    print("\n".join(_table(_all_rows(per_model))))
     print("\n".join(_noise_lines(per_model, settings.n)))
     print(f"\nreport: {settings.out_dir / 'report.md'}")
     return per_model
 
 
-def _run_into(settings: DemoSettings, extractor: ExtractorSpec, staging: Path) -> dict[str, dict]:
+def _run_into(settings: DemoSettings, extractor: ExtractorSpec, staging: Path) -> dict[str, ModelResults]:
     start = time.perf_counter()
-    per_model = {name: run_model(name, settings, extractor, staging) for name in settings.models}
+    cache = RunCache(settings.out_dir / "rows", CACHE_FORMAT)
+    per_model = {name: run_model(name, settings, extractor, staging, cache) for name in settings.models}
     seconds = time.perf_counter() - start
-    if "figure1" in settings.sections:
-        save_quantile_plot(staging / "figure1_quantile.png", {m: d["sweep"] for m, d in per_model.items()})
+    sweeps = {m: d.sweep for m, d in per_model.items()}
     payload = {
         "extractor": {"label": extractor.label, "sha256": extractor.weights_sha256},
-        "settings": {k: _json_value(v) for k, v in asdict(settings).items()},
-        "machine": _machine(),
+        "settings": asdict(settings),
+        "machine": machine_description(),
         "seconds": seconds,
-        "results": [asdict(r) for d in per_model.values() for r in d["results"]],
-        "noise_floor_qfid": {m: d["noise_floor"] for m, d in per_model.items()},
-        "figure1": {m: d["sweep"] for m, d in per_model.items()},
+        "results": [row.flat() for row in _all_rows(per_model)],
+        "noise_floor_qfid": {m: d.noise_floor for m, d in per_model.items()},
+        "figure1": sweeps,
     }
-    text = json.dumps(payload, indent=2, allow_nan=False)  # strict JSON: other tools read it
-    atomic_write_text(staging / "results.json", text + "\n")
-    write_report(settings, extractor, per_model, seconds, staging)
+    plots = {staging / "figure1_quantile.png": lambda: quantile_figure(sweeps)} if "figure1" in settings.sections else {}
+    write_report(Report(staging / "results.json", payload, staging / "report.md",
+                        report_lines(settings, extractor, per_model, seconds), plots))
     print(f"\nextractor: {extractor.label} (sha256 {extractor.weights_sha256}); wall time {seconds:.0f} s")
     return per_model

@@ -5,8 +5,8 @@
 * `spec`: recipe files (one per row of Tables 3 / 4, one sweep per model for Figure 1), made
   of the package's config dataclasses and validated on load; profiles "paper", "cpu", "tiny".
 * `sources`: where the generators come from (the demo zoo, or user checkpoints).
-* `cache`: one JSON record per finished row, keyed by everything its numbers depend on.
-* `runner`: runs the rows that are not cached yet, with progress.
+* `runner`: each row as a run of `gan_brevitas.harness` (cached per row, keyed by everything
+  its numbers depend on; the rows not cached yet are measured, with progress).
 * `findings`: the paper's findings F1..F6, decided by fixed rules from qFID numbers.
 * `report`: RESULTS.md, the Figure 1 plot and the sample grids.
 """
@@ -20,7 +20,8 @@ from pathlib import Path
 from gan_brevitas.atomic_files import check_output_path
 from gan_brevitas.errors import ConfigError
 from gan_brevitas.reproduce.report import write_results
-from gan_brevitas.reproduce.runner import NOT_RUN, Outcome, RunSettings, run_rows
+from gan_brevitas.harness import NOT_RUN, Outcome
+from gan_brevitas.reproduce.runner import RunSettings, run_rows
 from gan_brevitas.reproduce.sources import UserData
 from gan_brevitas.reproduce.spec import PROFILES, Recipe, Row, load_recipe, load_recipes
 

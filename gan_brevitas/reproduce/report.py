@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from gan_brevitas.atomic_files import atomic_write_text
-from gan_brevitas.demo.figures import save_grid, save_quantile_plot
 from gan_brevitas.errors import ConfigError
+from gan_brevitas.harness import CACHED, NOT_RUN, RAN, Outcome, RunCache
+from gan_brevitas.harness.figures import quantile_figure, save_grid
+from gan_brevitas.harness.writer import save_figure
 from gan_brevitas.metrics.extractors import ExtractorSpec
 from gan_brevitas.qat.losses import resolve_vgg16_weights
-from gan_brevitas.reproduce.cache import RowCache
 from gan_brevitas.reproduce.findings import (
     LITTLE_GAIN,
     NOT_MEASURED,
@@ -27,7 +28,7 @@ from gan_brevitas.reproduce.findings import (
     Point,
     decide,
 )
-from gan_brevitas.reproduce.runner import CACHED, NOT_RUN, RAN, Outcome, RunSettings
+from gan_brevitas.reproduce.runner import CACHE_FORMAT, RunSettings
 from gan_brevitas.reproduce.spec import (
     BRECQ_METHODS,
     FULL_PRECISION,
@@ -92,7 +93,7 @@ def point(row: Row, qfid: float | None) -> Point | None:
 
 
 def our_findings(outcomes: Sequence[Outcome]) -> list[Finding]:
-    points = [point(o.row, o.record["metrics"]["qfid"]) for o in outcomes if o.record is not None]
+    points = [point(o.spec, o.row.metrics["qfid"]) for o in outcomes if o.row is not None]
     return decide([p for p in points if p is not None])
 
 
@@ -166,15 +167,15 @@ def _row_table(outcomes: Sequence[Outcome]) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for o in outcomes:
-        row, metrics = o.row, (o.record or {}).get("metrics", {})
-        time_text = _num(o.record["seconds"], 3) if o.record else f"not run: {o.reason}"
+        row, metrics = o.spec, {} if o.row is None else o.row.metrics
+        time_text = _num(o.row.seconds, 3) if o.row else f"not run: {o.reason}"
         psnr = None if row.method == FULL_PRECISION else metrics.get("psnr")
         lines.append(
             f"| {row.model} | {row.label} | {_num(metrics.get('fid'))} | {_num(row.paper.fid)} | "
             f"{_num(metrics.get('qfid'))} | {_num(row.paper.qfid)} | {'–' if psnr is None else f'{psnr:.2f}'} | "
             f"{_budget(row)} | {time_text} | `{row.id}` |"
         )
-    notes = sorted({f"{o.row.id}: {o.row.paper.note}" for o in outcomes if o.row.paper.note})
+    notes = sorted({f"{o.spec.id}: {o.spec.paper.note}" for o in outcomes if o.spec.paper.note})
     if notes:
         lines += ["", "Notes from the paper:", ""] + [f"- {note}" for note in notes]
     return lines
@@ -183,14 +184,14 @@ def _row_table(outcomes: Sequence[Outcome]) -> list[str]:
 def _figure1(outcomes: Sequence[Outcome], figures: Path) -> list[str]:
     sweeps: dict[str, list[dict[str, float]]] = {}
     for o in outcomes:
-        if o.row.experiment.table == "figure1" and o.record is not None:
-            high = o.row.quant.effective_act_quantiles[1]
-            sweeps.setdefault(o.row.model, []).append({"high_quantile": high, "qfid": o.record["metrics"]["qfid"]})
+        if o.spec.experiment.table == "figure1" and o.row is not None:
+            high = o.spec.quant.effective_act_quantiles[1]
+            sweeps.setdefault(o.spec.model, []).append({"high_quantile": high, "qfid": o.row.metrics["qfid"]})
     if not sweeps:
         return ["No Figure 1 rows were measured."]
     for points in sweeps.values():
         points.sort(key=lambda p: p["high_quantile"])
-    save_quantile_plot(figures / "figure1.png", sweeps)
+    save_figure(figures / "figure1.png", quantile_figure(sweeps))
     return [f"![Figure 1: qFID against the upper activation quantile]({figures.name}/figure1.png)"]
 
 
@@ -199,21 +200,21 @@ GRID_ORDER = (FULL_PRECISION, "vanilla-ptq", "ste-brecq", "ar-brecq", "ma-qat", 
 
 
 def _grid_order(outcome: Outcome) -> tuple:
-    quant = outcome.row.quant
-    return GRID_ORDER.index(outcome.row.method), -quant.weight_bits, quant.per_channel
+    quant = outcome.spec.quant
+    return GRID_ORDER.index(outcome.spec.method), -quant.weight_bits, quant.per_channel
 
 
-def _grids(outcomes: Sequence[Outcome], cache: RowCache, figures: Path) -> list[str]:
+def _grids(outcomes: Sequence[Outcome], cache: RunCache, figures: Path) -> list[str]:
     lines: list[str] = []
-    for model in dict.fromkeys(o.row.model for o in outcomes):
+    for model in dict.fromkeys(o.spec.model for o in outcomes):
         rows, inputs, seen = [], None, set()
         for o in sorted(outcomes, key=_grid_order):
-            if o.row.model != model or o.record is None or o.row.experiment.table == "figure1" or o.key in seen:
+            if o.spec.model != model or o.row is None or o.spec.experiment.table == "figure1" or o.key in seen:
                 continue
             seen.add(o.key)
             samples = cache.samples(o.key)
             if "images" in samples:
-                rows.append((_short(o.row), samples["images"]))
+                rows.append((_short(o.spec), samples["images"]))
                 inputs = samples.get("inputs", inputs)
         if rows:
             width = min(len(images) for _, images in rows)
@@ -226,9 +227,9 @@ def _grids(outcomes: Sequence[Outcome], cache: RowCache, figures: Path) -> list[
 
 def _setup(outcomes: Sequence[Outcome], descriptions: dict[str, str], extractor: ExtractorSpec,
            settings: RunSettings, wall_seconds: float) -> list[str]:
-    measured = [o for o in outcomes if o.record is not None]
-    machines = sorted({o.record["machine"] for o in measured})
-    compute = sum(o.record["seconds"] for o in measured)
+    measured = [o.row for o in outcomes if o.row is not None]
+    machines = sorted({row.fields["machine"] for row in measured})
+    compute = sum(row.seconds for row in measured)
     ran = sum(o.status == RAN for o in outcomes)
     cached = sum(o.status == CACHED for o in outcomes)
     lines = [
@@ -258,12 +259,12 @@ def write_results(recipes: Sequence[Recipe], outcomes: Sequence[Outcome], descri
     """Write ``<out>/RESULTS.md`` and its pictures (``<out>/figures``); returns the file's path."""
     figures = settings.out_dir / "figures"
     figures.mkdir(parents=True, exist_ok=True)
-    cache = RowCache(settings.cache_dir)
+    cache = RunCache(settings.cache_dir, CACHE_FORMAT)
     lines = [f"# Reproducing {PAPER}", ""]
     lines += _setup(outcomes, descriptions, extractor, settings, wall_seconds) + [""]
     lines += _findings_section(our_findings(outcomes), paper_findings(recipes))
     for table, title in TITLES.items():
-        chosen = [o for o in outcomes if o.row.experiment.table == table]
+        chosen = [o for o in outcomes if o.spec.experiment.table == table]
         if not chosen:
             continue
         lines += [f"## {title}", ""] + _row_table(chosen) + [""]
@@ -272,7 +273,7 @@ def write_results(recipes: Sequence[Recipe], outcomes: Sequence[Outcome], descri
     lines += ["## Samples", ""] + _grids(outcomes, cache, figures)
     not_run = [o for o in outcomes if o.status == NOT_RUN]
     if not_run:
-        lines += ["", "## Rows not run", ""] + [f"- `{o.row.id}`: {o.reason}" for o in not_run]
+        lines += ["", "## Rows not run", ""] + [f"- `{o.spec.id}`: {o.reason}" for o in not_run]
     path = settings.out_dir / "RESULTS.md"
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path
@@ -282,7 +283,7 @@ def summary(outcomes: Sequence[Outcome]) -> str:
     """One line per row for the terminal."""
     lines = []
     for o in outcomes:
-        metrics: dict[str, Any] = (o.record or {}).get("metrics", {})
+        metrics: dict[str, Any] = {} if o.row is None else o.row.metrics
         state = o.status if o.status != NOT_RUN else f"not run ({o.reason})"
-        lines.append(f"{o.row.id:<60} qFID {_num(metrics.get('qfid')):>8}  paper {_num(o.row.paper.qfid):>6}  {state}")
+        lines.append(f"{o.spec.id:<60} qFID {_num(metrics.get('qfid')):>8}  paper {_num(o.spec.paper.qfid):>6}  {state}")
     return "\n".join(lines)

@@ -14,8 +14,6 @@ machine (loss="perceptual" without VGG16 weights) are reported as not run, and n
 from __future__ import annotations
 
 import logging
-import os
-import platform
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,18 +21,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
-from gan_brevitas import recipes
 from gan_brevitas.errors import ConfigError
+from gan_brevitas.harness import Outcome, ResultRow, Run, RunCache, machine_description, sweep
+from gan_brevitas.harness.measure import Reference, measure_method
 from gan_brevitas.metrics.evaluate import evaluate_outputs
 from gan_brevitas.metrics.extractors import ExtractorSpec, resolve_extractor
 from gan_brevitas.metrics.fid import generate
 from gan_brevitas.qat.losses import resolve_vgg16_weights
 from gan_brevitas.quant.convert import fold_for_quantization
-from gan_brevitas.reproduce.cache import RowCache, row_key
 from gan_brevitas.reproduce.sources import (
     ModelData,
     UserData,
@@ -45,9 +41,8 @@ from gan_brevitas.reproduce.spec import BRECQ_METHODS, FULL_PRECISION, QAT_METHO
 
 log = logging.getLogger(__name__)
 
-RAN = "ran"
-CACHED = "cached"
-NOT_RUN = "not run"
+#: The format of reproduce's cached rows (``<out>/rows``).
+CACHE_FORMAT = "gan-brevitas/reproduce-row/1"
 
 
 @dataclass(frozen=True)
@@ -83,35 +78,6 @@ class RunSettings:
     @property
     def work_dir(self) -> Path:
         return self.out_dir / "work"
-
-
-@dataclass
-class Outcome:
-    """What became of one row: its record (None when it did not run) and why."""
-
-    row: Row
-    key: str
-    status: str
-    record: dict[str, Any] | None = None
-    reason: str = ""
-
-
-@dataclass
-class Reference:
-    """Held-out inputs, the float outputs for them, and real images (None: no FID)."""
-
-    inputs: Tensor
-    images: Tensor
-    real: Tensor | None
-
-
-def machine_description(device: str) -> str:
-    """The machine a row ran on, in one line."""
-    text = (f"{platform.machine()} {platform.processor() or ''}".strip()
-            + f", {os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
-    if device.startswith("cuda") and torch.cuda.is_available():
-        text += f", {torch.cuda.get_device_name(torch.device(device))}"
-    return text
 
 
 class Models:
@@ -168,64 +134,57 @@ def _method_kwargs(row: Row, data: ModelData, settings: RunSettings, work_dir: P
     return kwargs
 
 
+def cannot_run_now(row: Row, settings: RunSettings) -> str:
+    """Why ``row``, not cached, is not run in this invocation ("" when it runs)."""
+    return "not cached yet (--report-only runs nothing)" if settings.report_only else cannot_run(row)
+
+
 def measure(row: Row, models: Models, extractor: ExtractorSpec, settings: RunSettings, key: str
-            ) -> tuple[dict[str, Any], dict[str, Tensor]]:
-    """Run one row; returns its record (without the cache's own fields) and its samples."""
+            ) -> tuple[ResultRow, dict[str, Tensor]]:
+    """Run one row; returns its metrics row and its samples."""
     started = time.perf_counter()
     data = models.data(row.model)
     reference = models.reference(row)
     if row.method == FULL_PRECISION:
         images = reference.images
+        metrics = evaluate_outputs(images, reference.images, reference.real, extractor)
     else:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(row.eval.input_seed)
-            qmodel = recipes.quantize(data.model, row.method, config=row.quant,
-                                      inputs=data.train_inputs(row.eval.input_seed),
-                                      **_method_kwargs(row, data, settings, settings.work_dir / key))
-        images = generate(qmodel, reference.inputs, row.eval.n, progress=False)
-    metrics = evaluate_outputs(images, reference.images, reference.real, extractor)
+        measured = measure_method(data.model, row.method, row.quant,
+                                  _method_kwargs(row, data, settings, settings.work_dir / key),
+                                  data.train_inputs(row.eval.input_seed), reference, extractor,
+                                  seed=row.eval.input_seed)
+        images, metrics = measured.images, measured.metrics
     samples = {"images": images[: row.eval.grid]}
     if reference.inputs.dim() == 4:  # image-to-image: show the inputs too
         samples["inputs"] = reference.inputs[: row.eval.grid]
-    record = {
+    fields = {
         "row": row.id,
         "recipe": row.path,
-        "label": row.label,
         "table": row.experiment.table,
         "config": row.config(),
         "source": data.identity,
-        "metrics": {**metrics.to_dict(), "n_real": None if reference.real is None else len(reference.real)},
-        "seconds": time.perf_counter() - started,
         "machine": machine_description(settings.device),
         "device": settings.device,
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    return record, samples
+    metrics_record = {**metrics.to_dict(), "n_real": None if reference.real is None else len(reference.real)}
+    seconds = time.perf_counter() - started
+    return ResultRow(row.model, row.method, row.label, metrics_record, metrics.n, seconds, fields), samples
 
 
-def run_rows(rows: Sequence[Row], settings: RunSettings) -> tuple[list[Outcome], Models, ExtractorSpec]:
+def run_rows(rows: Sequence[Row], settings: RunSettings) -> tuple[list[Outcome[Row]], Models, ExtractorSpec]:
     """Run (or find in the cache) every row, in order; returns what became of each."""
     extractor = resolve_extractor(settings.inception_weights)
-    cache = RowCache(settings.cache_dir)
+    cache = RunCache(settings.cache_dir, CACHE_FORMAT)
     models = Models(settings)
-    outcomes = []
-    bar = tqdm(rows, desc=f"reproduce ({settings.profile})", unit="row", disable=not settings.progress)
-    for row in bar:
-        bar.set_postfix_str(row.id)
-        key = row_key({
-            "row": row.config(),
-            "source": models.data(row.model).identity,
-            "extractor": extractor.weights_sha256,
-        })
-        record = cache.load(key)
-        if record is not None:
-            outcomes.append(Outcome(row, key, CACHED, record))
-            continue
-        reason = "not cached yet (--report-only runs nothing)" if settings.report_only else cannot_run(row)
-        if reason:
-            outcomes.append(Outcome(row, key, NOT_RUN, reason=reason))
-            continue
-        log.info("running %s (%s profile)", row.id, settings.profile)
-        record, samples = measure(row, models, extractor, settings, key)
-        outcomes.append(Outcome(row, key, RAN, cache.store(key, record, samples)))
+    runs = [Run(row.model, row.method, row.label, row.config(), spec=row) for row in rows]
+
+    def context(run: Run[Row]) -> dict[str, Any]:
+        return {"source": models.data(run.model).identity, "extractor": extractor.weights_sha256}
+
+    def measure_run(run: Run[Row], key: str) -> tuple[ResultRow, dict[str, Tensor]]:
+        return measure(run.spec, models, extractor, settings, key)
+
+    outcomes = sweep(runs, measure_run, cache, context, cannot_run=lambda run: cannot_run_now(run.spec, settings),
+                     progress=settings.progress, desc=f"reproduce ({settings.profile})")
     return outcomes, models, extractor

@@ -83,3 +83,21 @@ def test_results_json_is_strict_and_structured(tmp_path):
     assert results["noise_floor_qfid"]["sagan"] > 0
     report = (out / "report.md").read_text()
     assert "Noise floor" in report and "| n |" in report
+
+
+def test_a_repeated_demo_measures_nothing_again(tmp_path, monkeypatch):
+    """Every finished run is cached in <out>/rows: the same demo again takes its rows from there."""
+    out = tmp_path / "demo_out"
+    args = ["demo", *TINY, "--n", "32", "--models", "sagan", "--sections", "ptq", "--out-dir", str(out), "-q"]
+    assert cli.main(args) == 0
+    first = json.loads((out / "results.json").read_text())["results"]
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a cached run was quantized again")
+
+    monkeypatch.setattr("gan_brevitas.recipes.quantize", refuse)
+    assert cli.main(args) == 0
+    again = json.loads((out / "results.json").read_text())["results"]
+    assert [(r["label"], r["qfid"], r["psnr"], r["seconds"]) for r in again[1:]] == [
+        (r["label"], r["qfid"], r["psnr"], r["seconds"]) for r in first[1:]]
+    assert len(list((out / "rows").glob("*.json"))) == len(first) - 1

@@ -14,7 +14,7 @@ import torch
 
 from gan_brevitas import atomic_files, cli, recipes
 from gan_brevitas.atomic_files import atomic_write, atomic_write_text, check_output_path
-from gan_brevitas.demo.figures import save_grid
+from gan_brevitas.harness.figures import save_grid
 from gan_brevitas.errors import OutputPathError
 from gan_brevitas.qat.checkpoint import save_checkpoint
 from tests.hostile.conftest import leftovers

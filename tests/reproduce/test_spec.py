@@ -8,7 +8,7 @@ from gan_brevitas.errors import ConfigError
 from gan_brevitas.ptq.brecq import SteBrecqOptions
 from gan_brevitas.qat.options import QATOptions
 from gan_brevitas.reproduce import PROFILES, load_recipe, load_recipes
-from gan_brevitas.reproduce.cache import row_key
+from gan_brevitas.harness.cache import run_key
 from tests.reproduce.conftest import RECIPES
 
 
@@ -106,7 +106,7 @@ def test_the_cache_key_follows_the_config_and_the_profile(edited):
     relabelled = load_recipe(edited("table4/sagan_vanilla_ptq_w8_per_tensor.toml", "fid = 145.3", "fid = 1.0"))
 
     def key(recipe, profile):
-        return row_key({"row": recipe.rows(profile)[0].config()})
+        return run_key({"row": recipe.rows(profile)[0].config()}, "test")
 
     assert key(original, "tiny") != key(changed, "tiny")  # an edited recipe runs again
     assert key(original, "cpu") == key(changed, "cpu")  # ... only in the profile that changed

@@ -1,15 +1,18 @@
-"""Pictures of the demo: labelled sample grids and the Figure 1 quantile plot."""
+"""Pictures of the experiments: labelled sample grids and the Figure 1 quantile plot."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
 from gan_brevitas.atomic_files import atomic_write
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 LABEL_WIDTH = 230
 CELL = 64
@@ -45,7 +48,7 @@ def save_grid(path: Path, rows: list[tuple[str, torch.Tensor]], title: str, inpu
     atomic_write(path, lambda temporary: canvas.save(temporary, format="PNG"))
 
 
-def save_quantile_plot(path: Path, sweeps: dict[str, list[dict]]) -> None:
+def quantile_figure(sweeps: dict[str, list[dict]]) -> Figure:
     """The paper's Figure 1: qFID against the upper activation quantile, one line per model."""
     import matplotlib
 
@@ -62,7 +65,4 @@ def save_quantile_plot(path: Path, sweeps: dict[str, list[dict]]) -> None:
     ax.set_title("Vanilla PTQ W8A8 per tensor: qFID vs activation quantile")
     ax.legend()
     fig.tight_layout()
-    try:
-        atomic_write(path, lambda temporary: fig.savefig(temporary, dpi=120, format="png"))
-    finally:
-        plt.close(fig)
+    return fig

@@ -1,0 +1,92 @@
+"""The experiment harness: runs are measured once, cached, resumed; one writer for all results."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from gan_brevitas.harness import CACHED, NOT_RUN, RAN, Report, ResultRow, Run, RunCache, sweep, write_report
+
+FORMAT = "test-run/1"
+
+
+def _runs() -> list[Run[int]]:
+    return [Run("sagan", "vanilla-ptq", f"W{bits}", {"weight_bits": bits}, spec=bits) for bits in (8, 6, 4)]
+
+
+def _measure(calls: list[int], fail_at: int | None = None):
+    def measure(run: Run[int], key: str):
+        if run.spec == fail_at:
+            raise KeyboardInterrupt
+        calls.append(run.spec)
+        row = ResultRow(run.model, run.method, run.label, {"qfid": 10.0 / run.spec}, 4, 0.5, {"bits": run.spec})
+        return row, {"images": torch.full((2, 3, 4, 4), float(run.spec))}
+
+    return measure
+
+
+def test_an_interrupted_sweep_resumes_and_a_cached_run_is_not_measured_again(tmp_path):
+    cache = RunCache(tmp_path, FORMAT)
+    calls: list[int] = []
+    with pytest.raises(KeyboardInterrupt):
+        sweep(_runs(), _measure(calls, fail_at=4), cache, progress=False)
+    assert calls == [8, 6]
+    outcomes = sweep(_runs(), _measure(calls), cache, progress=False)
+    assert calls == [8, 6, 4]  # only the run that had not finished
+    assert [o.status for o in outcomes] == [CACHED, CACHED, RAN]
+    assert [o.row.metrics["qfid"] for o in outcomes] == [1.25, 10 / 6, 2.5]
+    assert outcomes[0].row == ResultRow("sagan", "vanilla-ptq", "W8", {"qfid": 1.25}, 4, 0.5, {"bits": 8})
+    assert torch.equal(cache.samples(outcomes[1].key)["images"], torch.full((2, 3, 4, 4), 6.0))
+    again = sweep(_runs(), _measure(calls), cache, progress=False)
+    assert calls == [8, 6, 4] and all(o.status == CACHED for o in again)
+
+
+def test_the_key_follows_config_and_context_and_other_formats_rerun(tmp_path):
+    calls: list[int] = []
+    cache = RunCache(tmp_path, FORMAT)
+    sweep(_runs()[:1], _measure(calls), cache, progress=False)
+    sweep(_runs()[:1], _measure(calls), cache, lambda run: {"extractor": "other"}, progress=False)
+    sweep(_runs()[:1], _measure(calls), RunCache(tmp_path, "test-run/2"), progress=False)
+    relabelled = [Run("sagan", "vanilla-ptq", "renamed", {"weight_bits": 8}, spec=8)]
+    assert sweep(relabelled, _measure(calls), cache, progress=False)[0].status == CACHED  # labels are not the config
+    assert calls == [8, 8, 8]
+
+
+def test_runs_that_cannot_run_are_reported_not_cached(tmp_path):
+    cache = RunCache(tmp_path, FORMAT)
+    outcomes = sweep(_runs(), _measure([]), cache, cannot_run=lambda run: "no" if run.spec == 6 else "",
+                     progress=False)
+    assert [(o.status, o.reason) for o in outcomes] == [(RAN, ""), (NOT_RUN, "no"), (RAN, "")]
+    assert len(list(tmp_path.glob("*.json"))) == 2
+
+
+def test_an_unreadable_record_runs_again(tmp_path):
+    cache = RunCache(tmp_path, FORMAT)
+    (first,) = sweep(_runs()[:1], _measure([]), cache, progress=False)
+    (tmp_path / f"{first.key}.json").write_text("{ torn")
+    calls: list[int] = []
+    assert sweep(_runs()[:1], _measure(calls), cache, progress=False)[0].status == RAN and calls == [8]
+
+
+def test_the_writer_writes_strict_json_markdown_and_plot(tmp_path):
+    def plot():
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [1, 0])
+        return fig
+
+    row = ResultRow("sagan", "-", "full precision", {"psnr": math.inf, "qfid": 0.0}, 8, 1.0, {"bits": None})
+    report = Report.at(tmp_path, "bench", {"rows": [row.flat()], "path": tmp_path, "pair": (1, 2)},
+                       ["# bench", "", "| a |"], plot)
+    written = write_report(report)
+    assert [p.name for p in written] == ["bench.png", "bench.json", "bench.md"]
+    data = json.loads((tmp_path / "bench.json").read_text(), parse_constant=lambda c: pytest.fail(c))
+    assert data == {"rows": [{"model": "sagan", "label": "full precision", "method": "-", "bits": None,
+                              "psnr": None, "qfid": 0.0, "seconds": 1.0, "n": 8}],
+                    "path": str(tmp_path), "pair": [1, 2]}
+    assert (tmp_path / "bench.md").read_text() == "# bench\n\n| a |\n"
+    assert (tmp_path / "bench.png").read_bytes()[:4] == b"\x89PNG"
