@@ -2,6 +2,7 @@
 question behind "quantile ranges beat min-max" (the paper's F1) not holding on them at W8A8.
 
     python benchmarks/activation_outliers.py     # writes benchmarks/results/activation_outliers.{json,md,png}
+    python benchmarks/activation_outliers.py --samples 20 --out /tmp/ao      # a quick check
 
 For every Conv / ConvTranspose / Linear output of the folded float generator, over 200 held-out
 inputs: ``reach`` = the global max over all samples / the mean of the per-sample 0.999 quantiles
@@ -14,8 +15,7 @@ measured here: the paper's full-size generators cannot be downloaded on our mach
 
 from __future__ import annotations
 
-import json
-import platform
+import argparse
 import statistics
 from pathlib import Path
 from typing import Any
@@ -23,8 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from gan_brevitas.atomic_files import atomic_write
 from gan_brevitas.demo import zoo
+from gan_brevitas.harness import Report, machine_description, markdown_table, write_report
 from gan_brevitas.quant.convert import fold_for_quantization
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -32,7 +32,7 @@ SAMPLES = 200
 QUANTILE = 0.999
 
 
-def layer_ratios(name: str) -> list[dict[str, Any]]:
+def layer_ratios(name: str, samples: int = SAMPLES) -> list[dict[str, Any]]:
     model = fold_for_quantization(zoo.load_demo_generator(name)).eval()
     maxima: dict[str, list[torch.Tensor]] = {}
     quantiles: dict[str, list[torch.Tensor]] = {}
@@ -45,9 +45,9 @@ def layer_ratios(name: str) -> list[dict[str, Any]]:
     for layer_name, layer in model.named_modules():
         if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
             layer.register_forward_hook(lambda m, a, out, key=layer_name: record(key, out))
-    inputs = zoo.demo_inputs(name, SAMPLES, seed=3)
+    inputs = zoo.demo_inputs(name, samples, seed=3)
     with torch.no_grad():
-        for start in range(0, SAMPLES, 20):
+        for start in range(0, samples, 20):
             model(inputs[start : start + 20])
     rows = []
     for layer_name in maxima:
@@ -58,28 +58,7 @@ def layer_ratios(name: str) -> list[dict[str, Any]]:
     return rows
 
 
-def main() -> None:
-    torch.set_num_threads(1)
-    per_model = {name: layer_ratios(name) for name in zoo.DEMO_MODELS}
-    summary = {
-        name: {"layers": len(rows), "median_reach": statistics.median(r["reach"] for r in rows),
-               "max_reach": max(r["reach"] for r in rows), "median_tail": statistics.median(r["tail"] for r in rows)}
-        for name, rows in per_model.items()
-    }
-    machine = f"{platform.machine()}, torch {torch.__version__}"
-    RESULTS.mkdir(exist_ok=True)
-    lines = ["# Activation reach of the demo generators", "",
-             f"Command: `python benchmarks/activation_outliers.py`; {SAMPLES} held-out inputs; {machine}.", "",
-             "| model | layers | median reach (global max / mean per-sample q0.999) | max reach | median tail (per-sample max / q0.999) |",
-             "|---|---|---|---|---|"]
-    lines += [f"| {n} | {s['layers']} | {s['median_reach']:.2f} | {s['max_reach']:.2f} | {s['median_tail']:.2f} |"
-              for n, s in summary.items()]
-    for suffix, text in (("json", json.dumps({"machine": machine, "summary": summary, "layers": per_model}, indent=2)),
-                         ("md", "\n".join(lines) + "\n")):
-        atomic_write(RESULTS / f"activation_outliers.{suffix}", lambda temporary, text=text: Path(temporary).write_text(text))
-    import matplotlib
-
-    matplotlib.use("Agg")
+def reach_figure(per_model: dict[str, list[dict[str, Any]]]):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3))
@@ -87,8 +66,31 @@ def main() -> None:
     ax.set_ylabel("global max / mean per-sample q0.999")
     ax.set_title("Activation reach per layer (demo generators)")
     fig.tight_layout()
-    atomic_write(RESULTS / "activation_outliers.png", lambda temporary: fig.savefig(temporary, dpi=120, format="png"))
-    plt.close(fig)
+    return fig
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=SAMPLES, help="held-out inputs per model")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for activation_outliers.{json,md,png}")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    per_model = {name: layer_ratios(name, args.samples) for name in zoo.DEMO_MODELS}
+    summary = {
+        name: {"layers": len(rows), "median_reach": statistics.median(r["reach"] for r in rows),
+               "max_reach": max(r["reach"] for r in rows), "median_tail": statistics.median(r["tail"] for r in rows)}
+        for name, rows in per_model.items()
+    }
+    machine = machine_description()
+    lines = ["# Activation reach of the demo generators", "",
+             f"Command: `python benchmarks/activation_outliers.py`; {args.samples} held-out inputs; {machine}.", ""]
+    lines += markdown_table(
+        ["model", "layers", "median reach (global max / mean per-sample q0.999)", "max reach",
+         "median tail (per-sample max / q0.999)"],
+        [[n, s["layers"], f"{s['median_reach']:.2f}", f"{s['max_reach']:.2f}", f"{s['median_tail']:.2f}"]
+         for n, s in summary.items()])
+    data = {"machine": machine, "summary": summary, "layers": per_model}
+    write_report(Report.at(args.out, "activation_outliers", data, lines, lambda: reach_figure(per_model)))
     print("\n".join(lines))
 
 
