@@ -9,7 +9,8 @@ per-tensor, the paper's baseline), STE-BRECQ and AR-BRECQ (both with learned wei
 started from that same vanilla PTQ). qFID and PSNR are measured against the full-precision
 outputs (both clamped to [-1, 1]) on held-out latents that nothing was calibrated or trained on; the per-block
 reconstruction errors and the time per block come from each run's report. Writes
-``brecq_benchmark.json``, ``.md`` and ``.png`` to ``--out``.
+``brecq_benchmark.json``, ``.md`` and ``.png`` to ``--out``; each finished run is cached in
+``benchmarks/.cache/brecq_benchmark`` (an interrupted benchmark resumes; a code change reruns all).
 
 The demo StyleGAN (`gan_brevitas.demo.zoo`) is used when its checkpoint is installed;
 otherwise a randomly initialised StyleGAN of the same architecture stands in, and every output
@@ -22,11 +23,9 @@ to match the fewer steps. All settings are recorded in the JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -34,6 +33,17 @@ import torch
 from torch import Tensor, nn
 
 from gan_brevitas import QuantConfig, recipes
+from gan_brevitas.harness import (
+    Report,
+    ResultRow,
+    Run,
+    RunCache,
+    machine_description,
+    markdown_table,
+    package_fingerprint,
+    sweep,
+    write_report,
+)
 from gan_brevitas.metrics import fid, psnr, resolve_extractor
 from gan_brevitas.quant.convert import fold_for_quantization
 
@@ -43,6 +53,8 @@ log = logging.getLogger("brecq_benchmark")
 STAND_IN = dict(code_dim=128, n_mlp=4, size=32, channels=[64, 64, 64, 32, 8, 8, 8, 8, 8], noise_mode="const")
 HELDOUT_SEED = 777
 METHODS = ("vanilla PTQ", "STE-BRECQ", "AR-BRECQ")
+CACHE = Path(__file__).resolve().parent / ".cache" / "brecq_benchmark"
+CACHE_FORMAT = "benchmarks/brecq_benchmark/1"
 
 
 @dataclass
@@ -53,16 +65,6 @@ class Problem:
     model: nn.Module
     sampler: Callable[[], Callable[[int], Tensor]]
     heldout: Tensor
-
-
-@dataclass
-class Row:
-    method: str
-    weight_bits: int
-    qfid: float
-    psnr: float
-    seconds: float
-    blocks: list[dict[str, Any]] = field(default_factory=list)
 
 
 def load_problem(eval_n: int) -> Problem:
@@ -94,39 +96,54 @@ def outputs(model: nn.Module, inputs: Tensor, batch: int = 64) -> Tensor:
     return torch.cat([model(b).float().clamp(-1, 1) for b in inputs.split(batch)])
 
 
-def run(problem: Problem, args: argparse.Namespace, extractor) -> list[Row]:
-    reference = outputs(fold_for_quantization(problem.model), problem.heldout)
+def runs(args: argparse.Namespace) -> list[Run[tuple[QuantConfig, dict[str, Any]]]]:
+    """Per weight width: vanilla PTQ, STE-BRECQ and AR-BRECQ (those in ``args.methods``)."""
     common = dict(num_samples=args.num_samples, batch_size=args.batch_size,
-                  calibration_samples=args.calibration_samples, progress=args.progress)
-    rows = []
+                  calibration_samples=args.calibration_samples)
+    out = []
     for bits in args.bits:
-        runs = (
+        variants = (
             ("vanilla PTQ", "vanilla-ptq", QuantConfig.paper(weight_bits=bits),
-             dict(num_samples=args.calibration_samples, progress=args.progress)),
+             dict(num_samples=args.calibration_samples)),
             ("STE-BRECQ", "ste-brecq", QuantConfig.paper(weight_bits=bits, weight_scaling="learned"),
              dict(steps=args.ste_steps, weight_lr=args.weight_lr, bias_lr=args.bias_lr, **common)),
             ("AR-BRECQ", "ar-brecq", QuantConfig.paper(weight_bits=bits, weight_scaling="learned"),
              dict(steps=args.ar_steps, round_lr=args.round_lr, **common)),
         )
-        for label, method, config, options in runs:
-            if label not in args.methods:
-                continue
-            began = time.perf_counter()
-            qmodel = recipes.quantize(problem.model, method, config=config, inputs=problem.sampler(), **options)
-            seconds = time.perf_counter() - began
-            images = outputs(qmodel, problem.heldout)
-            report = getattr(qmodel, "brecq_report", None)
-            row = Row(label, bits, fid(images, reference, extractor, name="qfid", cuda=False).value,
-                      psnr(images, reference), seconds,
-                      [asdict(b) for b in report.blocks] if report is not None else [])
-            log.info("%s W%d: qFID %.4g, PSNR %.2f dB (%.0f s)", label, bits, row.qfid, row.psnr, seconds)
-            rows.append(row)
-    return rows
+        out += [Run("stylegan", method, label, {"quant": config.to_dict(), "options": options}, spec=(config, options))
+                for label, method, config, options in variants if label in args.methods]
+    return out
+
+
+def run(problem: Problem, args: argparse.Namespace, extractor) -> list[ResultRow]:
+    reference = outputs(fold_for_quantization(problem.model), problem.heldout)
+
+    def measure(run: Run[tuple[QuantConfig, dict[str, Any]]], key: str) -> tuple[ResultRow, dict[str, Tensor]]:
+        config, options = run.spec
+        began = time.perf_counter()
+        qmodel = recipes.quantize(problem.model, run.method, config=config, inputs=problem.sampler(),
+                                  progress=args.progress, **options)
+        seconds = time.perf_counter() - began
+        images = outputs(qmodel, problem.heldout)
+        report = getattr(qmodel, "brecq_report", None)
+        metrics = {"qfid": fid(images, reference, extractor, name="qfid", cuda=False).value,
+                   "psnr": psnr(images, reference)}
+        blocks = [asdict(b) for b in report.blocks] if report is not None else []
+        log.info("%s W%d: qFID %.4g, PSNR %.2f dB (%.0f s)", run.label, config.weight_bits, metrics["qfid"],
+                 metrics["psnr"], seconds)
+        row = ResultRow(run.model, run.method, run.label, metrics, len(images), seconds,
+                        {"weight_bits": config.weight_bits, "blocks": blocks})
+        return row, {}
+
+    context = {"source": problem.source, "eval_n": args.eval_n, "package": package_fingerprint(),
+               "extractor": extractor.weights_sha256, "threads": args.threads}
+    outcomes = sweep(runs(args), measure, RunCache(CACHE, CACHE_FORMAT), lambda run: context, progress=False)
+    return [o.row for o in outcomes]
 
 
 def checks(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The issue's expectations and the paper's Table 3 pattern, evaluated (reported, never tuned for)."""
-    get = {(r["method"], r["weight_bits"]): r for r in rows}
+    get = {(r["label"], r["weight_bits"]): r for r in rows}
     out = []
 
     def compare(what: str, better: tuple[str, int], worse: tuple[str, int]) -> None:
@@ -141,48 +158,40 @@ def checks(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for r in rows:
         for b in r["blocks"]:
             if b["rejected_loss"] is not None:
-                out.append({"what": f"{r['method']} W{r['weight_bits']} block {b['name']} lowered its error",
+                out.append({"what": f"{r['label']} W{r['weight_bits']} block {b['name']} lowered its error",
                             "ok": False, "detail": f"reverted: {b['loss_before']:.4g} -> {b['rejected_loss']:.4g}"})
     return out
 
 
-def write_report(out: Path, results: dict[str, Any]) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "brecq_benchmark.json").write_text(json.dumps(results, indent=2) + "\n")
+def markdown(results: dict[str, Any]) -> list[str]:
     s = results["settings"]
     lines = [
         "# BRECQ benchmark: vanilla PTQ vs STE-BRECQ vs AR-BRECQ on a StyleGAN (CPU-sized)",
         "",
-        f"Generator: {results['source']}. Machine: {results['machine']}; torch {results['torch']}. "
+        f"Generator: {results['source']}. Machine: {results['machine']}. "
         f"Extractor: {results['extractor']}. qFID / PSNR on {s['eval_n']} held-out latents.",
         "",
         "Settings: " + ", ".join(f"{k}={v}" for k, v in s.items()),
         "",
-        "| method | bits | qFID | PSNR (dB) | time (s) |",
-        "|---|---|---|---|---|",
     ]
-    for row in results["rows"]:
-        lines.append(f"| {row['method']} | W{row['weight_bits']}A8 | {row['qfid']:.4g} | {row['psnr']:.2f} | {row['seconds']:.0f} |")
+    lines += markdown_table(["method", "bits", "qFID", "PSNR (dB)", "time (s)"], [
+        [r["label"], f"W{r['weight_bits']}A8", f"{r['qfid']:.4g}", f"{r['psnr']:.2f}", f"{r['seconds']:.0f}"]
+        for r in results["rows"]])
     lines += ["", "Paper, Table 3 (StyleGAN FFHQ 128 px, per-tensor, Inception qFID): vanilla 50.4 / 62.4, "
               "AR-BRECQ 48.4 / 48.1, STE-BRECQ 35.9 / 51.6 (W8 / W4).", "",
-              "## Per-block reconstruction (relative error ||f_q(X) - Y|| / ||Y|| on the fitted data)", "",
-              "| method | bits | block | before | after | s / block |", "|---|---|---|---|---|---|"]
-    for row in results["rows"]:
-        for b in row["blocks"]:
-            note = " (reverted)" if b["rejected_loss"] is not None else ""
-            lines.append(f"| {row['method']} | W{row['weight_bits']} | {b['name']} | {b['rel_error_before']:.4f} | "
-                         f"{b['rel_error_after']:.4f}{note} | {b['seconds']:.1f} |")
+              "## Per-block reconstruction (relative error ||f_q(X) - Y|| / ||Y|| on the fitted data)", ""]
+    lines += markdown_table(["method", "bits", "block", "before", "after", "s / block"], [
+        [r["label"], f"W{r['weight_bits']}", b["name"], f"{b['rel_error_before']:.4f}",
+         f"{b['rel_error_after']:.4f}" + (" (reverted)" if b["rejected_loss"] is not None else ""),
+         f"{b['seconds']:.1f}"]
+        for r in results["rows"] for b in r["blocks"]])
     lines += ["", "## Checks", ""]
     for check in results["checks"]:
         lines.append(f"- {'PASS' if check['ok'] else 'FAIL'}: {check['what']} ({check['detail']})")
-    (out / "brecq_benchmark.md").write_text("\n".join(lines) + "\n")
-    plot(out / "brecq_benchmark.png", results)
+    return lines
 
 
-def plot(path: Path, results: dict[str, Any]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
+def figure(results: dict[str, Any]):
     import matplotlib.pyplot as plt
 
     rows = results["rows"]
@@ -192,7 +201,7 @@ def plot(path: Path, results: dict[str, Any]) -> None:
     for col, key in enumerate(("qfid", "psnr")):
         ax = axes[0][col]
         for m, method in enumerate(METHODS):
-            values = [next((r[key] for r in rows if r["method"] == method and r["weight_bits"] == b), float("nan")) for b in bits]
+            values = [next((r[key] for r in rows if r["label"] == method and r["weight_bits"] == b), float("nan")) for b in bits]
             ax.bar([i + m * width for i in range(len(bits))], values, width, label=method)
         ax.set_xticks([i + width for i in range(len(bits))], [f"W{b}A8" for b in bits])
         ax.set_title("qFID (lower is better)" if key == "qfid" else "PSNR dB (higher is better)")
@@ -200,7 +209,7 @@ def plot(path: Path, results: dict[str, Any]) -> None:
     for col, b in enumerate(bits[:2]):
         ax = axes[1][col]
         for method in METHODS[1:]:
-            row = next((r for r in rows if r["method"] == method and r["weight_bits"] == b), None)
+            row = next((r for r in rows if r["label"] == method and r["weight_bits"] == b), None)
             if row is None or not row["blocks"]:
                 continue
             names = [blk["name"].split("+")[-1].replace("generator.", "") for blk in row["blocks"]]
@@ -212,8 +221,7 @@ def plot(path: Path, results: dict[str, Any]) -> None:
         ax.legend(fontsize=8)
     fig.suptitle(f"{results['source']}; {results['extractor']}", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    return fig
 
 
 def main() -> None:
@@ -240,12 +248,11 @@ def main() -> None:
     extractor = resolve_extractor()
     began = time.perf_counter()
     problem = load_problem(args.eval_n)
-    rows = [asdict(r) for r in run(problem, args, extractor)]
+    rows = [r.flat() for r in run(problem, args, extractor)]
     settings = {k: v for k, v in vars(args).items() if k not in ("out", "progress")}
     results = {
         "source": problem.source,
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} thread(s), no GPU",
-        "torch": torch.__version__,
+        "machine": machine_description(),
         "extractor": extractor.label,
         "extractor_sha256": extractor.weights_sha256,
         "settings": settings,
@@ -253,7 +260,7 @@ def main() -> None:
         "checks": checks(rows),
         "total_seconds": time.perf_counter() - began,
     }
-    write_report(Path(args.out), results)
+    write_report(Report.at(Path(args.out), "brecq_benchmark", results, markdown(results), lambda: figure(results)))
     print((Path(args.out) / "brecq_benchmark.md").read_text())
 
 

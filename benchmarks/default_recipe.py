@@ -1,7 +1,8 @@
 """Which W8A8 post-training recipe should `recipes.quantize(gen, inputs=x)` run by default?
 
     python benchmarks/default_recipe.py [--suite] [--threads 2]
-    # writes benchmarks/results/default_recipe.{json,md}
+    # writes benchmarks/results/default_recipe.{json,md}; finished runs are cached in
+    # benchmarks/.cache/default_recipe (an interrupted run resumes; a code change reruns all)
 
 Every candidate is vanilla PTQ with a different `QuantConfig` (range estimators, granularity,
 bias correction), run on the packaged demo generators (StyleGAN, SAGAN, CycleGAN) and, with
@@ -14,10 +15,7 @@ and the wall time of `recipes.quantize`.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,13 +25,26 @@ import torch
 from torch import Tensor, nn
 
 from gan_brevitas import recipes
-from gan_brevitas.atomic_files import atomic_write
 from gan_brevitas.demo import zoo
+from gan_brevitas.harness import (
+    Report,
+    ResultRow,
+    Run,
+    RunCache,
+    machine_description,
+    markdown_table,
+    package_fingerprint,
+    sweep,
+    write_report,
+)
 from gan_brevitas.metrics.psnr import psnr
+from gan_brevitas.qat.checkpoint import module_sha256, tensor_sha256
 from gan_brevitas.quant.config import QuantConfig
 from gan_brevitas.quant.convert import fold_for_quantization
 
 RESULTS = Path(__file__).resolve().parent / "results"
+CACHE = Path(__file__).resolve().parent / ".cache" / "default_recipe"
+CACHE_FORMAT = "benchmarks/default_recipe/1"
 DEMO_CALIB = 64
 DEMO_TEST = 64
 
@@ -45,6 +56,11 @@ class Subject:
     calib: Tensor
     test: Tensor
     data_range: float
+
+    def identity(self) -> dict[str, str]:
+        """Content hashes of the generator and its inputs (a cache key's share)."""
+        return {"generator": module_sha256(self.model),
+                "inputs": tensor_sha256([("calib", self.calib), ("test", self.test)])}
 
 
 def _pc(**changes: Any) -> QuantConfig:
@@ -97,22 +113,25 @@ def measure(subject: Subject, config: QuantConfig) -> dict[str, Any]:
     return {"psnr_db": psnr(out, reference, data_range=subject.data_range), "seconds": seconds}
 
 
-def _machine() -> dict[str, Any]:
-    flags = subprocess.run("grep -o 'avx512_vnni\\|avx2\\|amx' /proc/cpuinfo | sort -u", shell=True,
-                           capture_output=True, text=True).stdout.split()
-    return {"cpu": platform.processor() or platform.machine(), "flags": flags,
-            "threads": torch.get_num_threads(), "load_1min": os.getloadavg()[0]}
+def measure_run(run: Run[tuple[Subject, QuantConfig]], key: str) -> tuple[ResultRow, dict[str, Tensor]]:
+    subject, config = run.spec
+    result = measure(subject, config)
+    print(f"{subject.name:24s} {run.label:45s} {result['psnr_db']:6.2f} dB {result['seconds']:6.1f} s", flush=True)
+    row = ResultRow(subject.name, run.method, run.label, {"psnr_db": result["psnr_db"]}, len(subject.test),
+                    result["seconds"], {"config": config.to_dict()})
+    return row, {}
 
 
-def markdown(rows: list[dict[str, Any]], subjects: list[str], machine: dict[str, Any]) -> str:
+def markdown(rows: list[ResultRow], subjects: list[str], machine: str, load: float) -> list[str]:
     lines = ["# Default W8A8 recipe: vanilla PTQ variants, PSNR (dB) vs float on held-out inputs", "",
-             f"`python benchmarks/default_recipe.py`; machine {machine}.", "",
-             "| candidate | " + " | ".join(subjects) + " | mean |", "|---" * (len(subjects) + 2) + "|"]
+             f"`python benchmarks/default_recipe.py`; machine {machine}; load average {load:.2f} at the end.", ""]
+    cells = []
     for label in CANDIDATES:
-        values = [r["psnr_db"] for r in rows if r["candidate"] == label]
-        cells = [f"{r['psnr_db']:.2f} ({r['seconds']:.0f} s)" for r in rows if r["candidate"] == label]
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {sum(values) / len(values):.2f} |")
-    return "\n".join(lines) + "\n"
+        chosen = [r for r in rows if r.label == label]
+        values = [r.metrics["psnr_db"] for r in chosen]
+        cells.append([label, *(f"{r.metrics['psnr_db']:.2f} ({r.seconds:.0f} s)" for r in chosen),
+                      f"{sum(values) / len(values):.2f}"])
+    return lines + markdown_table(["candidate", *subjects, "mean"], cells)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,23 +140,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-demo", action="store_true", help="skip the demo generators")
     parser.add_argument("--models", nargs="*", help="only these subjects (e.g. 'demo sagan')")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default="default_recipe")
+    parser.add_argument("--out", default="default_recipe", help="the results' file name stem")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="the results' folder")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     subjects = ([] if args.no_demo else demo_subjects()) + (suite_subjects() if args.suite else [])
     subjects = [s for s in subjects if not args.models or s.name in args.models]
-    rows = []
-    for subject in subjects:
-        for label, config in CANDIDATES.items():
-            row = {"model": subject.name, "candidate": label, "config": config.to_dict(), **measure(subject, config)}
-            print(f"{subject.name:24s} {label:45s} {row['psnr_db']:6.2f} dB {row['seconds']:6.1f} s", flush=True)
-            rows.append(row)
-    machine = _machine()
-    RESULTS.mkdir(exist_ok=True)
-    text = json.dumps({"machine": machine, "rows": rows}, indent=1)
-    table = markdown(rows, [s.name for s in subjects], machine)
-    atomic_write(RESULTS / f"{args.out}.json", lambda tmp: Path(tmp).write_text(text))
-    atomic_write(RESULTS / f"{args.out}.md", lambda tmp: Path(tmp).write_text(table))
+    runs = [Run(s.name, "vanilla-ptq", label, config.to_dict(), spec=(s, config))
+            for s in subjects for label, config in CANDIDATES.items()]
+    identities = {s.name: s.identity() for s in subjects}
+    context = {"package": package_fingerprint(), "threads": args.threads}
+    outcomes = sweep(runs, measure_run, RunCache(CACHE, CACHE_FORMAT),
+                     lambda run: {**context, "subject": identities[run.model]}, progress=False)
+    rows = [o.row for o in outcomes]
+    machine, load = machine_description(), os.getloadavg()[0]
+    data = {"machine": machine, "load_1min": load, "rows": [r.flat() for r in rows]}
+    write_report(Report.at(args.results, args.out, data, markdown(rows, [s.name for s in subjects], machine, load)))
     return 0
 
 

@@ -19,7 +19,6 @@ Writes ``quality_findings.{json,md,png}`` to ``--out``.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -33,7 +32,7 @@ import torch
 from benchmarks.quality_suite import _load, _per_image_psnr, _processor, _quantize_ours, _run_torch
 from benchmarks.suite import SuiteEntry, load_suite
 from gan_brevitas import QuantConfig
-from gan_brevitas.atomic_files import atomic_write
+from gan_brevitas.harness import Report, markdown_table, write_report
 
 log = logging.getLogger("quality_findings")
 
@@ -110,27 +109,25 @@ def measure(entry: SuiteEntry, brecq_steps: int) -> list[dict[str, Any]]:
     return rows
 
 
-def markdown(report: dict[str, Any]) -> str:
+def markdown(report: dict[str, Any]) -> list[str]:
     lines = ["## The paper's PTQ findings on the real-generator suite (PSNR vs float, held-out inputs)", "",
              f"`{report['command']}` on {report['processor']}, {report['threads']} threads, load average "
              f"{report['load_start']} at start; {report['wall_s']} s. Pairs differ in one setting; "
              f"the difference is paired per image; noise floor = max({TIE_DB} dB, 2 standard errors of the paired "
-             "differences); a mean inside it is a tie.", "",
-             "| model | finding | A (dB) | B (dB) | A - B mean (min..max), noise, n | verdict |", "|---|---|---|---|---|---|"]  # fmt: skip
+             "differences); a mean inside it is a tie.", ""]  # fmt: skip
+    cells = []
     for r in report["rows"]:
         if "error" in r:
-            lines.append(f"| {r['model']} | {r['finding']} | error: {r['error']} | | | |")
+            cells.append([r["model"], r["finding"], f"error: {r['error']}", "", "", ""])
             continue
-        lines.append(f"| {r['model']} | {r['finding']} | {r['a']}: {r['a_db']:.2f} | {r['b']}: {r['b_db']:.2f} | "
-                     f"{r['mean_diff_db']:+.2f} ({r['min_diff_db']:+.2f}..{r['max_diff_db']:+.2f}), ±{r['noise_db']:.2f}, {r['n']} | "
-                     f"{r['verdict']} |")  # fmt: skip
-    return "\n".join(lines) + "\n"
+        cells.append([r["model"], r["finding"], f"{r['a']}: {r['a_db']:.2f}", f"{r['b']}: {r['b_db']:.2f}",
+                      f"{r['mean_diff_db']:+.2f} ({r['min_diff_db']:+.2f}..{r['max_diff_db']:+.2f}), "
+                      f"±{r['noise_db']:.2f}, {r['n']}", r["verdict"]])  # fmt: skip
+    return lines + markdown_table(["model", "finding", "A (dB)", "B (dB)", "A - B mean (min..max), noise, n",
+                                   "verdict"], cells)
 
 
-def plot(report: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
+def findings_figure(report: dict[str, Any]):
     import matplotlib.pyplot as plt
 
     rows = [r for r in report["rows"] if "error" not in r]
@@ -146,8 +143,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     ax.set_xlabel("A - B, PSNR vs float (dB), mean over held-out images")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    atomic_write(path, lambda temporary: fig.savefig(temporary, format="png", dpi=110))
-    plt.close(fig)
+    return fig
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -167,13 +163,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         report["rows"] += measure(entry, args.brecq_steps)
     report["wall_s"] = round(time.perf_counter() - start, 1)
     report["load_end"] = _load()
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / "quality_findings"
-    text, md = json.dumps(report, indent=2), markdown(report)
-    atomic_write(stem.with_suffix(".json"), lambda temporary: Path(temporary).write_text(text))
-    atomic_write(stem.with_suffix(".md"), lambda temporary: Path(temporary).write_text(md))
-    plot(report, stem.with_suffix(".png"))
-    print(md)
+    md = markdown(report)
+    write_report(Report.at(args.out, "quality_findings", report, md, lambda: findings_figure(report)))
+    print("\n".join(md))
     return 0
 
 
