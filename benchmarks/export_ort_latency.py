@@ -8,7 +8,10 @@ Generators are randomly initialised at their reference widths (timing does not d
 weights) and quantized with the paper's scheme (vanilla PTQ: 8-bit per-tensor weights,
 asymmetric uint8 activations); a 4-bit copy gives the INT4 file size. Latency is the median of
 interleaved int8 / fp32 runs (`gan_brevitas.deploy.bench`); the machine's load average is
-recorded because our CPUs are shared. Writes export_ort_latency.{json,md,png} atomically.
+recorded because our CPUs are shared. Writes export_ort_latency.{json,md,png} through the
+harness writer. Each finished case is cached in ``benchmarks/.cache/export_ort_latency`` (keyed by
+the case, the settings and the package's files): an interrupted run resumes there; ``--fresh``
+measures every case again.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import tempfile
 import time
 from dataclasses import dataclass
@@ -27,13 +29,24 @@ from typing import Any
 import torch
 
 from gan_brevitas import QuantConfig, recipes
-from gan_brevitas.atomic_files import atomic_write, atomic_write_text
 from gan_brevitas.deploy.bench import bench
 from gan_brevitas.deploy.parity import parity
 from gan_brevitas.export.ort import OrtGenerator, int8_kernel_report
+from gan_brevitas.harness import (
+    Report,
+    ResultRow,
+    Run,
+    RunCache,
+    machine_description,
+    package_fingerprint,
+    sweep,
+    write_report,
+)
 from gan_brevitas.quant.convert import fold_for_quantization
 
 log = logging.getLogger("benchmarks.export_ort_latency")
+CACHE = Path(__file__).resolve().parent / ".cache" / "export_ort_latency"
+CACHE_FORMAT = "benchmarks/export_ort_latency/1"
 
 
 @dataclass(frozen=True)
@@ -141,11 +154,11 @@ def run_case(case: Case, folder: Path, args: argparse.Namespace) -> dict[str, An
     return result
 
 
-def _markdown(results: list[dict[str, Any]], env: dict[str, Any]) -> str:
+def _markdown(results: list[dict[str, Any]], env: dict[str, Any]) -> list[str]:
     lines = [
         "# fp32 vs int8 ONNX Runtime on the CPU",
         "",
-        f"{env['cpu']}, {env['threads']} intra-op threads, onnxruntime {env['onnxruntime']}; "
+        f"{env['machine']}; {env['threads']} intra-op threads, onnxruntime {env['onnxruntime']}; "
         f"load average {env['load_before']} before, {env['load_after']} after (shared machine). "
         "Random-init generators at reference widths, quantized with the paper's scheme (vanilla PTQ, "
         "8-bit per-tensor weights, asymmetric uint8 activations). Median of interleaved runs.",
@@ -191,13 +204,10 @@ def _markdown(results: list[dict[str, Any]], env: dict[str, Any]) -> str:
               "",
               "Sizes: the sub-pixel rewrite adds zero taps to k3 s2 ConvTranspose kernels (CycleGAN); the "
               "INT4 file runs in ONNX Runtime but with float convolutions (no int4 CPU kernel).", ""]
-    return "\n".join(lines)
+    return lines
 
 
-def _plot(results: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
+def _figure(results: list[dict[str, Any]]):
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
@@ -225,12 +235,15 @@ def _plot(results: list[dict[str, Any]], path: Path) -> None:
     right.set_ylabel("ONNX file, MB")
     right.legend()
     fig.tight_layout()
-    atomic_write(path, lambda temporary: fig.savefig(temporary, dpi=120, format="png"))
-    plt.close(fig)
+    return fig
 
 
-def _write(path: Path, text: str) -> None:
-    atomic_write_text(path, text)
+def measure_case(run: Run[Case], folder: Path, args: argparse.Namespace) -> ResultRow:
+    """One case as the harness's row: the speed-ups per batch as metrics, the whole record as fields."""
+    started = time.perf_counter()
+    result = run_case(run.spec, folder, args)
+    metrics = {f"speedup_b{row['batch']}": row["speedup"] for row in result["latency"]["rows"]}
+    return ResultRow(run.model, run.method, run.label, metrics, args.runs, time.perf_counter() - started, result)
 
 
 def main() -> int:
@@ -245,43 +258,33 @@ def main() -> int:
                         help="measure PSNR / qFID of the TensorRT conversion")
     parser.add_argument("--quality-cases", nargs="*", default=["sagan-64", "stylegan-128", "cyclegan-128"])
     parser.add_argument("--quality-n", type=int, default=64, help="images for PSNR / qFID")
-    parser.add_argument("--resume", action="store_true", help="reuse cases finished by an interrupted run")
+    parser.add_argument("--fresh", action="store_true", help="measure every case again (ignore the cache)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("gan_brevitas").setLevel(logging.WARNING)
     torch.set_num_threads(1)  # our CPUs are shared; ONNX Runtime gets --threads
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-
     import onnxruntime
 
     env = {
-        "cpu": platform.processor() or platform.machine(),
+        "machine": machine_description(),
         "threads": args.threads,
         "onnxruntime": onnxruntime.__version__,
-        "torch": torch.__version__,
         "load_before": [round(v, 2) for v in os.getloadavg()],
         "runs": args.runs,
     }
-    try:
-        with open("/proc/cpuinfo") as handle:
-            env["cpu"] = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    partial = out / "export_ort_latency.partial.json"
-    done = json.loads(partial.read_text()) if args.resume and partial.exists() else {}
+    settings = {k: v for k, v in vars(args).items() if k not in ("out", "cases", "fresh")}
+    runs = [Run(c.name, "vanilla-ptq", c.label, {"kwargs": c.kwargs, "batches": list(c.batches), **settings}, spec=c)
+            for c in CASES if c.label in args.cases]
     with tempfile.TemporaryDirectory() as tmp:
-        for case in CASES:
-            if case.label in args.cases and case.label not in done:
-                done[case.label] = run_case(case, Path(tmp), args)
-                _write(partial, json.dumps(done, indent=2))  # a later failure keeps finished cases
-    results = [done[c.label] for c in CASES if c.label in args.cases]
+        cache = RunCache(Path(tmp) / "cache" if args.fresh else CACHE, CACHE_FORMAT)
+        outcomes = sweep(runs, lambda run, key: (measure_case(run, Path(tmp), args), {}), cache,
+                         lambda run: {"package": package_fingerprint()}, progress=False)
+    results = [o.row.fields for o in outcomes]
     env["load_after"] = [round(v, 2) for v in os.getloadavg()]
-    _write(out / "export_ort_latency.json", json.dumps({"environment": env, "results": results}, indent=2))
-    _write(out / "export_ort_latency.md", _markdown(results, env))
-    _plot(results, out / "export_ort_latency.png")
-    partial.unlink(missing_ok=True)
-    log.info("wrote %s", out / "export_ort_latency.{json,md,png}")
+    data = {"environment": env, "results": results}
+    write_report(Report.at(Path(args.out), "export_ort_latency", data, _markdown(results, env),
+                           lambda: _figure(results)))
+    log.info("wrote %s", Path(args.out) / "export_ort_latency.{json,md,png}")
     return 0
 
 

@@ -28,9 +28,7 @@ randomly initialised generators stand in and every output says so.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import platform
 import tempfile
 import time
 import warnings
@@ -44,6 +42,7 @@ from torch import Tensor, nn
 from gan_brevitas import QuantConfig, recipes
 from gan_brevitas.deploy.bench import bench
 from gan_brevitas.export.ort import int8_kernel_report
+from gan_brevitas.harness import Report, machine_description, write_report
 from gan_brevitas.backends import modelopt as mo
 
 log = logging.getLogger("modelopt_compare")
@@ -209,9 +208,7 @@ def run_model(problem: Problem, args: argparse.Namespace, work: Path) -> list[Ro
     return rows
 
 
-def write_report(out: Path, results: dict[str, Any]) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "modelopt_compare.json").write_text(json.dumps(results, indent=2))
+def markdown(results: dict[str, Any]) -> list[str]:
     lines = [
         "# ModelOpt INT8 vs Brevitas PTQ (W8A8) on the demo generators",
         "",
@@ -252,13 +249,10 @@ def write_report(out: Path, results: dict[str, Any]) -> None:
         )
     lines += ["", "ONNX Runtime vs ModelOpt fake-quant (parity of the exported graph):", ""]
     lines += [f"- {row['model']} {row['method']}: {row['parity']}" for row in results["rows"] if row["parity"]]
-    (out / "modelopt_compare.md").write_text("\n".join(lines) + "\n")
+    return lines
 
 
-def plot(path: Path, results: dict[str, Any]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
+def figure(results: dict[str, Any]):
     import matplotlib.pyplot as plt
 
     models = list(results["sources"])
@@ -283,8 +277,7 @@ def plot(path: Path, results: dict[str, Any]) -> None:
     subject = "randomly initialised stand-ins (no demo checkpoints)" if random else "demo generators"
     fig.suptitle(f"ModelOpt INT8 vs Brevitas PTQ, W8A8, {subject}")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig
 
 
 def main() -> None:
@@ -313,7 +306,7 @@ def main() -> None:
             sources[name] = problem.source
             rows += run_model(problem, args, Path(tmp))
     results = {
-        "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}",
+        "machine": machine_description(),
         "date": time.strftime("%Y-%m-%d"),
         "num_samples": args.num_samples,
         "eval_n": args.eval_n,
@@ -323,8 +316,7 @@ def main() -> None:
         "rows": [asdict(row) for row in rows],
     }
     out = Path(args.out)
-    write_report(out, results)
-    plot(out / "modelopt_compare.png", results)
+    write_report(Report.at(out, "modelopt_compare", results, markdown(results), lambda: figure(results)))
     log.info("wrote %s", out / "modelopt_compare.md")
 
 

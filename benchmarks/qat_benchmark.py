@@ -23,7 +23,6 @@ import argparse
 import copy
 import json
 import logging
-import platform
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -35,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gan_brevitas import QuantConfig, recipes
+from gan_brevitas.harness import Report, machine_description, write_report
 from gan_brevitas.metrics import fid, psnr, resolve_extractor
 from gan_brevitas.qat.distill import generator_image
 from gan_brevitas.quant.convert import fold_for_quantization
@@ -226,13 +226,12 @@ def run_model(problem: Problem, args: argparse.Namespace, extractor) -> tuple[li
     return rows, cost
 
 
-def write_report(out: Path, results: dict[str, Any]) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "qat_benchmark.json").write_text(json.dumps(results, indent=2))
+def report(out: Path, results: dict[str, Any]) -> Report:
+    """qat_benchmark.{json,md,png} in ``out``."""
     lines = [
         "# QAT benchmark: vanilla PTQ vs MA-QAT vs LSQ-QAT (CPU-sized)",
         "",
-        f"Machine: {results['machine']}; torch {results['torch']}; {results['threads']} thread(s). "
+        f"Machine: {results['machine']}; {results['threads']} thread(s). "
         f"Extractor: {results['extractor']}. qFID / PSNR on {results['settings']['eval_n']} held-out inputs.",
         "",
         "Settings: " + ", ".join(f"{k}={v}" for k, v in results["settings"].items() if k != "note"),
@@ -263,14 +262,10 @@ def write_report(out: Path, results: dict[str, Any]) -> None:
     lines += ["", "## Checks of the issue", ""]
     for check in results["checks"]:
         lines.append(f"- {'PASS' if check['ok'] else 'FAIL'}: {check['what']} ({check['detail']})")
-    (out / "qat_benchmark.md").write_text("\n".join(lines) + "\n")
-    plot(out / "qat_benchmark.png", results)
+    return Report.at(out, "qat_benchmark", results, lines, lambda: figure(results))
 
 
-def plot(path: Path, results: dict[str, Any]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
+def figure(results: dict[str, Any]):
     import matplotlib.pyplot as plt
 
     models = list(results["sources"])
@@ -299,8 +294,7 @@ def plot(path: Path, results: dict[str, Any]) -> None:
         ax.legend(fontsize=7)
     fig.suptitle(f"QAT on CPU-sized schedules ({results['extractor']})", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    return fig
 
 
 def checks(rows: list[dict[str, Any]], cost: dict[str, Any], reference: dict[str, Any]) -> list[dict[str, Any]]:
@@ -356,7 +350,7 @@ def main() -> None:
         results = json.loads(Path(args.render).read_text())
         if args.note:
             results["settings"]["note"] = args.note
-        write_report(Path(args.out), results)
+        write_report(report(Path(args.out), results))
         return
     logging.getLogger("gan_brevitas.metrics.fid").setLevel(logging.ERROR)
     torch.set_num_threads(args.threads)
@@ -373,8 +367,7 @@ def main() -> None:
     reference = reference_cost(max(3, args.repeats // 5)) if args.reference_cost else {}
     settings = {k: v for k, v in vars(args).items() if k not in ("out", "work_dir", "progress", "models", "render")}
     results = {
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} thread(s), no GPU",
-        "torch": torch.__version__,
+        "machine": machine_description(),
         "threads": args.threads,
         "extractor": extractor.label,
         "extractor_sha256": extractor.weights_sha256,
@@ -386,7 +379,7 @@ def main() -> None:
         "checks": checks(rows, costs, reference),
         "total_seconds": time.perf_counter() - began,
     }
-    write_report(Path(args.out), results)
+    write_report(report(Path(args.out), results))
     print((Path(args.out) / "qat_benchmark.md").read_text())
 
 

@@ -62,7 +62,7 @@ from gan_brevitas.backends.modelopt_report import describe_rows
 from gan_brevitas.atomic_files import atomic_write, check_output_path
 from gan_brevitas.errors import CheckpointError, ConfigError, ConversionError, ExportError
 from gan_brevitas.export.qcdq import ExportOptions, ExportReport, example_input_for, write_graph
-from gan_brevitas.inputs import InputSource, iter_batches
+from gan_brevitas.inputs import InputSource
 from gan_brevitas.models import build_generator
 from gan_brevitas.quant.config import QuantConfig
 from gan_brevitas.quant.convert import fold_for_quantization
@@ -420,26 +420,15 @@ def ort_parity(
 ) -> ModelOptParity:
     """Run ``n`` inputs through ModelOpt's fake-quant model, the same model float, and the ONNX
     file in ONNX Runtime (CPU); compare the first outputs (the images)."""
-    from gan_brevitas.export.ort import OrtGenerator
+    from gan_brevitas.deploy.parity import engine_outputs, first_output
 
-    runner = OrtGenerator(path, threads)
-    was_training = qmodel.training
-    qmodel.eval()
     errors, quant_errors = [], []
-    try:
-        with torch.no_grad():
-            for batch in iter_batches(inputs, n, batch_size):
-                batch = batch.float().cpu()
-                expected = _first(qmodel(batch)).numpy()
-                with quantizers_disabled(qmodel):
-                    reference = _first(qmodel(batch)).numpy()
-                got = runner(batch)
-                if got.shape != expected.shape:
-                    raise ExportError(f"ONNX output shape {got.shape} differs from the model's {expected.shape}.")
-                errors.append(np.abs(got - expected).ravel())
-                quant_errors.append(np.abs(expected - reference).ravel())
-    finally:
-        qmodel.train(was_training)
+    with torch.no_grad():
+        for batch, expected, got in engine_outputs(qmodel, path, inputs, n, batch_size, threads):
+            with quantizers_disabled(qmodel):
+                reference = first_output(qmodel(batch)).numpy()
+            errors.append(np.abs(got - expected).ravel())
+            quant_errors.append(np.abs(expected - reference).ravel())
     diffs, quant_effect = np.concatenate(errors), np.concatenate(quant_errors)
     return ModelOptParity(
         mae=float(diffs.mean()), max_abs=float(diffs.max()), quant_mae=float(quant_effect.mean()),
@@ -473,7 +462,3 @@ class ModelOptBackend:
 
 
 BACKEND = ModelOptBackend()
-
-
-def _first(output: Any) -> Tensor:
-    return output[0] if isinstance(output, (tuple, list)) else output

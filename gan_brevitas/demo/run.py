@@ -24,7 +24,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-import torch
 from torch import Tensor, nn
 
 from gan_brevitas.atomic_files import check_output_path, staging_directory

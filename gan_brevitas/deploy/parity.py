@@ -82,8 +82,36 @@ def output_step(qmodel: nn.Module, x: Tensor) -> float:
     return scale
 
 
-def _first(output: Any) -> Tensor:
+def first_output(output: Any) -> Tensor:
+    """A generator's image: its first output where it returns several (SAGAN: image, attention)."""
     return output[0] if isinstance(output, (tuple, list)) else output
+
+
+def engine_outputs(
+    qmodel: nn.Module,
+    path: str | os.PathLike,
+    inputs: InputSource,
+    n: int,
+    batch_size: int,
+    threads: Optional[int] = None,
+    engine: str = "onnxruntime",
+) -> Iterator[tuple[Tensor, np.ndarray, np.ndarray]]:
+    """``(batch, the model's first output, the engine's)`` for ``n`` inputs, the model in eval
+    mode (its mode is restored afterwards) and without gradients; a shape mismatch is an ExportError."""
+    runner = open_runner(path, engine, threads)
+    was_training = qmodel.training
+    qmodel.eval()
+    try:
+        with torch.no_grad():
+            for batch in iter_batches(inputs, n, batch_size):
+                batch = batch.float().cpu()
+                expected = first_output(qmodel(batch)).numpy()
+                got = runner(batch)
+                if got.shape != expected.shape:
+                    raise ExportError(f"{engine} output shape {got.shape} differs from the model's {expected.shape}.")
+                yield batch, expected, got
+    finally:
+        qmodel.train(was_training)
 
 
 def parity(
@@ -97,31 +125,19 @@ def parity(
 ) -> ParityReport:
     """Run ``n`` inputs through the quantized PyTorch model and the exported file on ``engine``;
     compare images."""
-    runner = open_runner(path, engine, threads)
-    was_training = qmodel.training
-    qmodel.eval()
     errors: list[np.ndarray] = []
     floor: list[np.ndarray] = []
     noise = torch.Generator().manual_seed(0)
     step = None
-    try:
-        with torch.no_grad():
-            for batch in iter_batches(inputs, n, batch_size):
-                batch = batch.float().cpu()
-                if step is None:
-                    step = output_step(qmodel, batch[:1])
-                expected = _first(qmodel(batch)).numpy()
-                got = runner(batch)
-                if got.shape != expected.shape:
-                    raise ExportError(f"{engine} output shape {got.shape} differs from the model's {expected.shape}.")
-                errors.append(np.abs(got - expected).ravel())
-                moved = batch + 1e-6 * torch.randn(batch.shape, generator=noise)
-                floor.append(np.abs(_first(qmodel(moved)).numpy() - expected).ravel())
-    finally:
-        qmodel.train(was_training)
+    with torch.no_grad():
+        for batch, expected, got in engine_outputs(qmodel, path, inputs, n, batch_size, threads, engine):
+            if step is None:
+                step = output_step(qmodel, batch[:1])
+            errors.append(np.abs(got - expected).ravel())
+            moved = batch + 1e-6 * torch.randn(batch.shape, generator=noise)
+            floor.append(np.abs(first_output(qmodel(moved)).numpy() - expected).ravel())
     diffs = np.concatenate(errors)
     return ParityReport(
         mae=float(diffs.mean()), max_abs=float(diffs.max()), output_step=float(step), n=n,
         floor_mae=float(np.concatenate(floor).mean()), engine=engine,
     )
-

@@ -152,6 +152,16 @@ def _per_tensor(index: GraphIndex, node: onnx.NodeProto) -> bool:
     return scale is not None and scale.size == 1 and not index.is_constant(node.input[0])
 
 
+def _swap(first: onnx.NodeProto, second: onnx.NodeProto, middle: str) -> None:
+    """``first -> second`` becomes ``second -> first`` (both read and write one tensor there);
+    the tensor between them is renamed ``middle``, the chain's input and output keep their names."""
+    output = second.output[0]
+    second.input[0] = first.input[0]
+    second.output[0] = middle
+    first.input[0] = middle
+    first.output[0] = output
+
+
 def _hoist_quantize(index: GraphIndex, node: onnx.NodeProto, ops: tuple[str, ...]) -> bool:
     """A -> mover -> Q -> ...  becomes  A -> Q -> mover -> ... (returns whether it moved)."""
     mover = index.producer.get(node.input[0])
@@ -160,11 +170,7 @@ def _hoist_quantize(index: GraphIndex, node: onnx.NodeProto, ops: tuple[str, ...
     float_out = mover.output[0]
     if len(index.consumers.get(float_out, [])) != 1 or float_out in index.graph_outputs:
         return False
-    quantized = node.output[0]
-    node.input[0] = mover.input[0]
-    node.output[0] = f"{float_out}/quantized"
-    mover.input[0] = node.output[0]
-    mover.output[0] = quantized
+    _swap(mover, node, f"{float_out}/quantized")
     return True
 
 
@@ -181,11 +187,7 @@ def _sink_dequantize(index: GraphIndex, node: onnx.NodeProto, ops: tuple[str, ..
         # DQ right before them into MatMulIntegerToFloat, measured slower than its float
         # FusedMatMul on SAGAN's attention.
         return False
-    moved = mover.output[0]
-    mover.input[0] = node.input[0]
-    mover.output[0] = f"{moved}/int8"
-    node.input[0] = mover.output[0]
-    node.output[0] = moved
+    _swap(node, mover, f"{mover.output[0]}/int8")
     return True
 
 

@@ -156,14 +156,3 @@ def resolve_method(method: Any, options: Mapping[str, Any]) -> tuple[MethodSpec,
     fields = {key: value for key, value in options.items() if key not in spec.extras}
     return spec, method_config(method, **fields), extras
 
-
-__all__ = [
-    "Handler",
-    "MethodSpec",
-    "check_option_names",
-    "method_config",
-    "method_names",
-    "method_spec",
-    "register_method",
-    "resolve_method",
-]
