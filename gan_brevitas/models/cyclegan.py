@@ -61,6 +61,37 @@ class ResnetBlock(nn.Module):
         return x + self.conv_block(x)
 
 
+def _resnet_layers(input_nc: int, output_nc: int, ngf: int, n_blocks: int, norm: str, use_dropout: bool
+                   ) -> list[nn.Module]:
+    """The reference generator's layers in the order of its checkpoints' ``model.N`` keys:
+    a 7x7 stem, two stride-2 downsamplings, the residual blocks, two ConvTranspose
+    upsamplings and a 7x7 Tanh head."""
+    use_bias = norm == "instance"
+    layers: list[nn.Module] = [
+        nn.ReflectionPad2d(3),
+        nn.Conv2d(input_nc, ngf, kernel_size=7, padding=0, bias=use_bias),
+        _norm_layer(norm, ngf),
+        nn.ReLU(True),
+    ]
+    for i in range(N_DOWNSAMPLING):
+        width = ngf * 2**i
+        layers += [
+            nn.Conv2d(width, width * 2, kernel_size=3, stride=2, padding=1, bias=use_bias),
+            _norm_layer(norm, width * 2),
+            nn.ReLU(True),
+        ]
+    width = ngf * 2**N_DOWNSAMPLING
+    layers += [ResnetBlock(width, norm, use_dropout) for _ in range(n_blocks)]
+    for i in range(N_DOWNSAMPLING):
+        width = ngf * 2 ** (N_DOWNSAMPLING - i)
+        layers += [
+            nn.ConvTranspose2d(width, width // 2, kernel_size=3, stride=2, padding=1, output_padding=1, bias=use_bias),
+            _norm_layer(norm, width // 2),
+            nn.ReLU(True),
+        ]
+    return layers + [nn.ReflectionPad2d(3), nn.Conv2d(ngf, output_nc, kernel_size=7, padding=0), nn.Tanh()]
+
+
 class ResnetGenerator(nn.Module):
     """CycleGAN generator: 2 downsamplings, ``n_blocks`` residual blocks, 2 upsamplings.
 
@@ -106,44 +137,7 @@ class ResnetGenerator(nn.Module):
         self.n_blocks = n_blocks
         self.norm = norm
         self.image_size = image_size
-        use_bias = norm == "instance"
-
-        layers: list[nn.Module] = [
-            nn.ReflectionPad2d(3),
-            nn.Conv2d(input_nc, ngf, kernel_size=7, padding=0, bias=use_bias),
-            _norm_layer(norm, ngf),
-            nn.ReLU(True),
-        ]
-        for i in range(N_DOWNSAMPLING):
-            width = ngf * 2**i
-            layers += [
-                nn.Conv2d(width, width * 2, kernel_size=3, stride=2, padding=1, bias=use_bias),
-                _norm_layer(norm, width * 2),
-                nn.ReLU(True),
-            ]
-        width = ngf * 2**N_DOWNSAMPLING
-        layers += [ResnetBlock(width, norm, use_dropout) for _ in range(n_blocks)]
-        for i in range(N_DOWNSAMPLING):
-            width = ngf * 2 ** (N_DOWNSAMPLING - i)
-            layers += [
-                nn.ConvTranspose2d(
-                    width,
-                    width // 2,
-                    kernel_size=3,
-                    stride=2,
-                    padding=1,
-                    output_padding=1,
-                    bias=use_bias,
-                ),
-                _norm_layer(norm, width // 2),
-                nn.ReLU(True),
-            ]
-        layers += [
-            nn.ReflectionPad2d(3),
-            nn.Conv2d(ngf, output_nc, kernel_size=7, padding=0),
-            nn.Tanh(),
-        ]
-        self.model = nn.Sequential(*layers)
+        self.model = nn.Sequential(*_resnet_layers(input_nc, output_nc, ngf, n_blocks, norm, use_dropout))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)

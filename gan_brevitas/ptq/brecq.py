@@ -531,6 +531,47 @@ def _optimise(
                 bar.set_postfix(loss=f"{float(loss.detach()):.4g}")
 
 
+def _train_block(qmodel: nn.Module, block: Block, data: _BlockData, modules: Sequence[nn.Module],
+                 options: BrecqOptions, index: int, bar: tqdm) -> Optional[float]:
+    """Optimise the block's layers (AR-BRECQ: learned rounding, then hardened; STE-BRECQ:
+    weights, biases and LSQ parameters). Returns AR-BRECQ's share of flipped roundings."""
+    if isinstance(options, SteBrecqOptions):
+        groups = _param_groups_ste(modules, _output_rms(qmodel, block, data, modules), options)
+        _optimise(qmodel, block, data, groups, options, index, bar)
+        return None
+    with learned_rounding(modules) as rounding:
+        groups = [{"params": [r.value for r in rounding], "lr": options.round_lr}]
+        act = [p for layer in modules for p in _act_quant_parameters(layer)]
+        if act:
+            groups.append({"params": act, "lr": options.quant_lr})
+        _optimise(qmodel, block, data, groups, options, index, bar, rounding)
+        counts = [r.value.numel() for r in rounding]
+        shares = [r.harden() for r in rounding]
+    return sum(s * c for s, c in zip(shares, counts)) / sum(counts)
+
+
+def _revert_block(modules: Sequence[nn.Module], start_state: Sequence[tuple[Tensor, Tensor]], options: BrecqOptions) -> None:
+    """The block's vanilla-PTQ state back (AR-BRECQ: weights on their nearest grid points)."""
+    _restore(start_state)
+    if isinstance(options, ArBrecqOptions):
+        with torch.no_grad():
+            for layer in modules:
+                layer.weight.copy_(layer.quant_weight().value)
+
+
+def _block_data(qmodel: nn.Module, block: Block, index: int, cache: BlockDataCache, options: BrecqOptions
+                ) -> _BlockData:
+    """The block's recorded inputs and targets (inputs from the quantized model with
+    block_input="quant"), with Fisher weights where asked."""
+    device = next(qmodel.parameters()).device
+    if options.block_input == "quant":
+        capture_quant_inputs(qmodel, block, index, cache, options.seed)
+    data = _BlockData(cache, index, "quant_args" if options.block_input == "quant" else "args", device)
+    if options.fisher:
+        _record_fisher_weights(qmodel, block, data, options.seed)
+    return data
+
+
 def _reconstruct_block(
     qmodel: nn.Module,
     block: Block,
@@ -544,32 +585,13 @@ def _reconstruct_block(
         log.info("block %s holds no quantized layer: nothing to reconstruct", block.name)
         return None
     start = time.perf_counter()
-    device = next(qmodel.parameters()).device
-    if options.block_input == "quant":
-        capture_quant_inputs(qmodel, block, index, cache, options.seed)
-    data = _BlockData(cache, index, "quant_args" if options.block_input == "quant" else "args", device)
-    if options.fisher:
-        _record_fisher_weights(qmodel, block, data, options.seed)
+    data = _block_data(qmodel, block, index, cache, options)
     loss_before, rel_before = _evaluate(qmodel, block, data)
     modules = [layer for _, layer in layers]
     start_state = _snapshot(modules)
-    flipped: Optional[float] = None
     rejected: Optional[float] = None
     bar = tqdm(total=options.steps, desc=f"{method} {block.name}", disable=not options.progress)
-    if isinstance(options, ArBrecqOptions):
-        with learned_rounding(modules) as rounding:
-            groups = [{"params": [r.value for r in rounding], "lr": options.round_lr}]
-            act = [p for layer in modules for p in _act_quant_parameters(layer)]
-            if act:
-                groups.append({"params": act, "lr": options.quant_lr})
-            _optimise(qmodel, block, data, groups, options, index, bar, rounding)
-            counts = [r.value.numel() for r in rounding]
-            shares = [r.harden() for r in rounding]
-        flipped = sum(s * c for s, c in zip(shares, counts)) / sum(counts)
-    else:
-        assert isinstance(options, SteBrecqOptions)
-        groups = _param_groups_ste(modules, _output_rms(qmodel, block, data, modules), options)
-        _optimise(qmodel, block, data, groups, options, index, bar)
+    flipped = _train_block(qmodel, block, data, modules, options, index, bar)
     loss_after, rel_after = _evaluate(qmodel, block, data)
     if options.revert_if_worse and loss_after > loss_before:
         log.warning(
@@ -577,26 +599,15 @@ def _reconstruct_block(
             "vanilla-PTQ state; try lower learning rates.", method, block.name, loss_before, loss_after,
         )
         rejected = loss_after
-        _restore(start_state)
-        if isinstance(options, ArBrecqOptions):  # keep the weights on their (nearest) grid
-            with torch.no_grad():
-                for layer in modules:
-                    layer.weight.copy_(layer.quant_weight().value)
-            flipped = 0.0
+        _revert_block(modules, start_state, options)
+        flipped = 0.0 if isinstance(options, ArBrecqOptions) else flipped
         loss_after, rel_after = _evaluate(qmodel, block, data)
     bar.set_postfix_str(f"loss {loss_before:.4g} -> {loss_after:.4g}, relative error {rel_before:.4f} -> {rel_after:.4f}")
     bar.close()
     report = BlockReport(
-        name=block.name,
-        layers=[name for name, _ in layers],
-        loss_before=loss_before,
-        loss_after=loss_after,
-        rel_error_before=rel_before,
-        rel_error_after=rel_after,
-        steps=options.steps,
-        seconds=time.perf_counter() - start,
-        flipped=flipped,
-        rejected_loss=rejected,
+        name=block.name, layers=[name for name, _ in layers], loss_before=loss_before, loss_after=loss_after,
+        rel_error_before=rel_before, rel_error_after=rel_after, steps=options.steps,
+        seconds=time.perf_counter() - start, flipped=flipped, rejected_loss=rejected,
     )
     log.info(
         "%s block %s: loss %.4g -> %.4g, relative error %.4f -> %.4f (%.1f s)",

@@ -90,6 +90,27 @@ def _generate(model: nn.Module, inputs: Tensor, device: torch.device, progress: 
     return torch.cat(outputs)
 
 
+def _write_pairs(float_model: nn.Module, eval_inputs: Tensor, train_inputs: Tensor, directory: Path, shard_size: int,
+                 device: torch.device, progress: bool) -> tuple[list[str], list[int]]:
+    """The held-out pairs and the training shards into ``directory``; returns the shard names
+    and the output shape."""
+    eval_targets = _generate(float_model, eval_inputs, device, progress, "held-out outputs") if len(eval_inputs) else None
+    eval_state = {"inputs": eval_inputs.contiguous()}
+    if eval_targets is not None:
+        eval_state["targets"] = eval_targets.contiguous()
+    save_file(eval_state, str(directory / EVAL_NAME))
+    shards, output_shape = [], []
+    starts = range(0, train_inputs.shape[0], shard_size)
+    for index, start in enumerate(starts):
+        chunk = train_inputs[start : start + shard_size].contiguous()
+        targets = _generate(float_model, chunk, device, progress, f"distillation shard {index + 1}/{len(starts)}")
+        name = f"shard_{index:05d}.safetensors"
+        save_file({"inputs": chunk, "targets": targets.contiguous()}, str(directory / name))
+        shards.append(name)
+        output_shape = list(targets.shape[1:])
+    return shards, output_shape
+
+
 def prepare_distillation_data(
     float_model: nn.Module,
     eval_inputs: Tensor,
@@ -120,20 +141,8 @@ def prepare_distillation_data(
     was_training = float_model.training
     float_model.eval()
     try:
-        eval_targets = _generate(float_model, eval_inputs, device, progress, "held-out outputs") if len(eval_inputs) else None
-        eval_state = {"inputs": eval_inputs.contiguous()}
-        if eval_targets is not None:
-            eval_state["targets"] = eval_targets.contiguous()
-        save_file(eval_state, str(directory / EVAL_NAME))
-        shards, output_shape = [], []
-        starts = range(0, train_inputs.shape[0], shard_size)
-        for index, start in enumerate(starts):
-            chunk = train_inputs[start : start + shard_size].contiguous()
-            targets = _generate(float_model, chunk, device, progress, f"distillation shard {index + 1}/{len(starts)}")
-            name = f"shard_{index:05d}.safetensors"
-            save_file({"inputs": chunk, "targets": targets.contiguous()}, str(directory / name))
-            shards.append(name)
-            output_shape = list(targets.shape[1:])
+        shards, output_shape = _write_pairs(float_model, eval_inputs, train_inputs, directory, shard_size, device,
+                                            progress)
     finally:
         float_model.train(was_training)
     manifest = Manifest(

@@ -36,15 +36,14 @@ from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import torch
-from brevitas.proxy.quant_proxy import QuantProxyFromInjector
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
-from gan_brevitas.errors import ConfigError, MetricError
+from gan_brevitas.errors import ConfigError
 from gan_brevitas.inputs import InputSource, iter_batches
-from gan_brevitas.metrics import fid, psnr, resolve_extractor
+from gan_brevitas.metrics import resolve_extractor
 from gan_brevitas.metrics.extractors import ExtractorSpec
 from gan_brevitas.ptq.calibrate import calibrate_activations
 from gan_brevitas.qat.checkpoint import (
@@ -70,13 +69,12 @@ from gan_brevitas.qat.distill import (
 )
 from gan_brevitas.qat.distributed import DistContext, setup_distributed
 from gan_brevitas.qat.losses import (
-    DistillationObjective,
     load_vgg16_features,
     lsgan_discriminator_loss,
     resolve_vgg16_weights,
 )
 from gan_brevitas.qat.options import QATOptions, detect_preset
-from gan_brevitas.qat.ranges import MovingAverageRanges
+from gan_brevitas.qat.state import HeldOut, RunSetup, TrainingState, build_training_state
 from gan_brevitas.quant.config import QuantConfig
 from gan_brevitas.quant.convert import quant_layers, quantize_model
 
@@ -150,17 +148,6 @@ def _model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def quantizer_parameters(qmodel: nn.Module) -> list[tuple[str, nn.Parameter]]:
-    """(name, parameter) of every quantizer parameter: activation scales and zero points,
-    learned weight scales (everything owned by a Brevitas quant proxy)."""
-    found: dict[int, tuple[str, nn.Parameter]] = {}
-    for module_name, module in qmodel.named_modules():
-        if isinstance(module, QuantProxyFromInjector):
-            for name, param in module.named_parameters():
-                found.setdefault(id(param), (f"{module_name}.{name}", param))
-    return list(found.values())
-
-
 @contextlib.contextmanager
 def _isolated_rng(seed: int) -> Iterator[None]:
     """Seed torch / numpy / random for the run and give the caller's RNG states back after."""
@@ -172,17 +159,6 @@ def _isolated_rng(seed: int) -> Iterator[None]:
         yield
     finally:
         set_rng_state(saved)
-
-
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, training in flags:
-            module.training = training
 
 
 def _init_learned_weight_scales(qmodel: nn.Module) -> None:
@@ -205,11 +181,44 @@ def _train_mode(qmodel: nn.Module) -> None:
             module.eval()
 
 
+def _probe_unused(qmodel: nn.Module, sample_inputs: Tensor) -> set[int]:
+    """Parameters that get no gradient (layers the generator never runs, e.g. StyleGAN
+    blocks above its output resolution) are frozen: DDP requires every trained parameter
+    to take part in each step. The probe also initialises learned weight scales from
+    their statistics (Brevitas does that on the first call)."""
+    params = [p for p in qmodel.parameters()]
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(True)
+    with torch.random.fork_rng(devices=[]):
+        output = generator_image(qmodel(sample_inputs))
+        output.float().sum().backward()
+    unused = {id(p) for p in params if p.grad is None}
+    for p, flag in zip(params, flags):
+        p.grad = None
+        p.requires_grad_(flag and id(p) not in unused)
+    if unused:
+        names = [n for n, p in qmodel.named_parameters() if id(p) in unused]
+        log.info("%d parameter(s) never take part in the output and stay fixed: %s", len(names),
+                 ", ".join(names[:4]) + (", ..." if len(names) > 4 else ""))
+    return unused
+
+
 # --------------------------------------------------------------------------- the trainer
 
 
+@dataclass
+class _Replicas:
+    """DistributedDataParallel wrappers under torchrun (None: one process, the models themselves)."""
+
+    generator: Optional[nn.Module] = None
+    critic: Optional[nn.Module] = None
+    phase: Optional[str] = None
+
+
 class _Trainer:
-    """State of one run; `run` is the whole recipe."""
+    """One run: `run` is the whole recipe; its parts live in `RunSetup`, `HeldOut` and
+    `TrainingState` (gan_brevitas.qat.state)."""
 
     def __init__(
         self,
@@ -231,8 +240,21 @@ class _Trainer:
         self.eval_source = eval_source
         self.on_epoch_end = on_epoch_end
         self.show = opts.progress and dist_ctx.is_main
+        self.replicas = _Replicas()
 
-    # ----------------------------------------------------------------- setup
+    def run(self) -> nn.Module:
+        setup = self._validate()
+        with contextlib.ExitStack() as stack, _isolated_rng(self.opts.seed + self.dist.rank):
+            loader, sampler, held_out = self._prepare_data(setup, stack)
+            qmodel, checkpoint, initial, unused = self._build_model(setup)
+            state = build_training_state(qmodel, setup, self.config, self.opts, len(loader), unused, initial, stack)
+            start = self._start(state, held_out, setup, checkpoint)
+            for epoch in range(start, self.opts.epochs):
+                self._epoch(state, held_out, setup, epoch, loader, sampler)
+        self.replicas = _Replicas()
+        return state.qmodel.eval()
+
+    # ----------------------------------------------------------------- step 1: validate
 
     def _device(self) -> torch.device:
         if self.opts.device is not None:
@@ -255,6 +277,23 @@ class _Trainer:
                 "weight_scaling='learned': during MA epochs the weight scales keep their quantile "
                 "initialisation; weights train through straight-through rounding."
             )
+
+    def _check_options(self) -> Optional[Path]:
+        """The option checks that need no data; returns the run directory (None: none)."""
+        out_dir = Path(self.opts.out_dir) if self.opts.out_dir is not None else None
+        if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
+            raise ConfigError(f"out_dir {out_dir} is a file, not a directory.")
+        if getattr(self.float_model, "noise_mode", None) == "random":
+            log.warning(
+                "the generator draws fresh noise on every call (noise_mode='random'): the quantized "
+                "model cannot reproduce the stored outputs exactly; use noise_mode='const' for distillation."
+            )
+        if self.opts.batch_size % self.dist.world_size:
+            raise ConfigError(
+                f"batch_size={self.opts.batch_size} is the global batch and must divide evenly over "
+                f"{self.dist.world_size} processes."
+            )
+        return out_dir
 
     def _draw(self) -> tuple[Tensor, Tensor]:
         if self.eval_source is None:
@@ -286,288 +325,152 @@ class _Trainer:
         check_discriminator(disc, sample)
         return disc.train()
 
-    def _fingerprint(self, inputs_sha: str) -> dict[str, str]:
+    def _fingerprint(self, float_sha: str, inputs_sha: str, disc: Optional[nn.Module], vgg: Optional[nn.Module]
+                     ) -> dict[str, str]:
         return {
             "options": json_sha256(self.opts.training_dict()),
             "quant_config": json_sha256(self.config.to_dict()),
-            "float_model": self.float_sha,
+            "float_model": float_sha,
             "inputs": inputs_sha,
-            "discriminator": module_sha256(self.disc) if self.disc is not None else "none",
-            "vgg": module_sha256(self.vgg) if self.vgg is not None else "none",
+            "discriminator": module_sha256(disc) if disc is not None else "none",
+            "vgg": module_sha256(vgg) if vgg is not None else "none",
         }
 
-    def _data_root(self, stack: contextlib.ExitStack) -> Path:
+    def _validate(self) -> RunSetup:
+        """Step 1: everything that can fail, before any file is written."""
+        device = self._device()
+        self._explain_scaling()
+        vgg = None
+        if self.opts.loss == "perceptual":
+            vgg = load_vgg16_features(resolve_vgg16_weights(self.opts.vgg_weights)).to(device)
+        out_dir = self._check_options()
+        self.float_model.to(device).eval()
+        eval_in, train_in = self._draw()
+        inputs_sha = inputs_fingerprint(eval_in, train_in)
+        if len(set(self.dist.gather_objects(inputs_sha))) > 1:
+            raise ConfigError("the processes drew different inputs: give every process the same inputs (same sampler seed).")
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            sample = generator_image(self.float_model(train_in[:2].to(device)))
+        disc = self._build_discriminator(sample)
+        float_sha = module_sha256(self.float_model)
+        fingerprint = self._fingerprint(float_sha, inputs_sha, disc, vgg)
+        resuming = out_dir is not None and check_run_dir(out_dir, fingerprint, self.opts.resume)
+        self.dist.barrier()  # every process has checked before the main one writes
+        if out_dir is not None and self.dist.is_main and not resuming:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            write_run_record(out_dir, fingerprint, {"options": self.opts.to_dict(), "quant_config": self.config.to_dict()})
+        return RunSetup(device, out_dir, vgg, eval_in, train_in, sample, disc, float_sha, fingerprint, resuming)
+
+    # ----------------------------------------------------------------- steps 2 and 3: data, model
+
+    def _data_root(self, setup: RunSetup, stack: contextlib.ExitStack) -> Path:
         if self.opts.data_dir is not None:
             return Path(self.opts.data_dir)
-        if self.out_dir is not None:
-            return self.out_dir / "distill"
+        if setup.out_dir is not None:
+            return setup.out_dir / "distill"
         if self.dist.active:
             raise ConfigError("under torchrun give out_dir or data_dir: the processes share the distillation data through it.")
         return Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gan-brevitas-distill-")))
 
-    def _probe_unused(self, sample_inputs: Tensor) -> set[int]:
-        """Parameters that get no gradient (layers the generator never runs, e.g. StyleGAN
-        blocks above its output resolution) are frozen: DDP requires every trained parameter
-        to take part in each step. The probe also initialises learned weight scales from
-        their statistics (Brevitas does that on the first call)."""
-        params = [p for p in self.qmodel.parameters()]
-        flags = [p.requires_grad for p in params]
-        for p in params:
-            p.requires_grad_(True)
-        with torch.random.fork_rng(devices=[]):
-            output = generator_image(self.qmodel(sample_inputs.to(self.device)))
-            output.float().sum().backward()
-        unused = {id(p) for p in params if p.grad is None}
-        for p, flag in zip(params, flags):
-            p.grad = None
-            p.requires_grad_(flag and id(p) not in unused)
-        if unused:
-            names = [n for n, p in self.qmodel.named_parameters() if id(p) in unused]
-            log.info("%d parameter(s) never take part in the output and stay fixed: %s", len(names),
-                     ", ".join(names[:4]) + (", ..." if len(names) > 4 else ""))
-        return unused
-
-    # ----------------------------------------------------------------- phases
-
-    def _apply_phase(self, phase: str) -> None:
-        learn = phase == "lsq"
-        for p in self.quant_params:
-            if id(p) not in self.unused:
-                p.requires_grad_(learn)
-        if self.ranges is not None:
-            self.ranges.enabled = phase == "ma"
-        if self.dist.active and phase != self.ddp_phase:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.ddp_g = None  # the old reducer must be gone before a new one hooks the parameters
-            self.ddp_g = DistributedDataParallel(self.qmodel, device_ids=ids)
-            if self.disc is not None and self.ddp_d is None:
-                self.ddp_d = DistributedDataParallel(self.disc, device_ids=ids)
-        self.ddp_phase = phase
-
-    # ----------------------------------------------------------------- evaluation
-
-    def _evaluate(self) -> tuple[Optional[float], Optional[float]]:
-        """(PSNR, qFID) of the quantized model on the held-out pairs (main process only)."""
-        if not self.dist.is_main or self.eval_in.shape[0] == 0 or self.eval_targets is None:
-            return None, None
-        ranges_on = self.ranges.enabled if self.ranges is not None else False
-        if self.ranges is not None:
-            self.ranges.enabled = False
-        try:
-            with torch.random.fork_rng(devices=[]), torch.no_grad(), _eval_mode(self.qmodel):
-                images = torch.cat([
-                    generator_image(self.qmodel(b.to(self.device))).float().cpu()
-                    for b in self.eval_in.split(self.opts.eval_batch_size)
-                ])
-        finally:
-            if self.ranges is not None:
-                self.ranges.enabled = ranges_on
-        targets = self.eval_targets
-        value_psnr = psnr(images, targets) if torch.isfinite(images).all() else None
-        value_qfid = None
-        if self.extractor is not None and images.dim() == 4:
-            try:
-                # As images are shown and saved: generators without an output nonlinearity
-                # (StyleGAN) overshoot [-1, 1], which the FID extractors refuse.
-                value_qfid = fid(images.clamp(-1, 1), targets.clamp(-1, 1), self.extractor, name="qfid", cuda=False).value
-            except MetricError as err:
-                log.warning("qFID not computed: %s", err)
-        return value_psnr, value_qfid
-
-    # ----------------------------------------------------------------- checkpoint
-
-    def _state(self, epoch: int) -> dict[str, Any]:
-        return {
-            "epoch": epoch,
-            "fingerprint": self.fingerprint,
-            "model": self.qmodel.state_dict(),
-            "discriminator": self.disc.state_dict() if self.disc is not None else None,
-            "opt_g": self.opt_g.state_dict(),
-            "opt_d": self.opt_d.state_dict() if self.opt_d is not None else None,
-            "scheduler": self.scheduler.state_dict(),
-            "ranges": self.ranges.state_dict() if self.ranges is not None else None,
-            "history": self.history,
-        }
-
-    def _restore(self, state: dict[str, Any]) -> int:
-        """Everything but the model (loaded first, see `run`) from a checkpoint; its epoch."""
-        if self.disc is not None:
-            self.disc.load_state_dict(state["discriminator"], strict=True)
-            self.opt_d.load_state_dict(state["opt_d"])  # type: ignore[union-attr]
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        if self.ranges is not None and state["ranges"] is not None:
-            self.ranges.load_state_dict(state["ranges"])
-        self.history = list(state["history"])
-        rngs = state["rng"]
-        if self.dist.rank < len(rngs):
-            set_rng_state(rngs[self.dist.rank])
-        else:
-            log.warning("the checkpoint holds RNG states of %d process(es); rank %d starts from the seed.",
-                        len(rngs), self.dist.rank)
-        return int(state["epoch"])
-
-    # ----------------------------------------------------------------- the run
-
-    def run(self) -> nn.Module:
-        train_in = self._validate()
-        with contextlib.ExitStack() as stack, _isolated_rng(self.opts.seed + self.dist.rank):
-            loader, sampler = self._prepare_data(train_in, stack)
-            checkpoint, initial = self._build_model(train_in)
-            self._build_training(len(loader), initial, stack)
-            start = self._start(checkpoint)
-            for epoch in range(start, self.opts.epochs):
-                self._epoch(epoch, loader, sampler)
-        self.ddp_g = self.ddp_d = None
-        return self.qmodel.eval()
-
-    def _validate(self) -> Tensor:
-        """Step 1: everything that can fail, before any file is written; returns the training
-        inputs (the held-out ones go to ``self.eval_in``)."""
-        opts = self.opts
-        self.device = self._device()
-        self._explain_scaling()
-        self.vgg = None
-        if opts.loss == "perceptual":
-            self.vgg = load_vgg16_features(resolve_vgg16_weights(opts.vgg_weights)).to(self.device)
-        self.out_dir = Path(opts.out_dir) if opts.out_dir is not None else None
-        if self.out_dir is not None and self.out_dir.exists() and not self.out_dir.is_dir():
-            raise ConfigError(f"out_dir {self.out_dir} is a file, not a directory.")
-        if getattr(self.float_model, "noise_mode", None) == "random":
-            log.warning(
-                "the generator draws fresh noise on every call (noise_mode='random'): the quantized "
-                "model cannot reproduce the stored outputs exactly; use noise_mode='const' for distillation."
-            )
-        if opts.batch_size % self.dist.world_size:
-            raise ConfigError(
-                f"batch_size={opts.batch_size} is the global batch and must divide evenly over "
-                f"{self.dist.world_size} processes."
-            )
-        self.float_model.to(self.device).eval()
-        self.eval_in, train_in = self._draw()
-        inputs_sha = inputs_fingerprint(self.eval_in, train_in)
-        if len(set(self.dist.gather_objects(inputs_sha))) > 1:
-            raise ConfigError("the processes drew different inputs: give every process the same inputs (same sampler seed).")
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            self.sample = generator_image(self.float_model(train_in[:2].to(self.device)))
-        self.disc = self._build_discriminator(self.sample)
-        self.float_sha = module_sha256(self.float_model)
-        self.fingerprint = self._fingerprint(inputs_sha)
-        self.resuming = False
-        if self.out_dir is not None:
-            self.resuming = check_run_dir(self.out_dir, self.fingerprint, opts.resume)
-        self.dist.barrier()  # every process has checked before the main one writes
-        if self.out_dir is not None and self.dist.is_main and not self.resuming:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            write_run_record(self.out_dir, self.fingerprint, {
-                "options": opts.to_dict(), "quant_config": self.config.to_dict()})
-        return train_in
-
-    def _prepare_data(self, train_in: Tensor, stack: contextlib.ExitStack) -> tuple[DataLoader, DistributedSampler]:
-        """Step 2: the distillation shards (written by the main process) and this process's loader."""
+    def _prepare_data(self, setup: RunSetup, stack: contextlib.ExitStack
+                      ) -> tuple[DataLoader, DistributedSampler, HeldOut]:
+        """Step 2: the distillation shards (written by the main process), this process's loader
+        and the held-out pairs."""
         opts = self.opts
         directory = prepare_distillation_data(
-            self.float_model, self.eval_in, train_in, self._data_root(stack), self.float_sha, opts.shard_size,
-            self.device, write=self.dist.is_main, progress=self.show)
+            self.float_model, setup.eval_in, setup.train_in, self._data_root(setup, stack), setup.float_sha,
+            opts.shard_size, setup.device, write=self.dist.is_main, progress=self.show)
         self.dist.barrier()
         dataset = ShardedPairs(directory)
-        self.eval_in, self.eval_targets = dataset.held_out()
-        self.extractor: Optional[ExtractorSpec] = None
-        if self.dist.is_main and self.eval_in.shape[0] >= 2 and self.sample.dim() == 4:
-            self.extractor = resolve_extractor()
+        eval_in, eval_targets = dataset.held_out()
+        extractor: Optional[ExtractorSpec] = None
+        if self.dist.is_main and eval_in.shape[0] >= 2 and setup.sample.dim() == 4:
+            extractor = resolve_extractor()
             log.info("per-epoch PSNR and qFID on %d held-out inputs; qFID extractor: %s",
-                     self.eval_in.shape[0], self.extractor.label)
+                     eval_in.shape[0], extractor.label)
         per_process = opts.batch_size // self.dist.world_size
-        return make_loader(dataset, per_process, self.dist.rank, self.dist.world_size, opts.seed)
+        loader, sampler = make_loader(dataset, per_process, self.dist.rank, self.dist.world_size, opts.seed)
+        return loader, sampler, HeldOut(eval_in, eval_targets, extractor, opts.eval_batch_size)
 
-    def _build_model(self, train_in: Tensor) -> tuple[Optional[dict[str, Any]], Optional[dict]]:
+    def _build_model(self, setup: RunSetup) -> tuple[nn.Module, Optional[dict[str, Any]], Optional[dict], set[int]]:
         """Step 3: the quantized model, initialised by quantile PTQ or loaded from the checkpoint.
 
-        Returns (checkpoint or None, PTQ ranges or None).
+        Returns (model, checkpoint or None, PTQ ranges or None, ids of parameters never used).
         """
-        self.qmodel = quantize_model(self.float_model, self.config).to(self.device)
+        qmodel = quantize_model(self.float_model, self.config).to(setup.device)
         initial, checkpoint = None, None
-        if self.resuming:
-            checkpoint = load_checkpoint(self.out_dir, map_location=self.device)  # type: ignore[arg-type]
+        if setup.resuming:
+            checkpoint = load_checkpoint(setup.out_dir, map_location=setup.device)  # type: ignore[arg-type]
             # Before anything holds the model's parameters: Brevitas re-creates its quantizer
             # modules (new Parameter objects) when a state dict is loaded.
-            self.qmodel.load_state_dict(checkpoint["model"], strict=True)
+            qmodel.load_state_dict(checkpoint["model"], strict=True)
         else:
-            initial = calibrate_activations(self.qmodel, self.float_model, train_in, self.config,
+            initial = calibrate_activations(qmodel, self.float_model, setup.train_in, self.config,
                                             num_samples=self.opts.num_samples, progress=self.show)
-            _init_learned_weight_scales(self.qmodel)
-        _train_mode(self.qmodel)
-        self.unused = self._probe_unused(train_in[:2])
-        return checkpoint, initial
+            _init_learned_weight_scales(qmodel)
+        _train_mode(qmodel)
+        return qmodel, checkpoint, initial, _probe_unused(qmodel, setup.train_in[:2].to(setup.device))
 
-    def _build_training(self, steps: int, initial: Optional[dict], stack: contextlib.ExitStack) -> None:
-        """Step 4: parameter groups, optimisers, cosine schedule, MA statistics, objective."""
-        opts = self.opts
-        quant = quantizer_parameters(self.qmodel)
-        quant_ids = {id(p) for _, p in quant}
-        self.quant_params = [p for _, p in quant]
-        weights = [p for p in self.qmodel.parameters() if id(p) not in quant_ids and id(p) not in self.unused]
-        quant_trained = [p for p in self.quant_params if id(p) not in self.unused]
-        groups = [{"params": weights, "lr": opts.lr_weights, "name": "weights"}]
-        if quant_trained:
-            groups.append({"params": quant_trained, "lr": opts.lr_quant, "name": "quantizers"})
-        self.opt_g = torch.optim.Adam(groups, betas=opts.betas)
-        self.steps = steps
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt_g, T_max=opts.epochs * steps)
-        self.opt_d = None
-        if self.disc is not None:
-            self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=opts.lr_discriminator, betas=opts.betas)
-        self.ranges = None
-        if opts.schedule in ("ma", "ma-lsq"):
-            self.ranges = MovingAverageRanges(self.qmodel, self.config, initial)
-            stack.enter_context(self.ranges.observing())
-        self.objective = DistillationObjective(
-            opts.loss, opts.adv_weight, opts.content_weight, opts.style_weight, opts.mse_weight,
-            discriminator=self.disc, vgg=self.vgg)
-        self.ddp_g: Optional[nn.Module] = None
-        self.ddp_d: Optional[nn.Module] = None
-        self.ddp_phase: Optional[str] = None
+    # ----------------------------------------------------------------- steps 4 and 5: train
 
-    def _start(self, checkpoint: Optional[dict[str, Any]]) -> int:
+    def _evaluate(self, state: TrainingState, held_out: HeldOut, setup: RunSetup
+                  ) -> tuple[Optional[float], Optional[float]]:
+        if not self.dist.is_main:
+            return None, None
+        return held_out.evaluate(state.qmodel, setup.device, state.ranges)
+
+    def _start(self, state: TrainingState, held_out: HeldOut, setup: RunSetup,
+               checkpoint: Optional[dict[str, Any]]) -> int:
         """The first epoch to train: after the checkpoint's, or 0 after logging the PTQ start."""
-        self.history: list[dict[str, Any]] = []
         if checkpoint is not None:
-            start = self._restore(checkpoint)
-            log.info("resuming %s at epoch %d of %d from %s", self.opts.method, start + 1, self.opts.epochs, self.out_dir)
+            start = state.restore(checkpoint, self.dist.rank)
+            log.info("resuming %s at epoch %d of %d from %s", self.opts.method, start + 1, self.opts.epochs,
+                     setup.out_dir)
             return start
-        psnr0, qfid0 = self._evaluate()
+        psnr0, qfid0 = self._evaluate(state, held_out, setup)
         record = EpochRecord(0, "ptq-init", psnr=psnr0, qfid=qfid0)
-        self.history.append(record.to_dict())
+        state.history.append(record.to_dict())
         self._log(record)
         return 0
 
-    def _epoch(self, epoch: int, loader: DataLoader, sampler: DistributedSampler) -> None:
+    def _apply_phase(self, state: TrainingState, phase: str, device: torch.device) -> None:
+        state.set_phase(phase)
+        if self.dist.active and phase != self.replicas.phase:
+            ids = [device.index] if device.type == "cuda" else None
+            self.replicas.generator = None  # the old reducer must be gone before a new one hooks the parameters
+            self.replicas.generator = DistributedDataParallel(state.qmodel, device_ids=ids)
+            if state.disc is not None and self.replicas.critic is None:
+                self.replicas.critic = DistributedDataParallel(state.disc, device_ids=ids)
+        self.replicas.phase = phase
+
+    def _epoch(self, state: TrainingState, held_out: HeldOut, setup: RunSetup, epoch: int, loader: DataLoader,
+               sampler: DistributedSampler) -> None:
         """Step 5, once per epoch: train, evaluate, checkpoint, log, call back."""
         opts = self.opts
         phase = opts.phase(epoch)
-        self._apply_phase(phase)
+        self._apply_phase(state, phase, setup.device)
         sampler.set_epoch(epoch)
         began = time.perf_counter()
         sums: dict[str, float] = {}
         bar = tqdm(loader, desc=f"{opts.method} epoch {epoch + 1}/{opts.epochs}", disable=not self.show, leave=False)
         for inputs, targets in bar:
-            scalars = self._step(inputs.to(self.device), targets.to(self.device), self.objective)
+            scalars = self._step(state, inputs.to(setup.device), targets.to(setup.device))
             for key, value in scalars.items():
                 sums[key] = sums.get(key, 0.0) + value
             bar.set_postfix(loss=f"{scalars['total']:.4g}")
-        losses = self.dist.mean({k: v / self.steps for k, v in sums.items()})
-        value_psnr, value_qfid = self._evaluate()
-        record = EpochRecord(epoch + 1, phase, losses, {g["name"]: g["lr"] for g in self.opt_g.param_groups},
+        losses = self.dist.mean({k: v / state.steps for k, v in sums.items()})
+        value_psnr, value_qfid = self._evaluate(state, held_out, setup)
+        record = EpochRecord(epoch + 1, phase, losses, {g["name"]: g["lr"] for g in state.opt_g.param_groups},
                              value_psnr, value_qfid, time.perf_counter() - began)
-        self.history.append(record.to_dict())
-        self._checkpoint(epoch + 1)
+        state.history.append(record.to_dict())
+        self._checkpoint(state, setup, epoch + 1)
         self._log(record)
         if self.on_epoch_end is not None:
-            self.on_epoch_end(record, self.qmodel)
+            self.on_epoch_end(record, state.qmodel)
 
-    def _step(self, inputs: Tensor, targets: Tensor, objective: DistillationObjective) -> dict[str, float]:
-        generator = self.ddp_g if self.ddp_g is not None else self.qmodel
-        critic = self.ddp_d if self.ddp_d is not None else self.disc
+    def _step(self, state: TrainingState, inputs: Tensor, targets: Tensor) -> dict[str, float]:
+        generator = self.replicas.generator if self.replicas.generator is not None else state.qmodel
+        critic = self.replicas.critic if self.replicas.critic is not None else state.disc
         fake = generator_image(generator(inputs))
         scalars: dict[str, float] = {}
         if critic is not None:
@@ -575,29 +478,29 @@ class _Trainer:
             n = fake.shape[0]
             scores = discriminator_scores(critic(torch.cat([targets, fake.detach()])))
             d_loss = lsgan_discriminator_loss(scores[:n], scores[n:])
-            self.opt_d.zero_grad(set_to_none=True)  # type: ignore[union-attr]
+            state.opt_d.zero_grad(set_to_none=True)  # type: ignore[union-attr]
             d_loss.backward()
-            self.opt_d.step()  # type: ignore[union-attr]
+            state.opt_d.step()  # type: ignore[union-attr]
             scalars["discriminator"] = float(d_loss.detach())
-        terms = objective(fake, targets, critic)
-        self.opt_g.zero_grad(set_to_none=True)
+        terms = state.objective(fake, targets, critic)
+        state.opt_g.zero_grad(set_to_none=True)
         terms.total.backward()
-        self.opt_g.step()
-        self.scheduler.step()
-        if self.ranges is not None and self.ranges.enabled:
-            self.ranges.commit(self.dist)
+        state.opt_g.step()
+        state.scheduler.step()
+        if state.ranges is not None and state.ranges.enabled:
+            state.ranges.commit(self.dist)
         scalars.update(terms.scalars())
         return scalars
 
-    def _checkpoint(self, epoch: int) -> None:
+    def _checkpoint(self, state: TrainingState, setup: RunSetup, epoch: int) -> None:
         rngs = self.dist.gather_objects(rng_state())
-        if self.out_dir is None or not self.dist.is_main:
+        if setup.out_dir is None or not self.dist.is_main:
             self.dist.barrier()
             return
-        state = self._state(epoch)
-        state["rng"] = rngs
-        save_checkpoint(self.out_dir, state)
-        write_log(self.out_dir, self.history)
+        checkpoint = state.checkpoint(epoch, setup.fingerprint)
+        checkpoint["rng"] = rngs
+        save_checkpoint(setup.out_dir, checkpoint)
+        write_log(setup.out_dir, state.history)
         self.dist.barrier()
 
     def _log(self, record: EpochRecord) -> None:

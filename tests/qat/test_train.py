@@ -13,7 +13,7 @@ from gan_brevitas import QuantConfig, recipes
 from gan_brevitas.errors import CheckpointError, ConfigError
 from gan_brevitas.metrics import psnr
 from gan_brevitas.qat.checkpoint import CHECKPOINT_NAME, LOG_NAME, load_checkpoint
-from gan_brevitas.qat.train import quantizer_parameters
+from gan_brevitas.qat.state import quantizer_parameters
 from gan_brevitas.quant.convert import fold_for_quantization
 from gan_brevitas.quant.quantizers import act_grid
 from gan_brevitas.qat.ranges import act_proxies
