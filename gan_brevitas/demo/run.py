@@ -41,7 +41,7 @@ from gan_brevitas.harness import (
     write_report,
 )
 from gan_brevitas.harness.figures import quantile_figure, save_grid
-from gan_brevitas.harness.measure import Reference, measure_method
+from gan_brevitas.harness.measure import Reference, float_noise_floor, measure_method
 from gan_brevitas.metrics.evaluate import collect_inputs
 from gan_brevitas.metrics.extractors import ExtractorSpec, resolve_extractor
 from gan_brevitas.metrics.fid import fid, generate
@@ -200,8 +200,7 @@ def demo_run(name: str, section: str, row: DemoRow, settings: DemoSettings) -> R
 def noise_floor(name: str, model, fp_images, n: int, extractor: ExtractorSpec) -> float:
     """qFID of the float model against itself on other inputs (seed 3 vs 1): the value two
     samples of n images differ by with no quantization at all. A qFID near it is noise."""
-    other = collect_inputs(zoo.demo_inputs(name, n, seed=3), n)
-    return fid(generate(model, other, other.shape[0], progress=False), fp_images, extractor=extractor).value
+    return float_noise_floor(model, collect_inputs(zoo.demo_inputs(name, n, seed=3), n), fp_images, extractor)
 
 
 def _grid_label(row: ResultRow) -> str:

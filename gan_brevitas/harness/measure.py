@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from gan_brevitas import recipes
 from gan_brevitas.metrics.evaluate import Evaluation, evaluate_outputs
 from gan_brevitas.metrics.extractors import ExtractorSpec
-from gan_brevitas.metrics.fid import generate
+from gan_brevitas.metrics.fid import fid, generate
 from gan_brevitas.quant.config import QuantConfig
 
 
@@ -59,3 +59,11 @@ def measure_method(
     images = generate(qmodel, reference.inputs, reference.inputs.shape[0], progress=False)
     metrics = evaluate_outputs(images, reference.images, reference.real, extractor)
     return Measured(qmodel, images, metrics, time.perf_counter() - start)
+
+
+def float_noise_floor(model: nn.Module, other_inputs: Tensor, reference_images: Tensor, extractor: ExtractorSpec) -> float:
+    """qFID of the float ``model`` against itself: its outputs for another draw of inputs vs the
+    reference images. Two samples of n images differ by this much with no quantization at all, so
+    a qFID near it is noise."""
+    images = generate(model, other_inputs, other_inputs.shape[0], progress=False)
+    return fid(images, reference_images, extractor=extractor).value

@@ -163,22 +163,37 @@ def _held(finding: Finding) -> str:
 
 def _row_table(outcomes: Sequence[Outcome]) -> list[str]:
     lines = [
-        "| model | paper row | FID | paper FID | qFID | paper qFID | PSNR (dB) | compute | time (s) | recipe |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model | paper row | n | FID | paper FID | qFID | paper qFID | PSNR (dB) | compute | time (s) | recipe |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for o in outcomes:
         row, metrics = o.spec, {} if o.row is None else o.row.metrics
         time_text = _num(o.row.seconds, 3) if o.row else f"not run: {o.reason}"
         psnr = None if row.method == FULL_PRECISION else metrics.get("psnr")
         lines.append(
-            f"| {row.model} | {row.label} | {_num(metrics.get('fid'))} | {_num(row.paper.fid)} | "
+            f"| {row.model} | {row.label} | {o.row.n if o.row else '–'} | {_num(metrics.get('fid'))} | {_num(row.paper.fid)} | "
             f"{_num(metrics.get('qfid'))} | {_num(row.paper.qfid)} | {'–' if psnr is None else f'{psnr:.2f}'} | "
             f"{_budget(row)} | {time_text} | `{row.id}` |"
         )
+    lines += ["", noise_floor_line(outcomes)]
     notes = sorted({f"{o.spec.id}: {o.spec.paper.note}" for o in outcomes if o.spec.paper.note})
     if notes:
         lines += ["", "Notes from the paper:", ""] + [f"- {note}" for note in notes]
     return lines
+
+
+def noise_floor_line(outcomes: Sequence[Outcome]) -> str:
+    """The qFID each model's float outputs differ by between two draws of held-out inputs (measured
+    by its full-precision row): a qFID difference smaller than this is noise."""
+    floors = {}
+    for o in outcomes:
+        floor = None if o.row is None else o.row.metrics.get("noise_floor_qfid")
+        if o.spec.method == FULL_PRECISION and floor is not None:
+            floors[o.spec.model] = f"{o.spec.model} {floor:.3f} (n={o.row.n})"
+    if not floors:
+        return "Noise floor: not measured (no full-precision row of this run measured it)."
+    return ("Noise floor (qFID of the float model against itself on another draw of held-out inputs; a qFID "
+            f"difference below it is noise): {', '.join(floors[m] for m in sorted(floors))}.")
 
 
 def _figure1(outcomes: Sequence[Outcome], figures: Path) -> list[str]:

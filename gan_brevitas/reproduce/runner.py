@@ -25,7 +25,7 @@ from torch import Tensor
 
 from gan_brevitas.errors import ConfigError
 from gan_brevitas.harness import Outcome, ResultRow, Run, RunCache, machine_description, sweep
-from gan_brevitas.harness.measure import Reference, measure_method
+from gan_brevitas.harness.measure import Reference, float_noise_floor, measure_method
 from gan_brevitas.metrics.evaluate import evaluate_outputs
 from gan_brevitas.metrics.extractors import ExtractorSpec, resolve_extractor
 from gan_brevitas.metrics.fid import generate
@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 
 #: The format of reproduce's cached rows (``<out>/rows``).
 CACHE_FORMAT = "gan-brevitas/reproduce-row/1"
+#: The full-precision row also measures its model against itself on the held-out draw shifted by
+#: this seed (the qFID noise floor of the report).
+NOISE_FLOOR_SEED_OFFSET = 1000
 
 
 @dataclass(frozen=True)
@@ -145,9 +148,12 @@ def measure(row: Row, models: Models, extractor: ExtractorSpec, settings: RunSet
     started = time.perf_counter()
     data = models.data(row.model)
     reference = models.reference(row)
+    extra: dict[str, Any] = {}
     if row.method == FULL_PRECISION:
         images = reference.images
         metrics = evaluate_outputs(images, reference.images, reference.real, extractor)
+        other = data.eval_inputs(row.eval.n, row.eval.eval_seed + NOISE_FLOOR_SEED_OFFSET)
+        extra["noise_floor_qfid"] = float_noise_floor(fold_for_quantization(data.model), other, images, extractor)
     else:
         measured = measure_method(data.model, row.method, row.quant,
                                   _method_kwargs(row, data, settings, settings.work_dir / key),
@@ -167,7 +173,7 @@ def measure(row: Row, models: Models, extractor: ExtractorSpec, settings: RunSet
         "device": settings.device,
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    metrics_record = {**metrics.to_dict(), "n_real": None if reference.real is None else len(reference.real)}
+    metrics_record = {**metrics.to_dict(), "n_real": None if reference.real is None else len(reference.real), **extra}
     seconds = time.perf_counter() - started
     return ResultRow(row.model, row.method, row.label, metrics_record, metrics.n, seconds, fields), samples
 

@@ -54,6 +54,10 @@ def test_two_rows_run_then_come_from_the_cache(tmp_path, sagan_checkpoint, capsy
     assert "profile **tiny**" in results and "gan-brevitas-demo-cnn" in results
     assert "| sagan | vanilla PTQ, per-tensor, a8/w8 |" in results and "| 86.8 |" in results
     assert "no --real images, so no FID" in results
+    floor = next(json.loads(r.read_text()) for r in records if "full_precision" in r.read_text())["metrics"]
+    assert floor["noise_floor_qfid"] > 0  # another draw of inputs: the float model differs from itself
+    assert f"sagan {floor['noise_floor_qfid']:.3f} (n={floor['n']})" in results
+    assert f"| sagan | vanilla PTQ, per-tensor, a8/w8 | {vanilla['n']} |" in results
     assert "## Findings" in results and "F6" in results
     assert (out / "figures" / "sagan_grid.png").stat().st_size > 1000
 
