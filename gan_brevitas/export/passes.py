@@ -19,6 +19,9 @@
 * `set_metadata`: the quantization record (method, config, bits, target) in metadata_props.
 * `fold_weight_quantize`: a weight exported as float -> QuantizeLinear (ModelOpt's graphs)
   becomes the int8 initializer the QuantizeLinear would compute.
+* `drop_zero_weight_zero_points`: a weight DequantizeLinear's all-zero zero point input is
+  dropped (0 is the default: exact). OpenVINO reads an explicit zero point as a Subtract on
+  the weights, and its CPU plugin then ran the conv / ConvTranspose in f32.
 """
 
 from __future__ import annotations
@@ -37,6 +40,35 @@ log = logging.getLogger(__name__)
 
 INT4_MIN_OPSET = 21
 METADATA_PREFIX = "gan_brevitas."
+
+
+def drop_zero_weight_zero_points(model_proto: onnx.ModelProto) -> int:
+    """Drop the all-zero zero point of every DequantizeLinear of a constant (weight) tensor, in
+    place; returns how many were dropped.
+
+    Exact: a missing zero point is 0 and the output type is the input's. Why: OpenVINO turns
+    an explicit weight zero point into a Subtract on the weights, and its CPU plugin then ran
+    the layer in f32 (suite sketch translator, every conv with per-channel zero points and both
+    ConvTransposes; without the zero points all of them ran int8).
+    """
+    import onnx_ir as ir
+    import onnx_ir.passes.common
+
+    model = ir.from_proto(model_proto)
+    dropped = 0
+    for node in ir.traversal.RecursiveGraphIterator(model.graph):
+        if node.op_type != "DequantizeLinear" or len(node.inputs) < 3 or node.inputs[2] is None:
+            continue
+        weight, zero_point = node.inputs[0], node.inputs[2]
+        if weight is None or weight.const_value is None or zero_point.const_value is None:
+            continue
+        if not np.any(zero_point.const_value.numpy()):
+            node.resize_inputs(2)
+            dropped += 1
+    if dropped:
+        ir.passes.common.RemoveUnusedNodesPass()(model)  # the dropped zero points too
+        model_proto.CopyFrom(ir.to_proto(model))
+    return dropped
 
 
 def remove_initializer_inputs(model: onnx.ModelProto) -> int:

@@ -16,9 +16,10 @@ Targets:
   (what NNCF's output looks like): symmetric activations, unsigned uint8 with zero point 0 for
   tensors that are never negative (after ReLU) and int8 elsewhere (an asymmetric model is
   re-calibrated from the given inputs), Q/DQ moved across Pad / DepthToSpace / nearest Resize
-  so they fuse with the op before them, repeated Q/DQ of aligned quantizers removed,
-  ConvTranspose rewritten as Conv + PixelShuffle (OpenVINO kept a DCGAN's ConvTranspose in
-  float; ``conv_transpose="keep"`` keeps them). ``.xml`` paths are written as OpenVINO IR
+  so they fuse with the op before them, repeated Q/DQ of aligned quantizers removed, all-zero
+  weight zero points dropped (with them OpenVINO ran the layer in f32), ConvTranspose kept
+  (OpenVINO runs it in int8; the Conv + PixelShuffle rewrite costs up to 16/9 of its
+  multiply-adds plus a DepthToSpace). ``.xml`` paths are written as OpenVINO IR
   (.xml + .bin), others as ONNX; when openvino is installed the file is compiled for the CPU
   and every quantized conv that did not run in int8 is named in the report's warnings.
 * ``float``: the folded float generator (or a quantized model's float twin: the same weights
@@ -80,9 +81,9 @@ class ExportOptions:
     Attributes:
         target: "onnxruntime", "tensorrt", "openvino" or "float".
         opset: ONNX opset; None picks 17 (21 with int4).
-        conv_transpose: "auto" (onnxruntime, openvino: rewrite every ConvTranspose as Conv + PixelShuffle;
-            tensorrt: rewrite those with per-channel weights, which TensorRT cannot run; float:
-            keep), "subpixel" (rewrite all) or "keep" (rewrite none).
+        conv_transpose: "auto" (onnxruntime: rewrite every ConvTranspose as Conv + PixelShuffle;
+            tensorrt: rewrite those with per-channel weights, which TensorRT cannot run; float,
+            openvino: keep), "subpixel" (rewrite all) or "keep" (rewrite none).
         fp16: run the float parts in fp16 between explicit Casts (tensorrt only).
         int4: pack weights of <= 4 bits as ONNX INT4 (onnxruntime only; opset 21).
         dynamic_batch: make the batch dimension of inputs and outputs symbolic.
@@ -309,7 +310,7 @@ def _conv_transposes(model: nn.Module) -> list[str]:
 
 def _subpixel_targets(model: nn.Module, options: ExportOptions) -> list[str]:
     mode = options.conv_transpose
-    if mode == "keep" or (mode == "auto" and options.target == "float"):
+    if mode == "keep" or (mode == "auto" and options.target in ("float", "openvino")):
         return []
     if mode == "auto" and options.target == "tensorrt":
         return _per_channel_conv_transposes(model)
@@ -483,6 +484,10 @@ def finish_graph(model_proto: onnx.ModelProto, options: ExportOptions) -> list[s
         concats = passes.concat_int8(model_proto)
         if concats:
             notes.append(f"{concats} Concat(s) on the 8-bit tensors (exact)")
+    if options.target == "openvino":
+        dropped = passes.drop_zero_weight_zero_points(model_proto)
+        if dropped:
+            notes.append(f"{dropped} all-zero weight zero point(s) dropped (exact; OpenVINO ran those layers in f32)")
     if options.target == "onnxruntime":
         leaky = passes.prelu_as_leaky_relu(model_proto)
         if leaky:

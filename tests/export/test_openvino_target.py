@@ -96,3 +96,26 @@ def test_evaluate_measures_the_exported_file(tmp_path):
     assert torch.allclose(deployed(x), qmodel(x), atol=0.05)
     result = recipes.evaluate(str(path), model, x, n=8, progress=False, engine="openvino", extractor="demo-cnn")
     assert result.psnr is not None and result.psnr > 20
+
+
+def test_conv_transpose_is_kept_and_runs_int8_without_weight_zero_points(tmp_path):
+    import onnx
+
+    from gan_brevitas.export import passes
+    from gan_brevitas.export.openvino import precision_report
+    from tests.export.test_patterns import PATTERNS
+
+    torch.manual_seed(0)
+    qmodel = recipes.quantize(PATTERNS["conv_transpose"]().eval(), inputs=_images(8, 0), num_samples=8, progress=False)
+    path = tmp_path / "ct.onnx"
+    report = recipes.export(qmodel, path, "openvino", inputs=_images(8, 0), num_samples=8)
+    graph = onnx.load(str(path)).graph
+    weights = {init.name for init in graph.initializer}
+    assert [n.op_type for n in graph.node].count("ConvTranspose") == 1
+    assert not [n for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in weights and len(n.input) > 2]
+    assert any("weight zero point" in c for c in report.conversions), report.conversions
+    precision = precision_report(path)
+    assert precision.all_int8 and len(precision.int8) == 3, precision.format()
+    assert precision.precisions.get("Deconvolution i8", 0) + precision.precisions.get("Deconvolution u8", 0) == 1
+    model = onnx.load(str(path))
+    assert passes.drop_zero_weight_zero_points(model) == 0  # nothing left to drop
