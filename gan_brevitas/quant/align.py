@@ -44,11 +44,11 @@ def on_grid(x: Tensor, proxy: nn.Module) -> bool:
     low, high = _int_range(proxy, bits)
     levels = x.detach().float() / scale + zero_point
     rounded = torch.round(levels)
-    if torch.unique(rounded).numel() < 2:
-        return False  # a constant tensor sits on every grid: it says nothing
-    return bool(
-        (levels - rounded).abs().max() <= ON_GRID_TOL and rounded.min() >= low and rounded.max() <= high
-    )
+    if (levels - rounded).abs().max() > ON_GRID_TOL:
+        return False
+    smallest, largest = rounded.min(), rounded.max()
+    # a constant tensor sits on every grid: it says nothing
+    return bool(smallest < largest and smallest >= low and largest <= high)
 
 
 def _same_kind(a: nn.Module, b: nn.Module) -> bool:
