@@ -133,7 +133,8 @@ def save_ir(onnx_path: str | os.PathLike, xml_path: str | os.PathLike, metadata:
 
 def profile_time_share(path: str | os.PathLike, x: Any, runs: int = 3, threads: Optional[int] = None) -> Any:
     """OpenVINO's performance counters over ``runs`` calls on ``x``: time per layer type, and
-    whether its kernel ran in int8 (the implementation name carries I8 / U8)."""
+    whether its kernel ran in int8 (the implementation name carries i8 / u8, either case), after
+    one warm-up call."""
     from gan_brevitas.export.ort import time_share
 
     ov = _openvino()
@@ -144,13 +145,15 @@ def profile_time_share(path: str | os.PathLike, x: Any, runs: int = 3, threads: 
     if threads is not None:
         config["INFERENCE_NUM_THREADS"] = int(threads)
     request = core.compile_model(model, "CPU", config).create_infer_request()
+    request.infer({0: x})  # warm-up, not counted
     per_op: dict[str, float] = {}
     for _ in range(runs):
         request.infer({0: x})
         for info in request.get_profiling_info():
             if info.status != info.Status.EXECUTED:
                 continue
-            int8 = "I8" in info.exec_type or "U8" in info.exec_type
+            kernel = info.exec_type.lower()
+            int8 = "i8" in kernel or "u8" in kernel
             key = f"{info.node_type} ({'int8' if int8 else 'float'})"
             per_op[key] = per_op.get(key, 0.0) + info.real_time.total_seconds() * 1e6
     return time_share(per_op, lambda key: key.endswith("(int8)"))

@@ -239,15 +239,16 @@ def layers_called(qmodel: nn.Module, x: Tensor) -> list[str]:
     return list(dict.fromkeys(called))
 
 
-def drop_unused_layers(qmodel: nn.Module, x: Tensor) -> list[str]:
-    """Replace (in place) the quantized layers that do not run on ``x`` by Identity.
+def drop_unused_layers(qmodel: nn.Module, called: list[str]) -> list[str]:
+    """Replace (in place) the quantized layers not in ``called`` (`layers_called` on the example
+    input) by Identity.
 
     Why: StyleGAN holds blocks for every resolution but runs those up to its output size;
     Brevitas's export needs each quantized layer's input scale from a forward pass, which
     unused layers never see. They are not part of the traced graph either way.
     """
-    called = set(layers_called(qmodel, x))
-    unused = [name for name, _ in quant_layers(qmodel) if name not in called]
+    known = set(called)
+    unused = [name for name, _ in quant_layers(qmodel) if name not in known]
     for name in unused:
         parent_name, _, child = name.rpartition(".")
         setattr(qmodel.get_submodule(parent_name) if parent_name else qmodel, child, nn.Identity())
@@ -257,10 +258,11 @@ def drop_unused_layers(qmodel: nn.Module, x: Tensor) -> list[str]:
     return unused
 
 
-def check_calibrated(qmodel: nn.Module, x: Tensor) -> None:
-    """ExportError naming the quantized layers that run on ``x`` but were never calibrated."""
+def check_calibrated(qmodel: nn.Module, called: list[str]) -> None:
+    """ExportError naming the quantized layers in ``called`` (`layers_called` on the example
+    input) that were never calibrated."""
     stale = []
-    for name in layers_called(qmodel, x):
+    for name in called:
         layer = qmodel.get_submodule(name)
         for side in ("input_quant", "output_quant"):
             proxy = getattr(layer, side)
@@ -352,8 +354,9 @@ def prepare_for_target(
                 "'vanilla-ptq', inputs=...) first, or export the float model with target='float'."
             )
         work = copy.deepcopy(model).eval()
-        check_calibrated(work, x)
-        drop_unused_layers(work, x)
+        called = layers_called(work, x)  # one forward pass for both checks
+        check_calibrated(work, called)
+        drop_unused_layers(work, called)
         if options.target == "tensorrt" and has_asymmetric_activations(work):
             base = config if config is not None else QuantConfig()
             work = to_symmetric(work, inputs, base, num_samples=options.num_samples)
@@ -492,6 +495,9 @@ def finish_graph(model_proto: onnx.ModelProto, options: ExportOptions) -> list[s
         leaky = passes.prelu_as_leaky_relu(model_proto)
         if leaky:
             notes.append(f"{leaky} single-slope PRelu -> LeakyRelu (exact; int8 QLinearLeakyRelu in ONNX Runtime)")
+        channel_slopes = passes.prelu_as_min_mul_add(model_proto)
+        if channel_slopes:
+            notes.append(f"{channel_slopes} per-channel PRelu -> x + (slope - 1) * Min(x, 0) (ONNX Runtime's PRelu is slow)")
     if options.fp16:
         moved = passes.cast_float_parts_fp16(model_proto)
         notes.append(f"{moved} float op(s) run in fp16 between explicit Casts")

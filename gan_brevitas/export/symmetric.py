@@ -28,6 +28,7 @@ from gan_brevitas.quant.config import QuantConfig
 from gan_brevitas.quant.convert import QUANT_LAYER_TABLE, QuantActPoint, act_proxies, quant_layers, quantize_model
 from gan_brevitas.quant.points import ActPoint
 from gan_brevitas.quant.quantizers import is_asymmetric, set_act_range
+from gan_brevitas.quant.stats import MSEClipAbsMax
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ def to_symmetric(
     converted = quantize_model(twin, symmetric_config)
     _load_weights(converted, qmodel)
     ranges = calibrate_activations(converted, twin, inputs, symmetric_config, num_samples=num_samples,
-                                   progress=progress)
+                                   progress=progress, align=not unsigned_nonnegative)
     if unsigned_nonnegative:
         unsigned = frozenset(key for key, (low, _) in ranges.items() if low >= 0.0)
         converted = quantize_model(twin, symmetric_config, unsigned=unsigned)
@@ -126,3 +127,15 @@ def _load_weights(converted: nn.Module, qmodel: nn.Module) -> None:
             f"(missing {missing[:3]}, unexpected {unexpected[:3]}): was the model converted with a "
             "different QuantConfig.skip? Quantize with act_scheme='symmetric' instead."
         )
+    _share_weight_searches(converted, qmodel)
+
+
+def _share_weight_searches(converted: nn.Module, qmodel: nn.Module) -> None:
+    """Hand ``qmodel``'s MSE weight-clipping results to ``converted`` (same layer names): the
+    search (200 candidate steps per weight tensor) is re-run only if the weights differ, which
+    `MSEClipAbsMax` checks itself."""
+    searched = {name: m for name, m in qmodel.named_modules() if isinstance(m, MSEClipAbsMax)}
+    for name, module in converted.named_modules():
+        source = searched.get(name)
+        if isinstance(module, MSEClipAbsMax) and source is not None and source._cache_values is not None:
+            module._cache_values, module._cache_ratio = source._cache_values, source._cache_ratio

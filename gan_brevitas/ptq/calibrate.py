@@ -101,11 +101,14 @@ def calibrate_activations(
     config: QuantConfig,
     num_samples: int = 500,
     progress: bool = True,
+    align: bool = True,
 ) -> dict[tuple[str, str], tuple[float, float]]:
     """Set every activation quantizer of ``qmodel`` from the float model's statistics.
 
     ``float_model`` must have the same module names as ``qmodel`` (it is the model
     `quantize_model` converted). Returns the (low, high) range per (layer, "input"/"output").
+    ``align``: then give repeated quantizers one grid (`align_grids`; one more forward pass);
+    a caller that re-sets the ranges afterwards aligns itself.
     """
     proxies = {(name, side): proxy for name, side, proxy in act_proxies(qmodel)}
     device = next(float_model.parameters()).device
@@ -133,5 +136,6 @@ def calibrate_activations(
             continue
         ranges[(name, side)] = value
         set_act_range(proxies[(name, side)], *value)
-    align_grids(qmodel, first[0][:1] if first else None)
+    if align:
+        align_grids(qmodel, first[0][:1] if first else None)
     return ranges

@@ -38,10 +38,22 @@ def _int_range(proxy: nn.Module, bits: int) -> tuple[int, int]:
     return (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if proxy.is_signed else (0, 2**bits - 1)
 
 
+#: Values checked first: a tensor off the grid almost always shows it in its first values, and
+#: the whole tensor (millions of values at SR resolutions) is then never scanned.
+PROBE = 4096
+
+
+def _off_grid(levels: Tensor) -> bool:
+    return bool((levels - torch.round(levels)).abs().max() > ON_GRID_TOL)
+
+
 def on_grid(x: Tensor, proxy: nn.Module) -> bool:
     """True when every value of ``x`` is a value of ``proxy``'s grid (and ``x`` is not constant)."""
     scale, zero_point, bits = act_grid(proxy)
     low, high = _int_range(proxy, bits)
+    flat = x.detach().reshape(-1)
+    if flat.numel() > PROBE and _off_grid(flat[:PROBE].float() / scale + zero_point):
+        return False
     levels = x.detach().float() / scale + zero_point
     rounded = torch.round(levels)
     if (levels - rounded).abs().max() > ON_GRID_TOL:
