@@ -19,9 +19,9 @@ Methods:
 * ``nncf``: ``nncf.quantize`` (default preset) on the OpenVINO model read from the same fp32
   ONNX, run by OpenVINO on the CPU;
 * ``modelopt-int8``: NVIDIA ModelOpt INT8 through our plugin (fake-quant in torch);
-* ``ours-w4a8-best``: the best 4-bit-weight recipe the library offers (see ``W4_CANDIDATES``;
+* ``ours-best-w4a8``: the best 4-bit-weight recipe the library offers (see ``W4_CANDIDATES``;
   each candidate is measured and reported, the best is named);
-* ``w4a8-minmax``: vanilla PTQ at 4-bit per-channel weights, the paper's scheme with min-max ranges;
+* ``minmax-w4a8``: vanilla PTQ at 4-bit per-channel weights, the paper's scheme with min-max ranges;
 * ``ours-mixed-5bit``: mixed precision at <= 5.0 effective weight bits (``effective_bits=5.0``).
 
 A method the library does not offer yet is reported as "not available" with the reason. The
@@ -56,7 +56,7 @@ from gan_brevitas import QuantConfig, recipes
 from gan_brevitas.atomic_files import atomic_write
 from gan_brevitas.metrics.psnr import psnr
 from gan_brevitas.quant.convert import quant_layers
-from gan_brevitas.quant.describe import describe_rows
+from gan_brevitas.backends import backend_for
 
 log = logging.getLogger("quality_suite")
 
@@ -106,7 +106,8 @@ def _run_torch(model: nn.Module, inputs: Tensor) -> Tensor:
 
 
 def _left_float_ours(qmodel: nn.Module) -> list[str]:
-    return [f"{r.name} ({r.note})" for r in describe_rows(qmodel) if r.kind == "float"]
+    """What the model's own backend (Brevitas or ModelOpt) reports as kept float."""
+    return [f"{r.name} ({r.note})" for r in backend_for(qmodel).describe_rows(qmodel) if r.kind == "float"]
 
 
 def _quantize_ours(entry: SuiteEntry, method: Optional[str], config: Optional[QuantConfig], **options: Any) -> Outcome:
@@ -223,28 +224,17 @@ def nncf_ptq(entry: SuiteEntry, fp32: Path, threads: int) -> Outcome:
 
 
 def _w4_candidates(brecq_steps: int) -> list[tuple[str, str, QuantConfig, dict[str, Any]]]:
-    """(label, method, config, options) of the 4-bit-weight recipes this library offers."""
-    w4 = dict(weight_bits=4, per_channel=True)
-    candidates = []
-    for weights in ("mse", "auto"):
-        if _accepts(weight_range=weights, act_range="mse", bias_correction=True):
-            candidates.append((f"vanilla, {weights} weights + mse acts + bias correction", "vanilla-ptq",
-                               QuantConfig(weight_range=weights, act_range="mse", bias_correction=True, **w4), {}))  # fmt: skip
-    if not candidates:
-        candidates.append(("vanilla, min-max weights, quantile acts", "vanilla-ptq", _paper_config(weight_range="minmax", **w4), {}))
+    """(label, method, config, options) of the 4-bit-weight recipes this library offers: the
+    default scheme at 4 bits (per-channel MSE weights, MSE activations, bias correction, float
+    tail), and with ``brecq_steps`` AdaRound block reconstruction (AR-BRECQ) and STE-BRECQ
+    started from it."""
+    w4 = QuantConfig(weight_bits=4)
+    candidates = [("vanilla, default scheme at W4 (mse weights + mse acts + bias correction)", "vanilla-ptq", w4, {})]
     if brecq_steps:
-        candidates.append((f"ste-brecq {brecq_steps} steps/block, min-max weights", "ste-brecq",
-                           _paper_config(weight_range="minmax", **w4), {"steps": brecq_steps}))  # fmt: skip
+        for method in ("ar-brecq", "ste-brecq"):
+            candidates.append((f"{method} {brecq_steps} steps/block from the default scheme at W4", method, w4,
+                               {"steps": brecq_steps}))  # fmt: skip
     return candidates
-
-
-def _accepts(**fields: Any) -> bool:
-    """Whether this library's QuantConfig takes ``fields`` (range search, bias correction...)."""
-    try:
-        QuantConfig(**fields)
-        return True
-    except Exception:  # TypeError / ConfigError: not offered yet
-        return False
 
 
 def ours_w4_best(entry: SuiteEntry, reference: Tensor, data_range: float, brecq_steps: int) -> Outcome:
@@ -297,8 +287,8 @@ def method_table(
         "ort-static": lambda e: ort_static(e, fp32, work, threads),
         "nncf": lambda e: nncf_ptq(e, fp32, threads),
         "modelopt-int8": lambda e: _quantize_ours(e, "modelopt-int8", None),
-        "ours-w4a8-best": lambda e: ours_w4_best(e, reference, data_range, brecq_steps),
-        "w4a8-minmax": lambda e: _quantize_ours(e, "vanilla-ptq", _paper_config(weight_bits=4, per_channel=True, **minmax)),
+        "ours-best-w4a8": lambda e: ours_w4_best(e, reference, data_range, brecq_steps),
+        "minmax-w4a8": lambda e: _quantize_ours(e, "vanilla-ptq", _paper_config(weight_bits=4, per_channel=True, **minmax)),
         "ours-mixed-5bit": ours_mixed,
     }
 
@@ -354,7 +344,7 @@ def targets(rows: list[Row], models: list[str]) -> list[dict[str, Any]]:
     out = []
     for model in models:
         ours, w4, w4mm, mixed, w8 = (_get(rows, model, m) for m in
-                                     ("ours-default", "ours-w4a8-best", "w4a8-minmax", "ours-mixed-5bit", "ours-default"))  # fmt: skip
+                                     ("ours-default", "ours-best-w4a8", "minmax-w4a8", "ours-mixed-5bit", "ours-default"))  # fmt: skip
         anchors = [r for r in (_get(rows, model, m) for m in W8_TOOLS) if r is not None]
         if ours and anchors:
             best = max(anchors, key=lambda r: r.psnr_db or -math.inf)
@@ -363,7 +353,7 @@ def targets(rows: list[Row], models: list[str]) -> list[dict[str, Any]]:
                         "margin_db": round(mean, 2), "worst_image_db": round(worst, 2), "met": mean >= 0.5})  # fmt: skip
         if w4 and w4mm:
             mean, worst = _paired(w4, w4mm)
-            out.append({"model": model, "target": "best W4A8 >= W4A8 min-max + 3 dB", "anchor": "w4a8-minmax",
+            out.append({"model": model, "target": "best W4A8 >= W4A8 min-max + 3 dB", "anchor": "minmax-w4a8",
                         "margin_db": round(mean, 2), "worst_image_db": round(worst, 2), "met": mean >= 3.0})  # fmt: skip
         if mixed and w8:
             mean, worst = _paired(mixed, w8)
@@ -472,6 +462,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--name", default="quality_suite", help="output file stem")
+    parser.add_argument("--sizes", default="", help="input size overrides in px, e.g. sketch_translator=256")
     parser.add_argument("--brecq-steps", type=int, default=0,
                         help="also try STE-BRECQ at W4 with this many steps per block (slow on a CPU; 0 = skip)")
     args = parser.parse_args(argv)
@@ -481,7 +472,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    entries = load_suite([m for m in args.models.split(",") if m] or None)
+    sizes = {name: int(px) for name, px in (item.split("=") for item in args.sizes.split(",") if item)}
+    entries = load_suite([m for m in args.models.split(",") if m] or None, sizes=sizes)
     all_methods = list(method_table(Path(), Path(), 1, torch.zeros(1), 1.0))
     methods = [m for m in args.methods.split(",") if m] or all_methods
     unknown = set(methods) - set(all_methods)

@@ -113,7 +113,7 @@ def quantize(
     # methods that choose per-layer settings (mixed precision, weight_range="auto") say so here
     config = qmodel.__dict__.pop("resolved_quant_config", config)
     if config.bias_correction and backend_for(qmodel).name == "brevitas":
-        correct_biases(qmodel, checked)
+        correct_biases(qmodel, float_model, checked)
     qmodel.gan_brevitas = QuantInfo(
         method=name, config=config, generator=getattr(model, "generator_spec", None),
         input_shape=input_shape_of(inputs),

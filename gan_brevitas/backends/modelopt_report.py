@@ -20,6 +20,7 @@ from gan_brevitas.models.float_parts import FLOAT_REASONS, float_parts
 from gan_brevitas.models.sagan import SelfAttention
 from gan_brevitas.models.stylegan import Blur
 from gan_brevitas.quant.describe import LayerRow
+from gan_brevitas.quant.points import ACTIVATIONS, ActPoint
 
 
 def _original_class(module: nn.Module) -> type[nn.Module]:
@@ -79,7 +80,24 @@ def _module_row(name: str, module: QuantModule, record: Optional[ModelOptRecord]
     if input_q is not None and input_q.is_enabled:
         note = "ModelOpt's Q/DQ on its input; the statistics and the op stay float"
         return LayerRow(name, kind, "-", "-", f"in {_act_text(input_q)}", note)
+    if issubclass(_original_class(module), ACTIVATIONS):
+        return _float_row(name, f"{kind}: its ModelOpt quantizers are disabled: input and output stay float")
     return None
+
+
+def _unquantized_activations(qmodel: nn.Module) -> list[LayerRow]:
+    """Activations and joins ModelOpt left without quantizers: LeakyReLU / PReLU it did not
+    convert, and each residual add / concatenation (found by the identity points the folded
+    model carries there; ModelOpt quantizes none of them)."""
+    rows, joins = [], {}
+    for name, module in qmodel.named_modules():
+        if type(module) in ACTIVATIONS:
+            rows.append(_float_row(name, f"{type(module).__name__}: no ModelOpt quantizer: input and output stay float"))
+        elif isinstance(module, ActPoint) and module.role.split()[0] in ("add", "cat"):
+            joins.setdefault(name.rsplit("_", 1)[0], module.role.split()[0])
+    for name, kind in joins.items():
+        rows.append(_float_row(name, f"{kind}: no ModelOpt quantizer on its inputs or output: runs float"))
+    return rows
 
 
 def describe_rows(qmodel: nn.Module) -> list[LayerRow]:
@@ -97,6 +115,9 @@ def describe_rows(qmodel: nn.Module) -> list[LayerRow]:
             if row is not None:
                 rows.append(row)
                 listed.add(name)
+    for row in _unquantized_activations(qmodel):
+        rows.append(row)
+        listed.add(row.name)
     for name, why in float_parts(qmodel):
         if name not in listed:
             rows.append(_float_row(name, why))

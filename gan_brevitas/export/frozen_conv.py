@@ -47,10 +47,10 @@ def frozen_quant_conv(
 
     Raises ExportError if the new layer does not reproduce ``weight`` exactly.
     """
-    if not (template.input_quant.is_quant_enabled and template.output_quant.is_quant_enabled):
+    if not template.input_quant.is_quant_enabled:  # the output may be float (`quant.tail`)
         raise ExportError(
-            "an export rewrite needs layers with quantized input and output activations (models "
-            "converted by gan_brevitas.quant.convert have both)."
+            "an export rewrite needs layers with a quantized input activation (models converted "
+            "by gan_brevitas.quant.convert have one)."
         )
     with torch.no_grad():
         bit_width = int(template.quant_weight().bit_width)

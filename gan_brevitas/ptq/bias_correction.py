@@ -1,57 +1,97 @@
 """Bias correction (``QuantConfig.bias_correction``): remove the mean shift quantization adds.
 
-After calibration, each quantized conv / linear layer's output is compared with the same
-layer in float on the same input, over the calibration inputs; the per-output-channel mean
-of (float - quantized) is added to its bias. This is Brevitas's `bias_correction_mode` (the
-fast bias correction of NNCF: each layer's own error, the float output passed on so errors do
-not accumulate); the output quantizers are off while the error is measured, so the correction
-goes into the accumulator. Layers without a bias are left as they are (a new bias would
-change the architecture that `recipes.load` rebuilds).
+Sequential, against the float network: the folded float model and the quantized model run the
+same calibration batches; for every quantized conv / linear layer with a bias, in the order
+the quantized model runs them, the per-output-channel mean of (float network's output of that
+layer - quantized network's output of that layer, before its output quantizer) is added to the
+bias, and the corrected output goes on, so each later layer is corrected on the input it will
+really see (upstream quantization and upstream corrections included; the anchors: AIMET's and
+NNCF's bias correction, Brevitas's `bias_correction_mode` corrects each layer on a float input
+instead). Over several batches the correction is the running mean of the per-batch residuals.
+Layers without a bias are left as they are (a new bias would change the architecture that
+`recipes.load` rebuilds).
 """
 
 from __future__ import annotations
 
-import warnings
+import contextlib
+from typing import Iterator
 
 import torch
-from torch import nn
-from tqdm.auto import tqdm
+from brevitas.quant_tensor import QuantTensor
+from torch import Tensor, nn
 
 from gan_brevitas.errors import CalibrationError
 from gan_brevitas.inputs import InputSource, iter_batches
+from gan_brevitas.quant.convert import quant_layers
 
 #: Calibration inputs the mean shift is measured on, and how many go through at once.
 BIAS_CORRECTION_SAMPLES = 32
 BIAS_CORRECTION_BATCH = 8
 
 
+def _channel_mean(x: Tensor | QuantTensor) -> Tensor:
+    x = x.value if isinstance(x, QuantTensor) else x
+    return x.detach().transpose(0, 1).reshape(x.shape[1], -1).double().mean(1)
+
+
+@contextlib.contextmanager
+def _hooks(handles: list) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _float_means(float_model: nn.Module, names: list[str], batches: list[Tensor]) -> dict[str, list[Tensor]]:
+    means: dict[str, list[Tensor]] = {name: [] for name in names}
+    handles = [float_model.get_submodule(name).register_forward_hook(
+        lambda module, args, out, name=name: means[name].append(_channel_mean(out))) for name in names]
+    with _hooks(handles), torch.no_grad():
+        for batch in batches:
+            float_model(batch)
+    return means
+
+
 def correct_biases(
     qmodel: nn.Module,
+    float_model: nn.Module,
     inputs: InputSource,
     num_samples: int = BIAS_CORRECTION_SAMPLES,
     batch_size: int = BIAS_CORRECTION_BATCH,
-    progress: bool = False,
 ) -> nn.Module:
-    """Correct the biases of ``qmodel`` in place (see the module docstring); returns it."""
-    with warnings.catch_warnings():  # brevitas.graph warns about optional packages on import
-        warnings.simplefilter("ignore")
-        from brevitas.graph.calibrate import bias_correction_mode
-
+    """Correct the biases of ``qmodel`` in place against ``float_model`` (the folded float copy
+    it was converted from, same module names; see the module docstring); returns ``qmodel``."""
+    layers = [(name, layer) for name, layer in quant_layers(qmodel) if layer.bias is not None]
     device = next(qmodel.parameters()).device
-    was_training = qmodel.training
+    batches = [batch.to(device) for batch in iter_batches(inputs, num_samples, batch_size)]
+    was_training = (qmodel.training, float_model.training)
     qmodel.eval()
+    float_model.eval()
     try:
-        with torch.no_grad(), bias_correction_mode(qmodel, skip_if_no_bias=True):
-            for batch in tqdm(iter_batches(inputs, num_samples, batch_size), desc="bias correction",
-                              disable=not progress):
-                qmodel(batch.to(device))
-    except RuntimeError as err:
-        if "called multiple times" in str(err):
-            raise CalibrationError(
-                "bias correction needs each quantized layer to run once per forward, and one of "
-                "this model's layers runs more often: quantize with bias_correction=False."
-            ) from None
-        raise
+        reference = _float_means(float_model, [name for name, _ in layers], batches)
+        step = 0
+
+        def correct(name: str, layer: nn.Module):
+            def hook(module: nn.Module, args: tuple) -> tuple:
+                seen = reference[name]
+                if len(seen) != len(batches):
+                    raise CalibrationError(
+                        "bias correction needs each quantized layer to run once per forward, and "
+                        f"{name} does not: quantize with bias_correction=False.")
+                accumulator = args[0].value if isinstance(args[0], QuantTensor) else args[0]
+                residual = (seen[step] - _channel_mean(accumulator)) / (step + 1)
+                layer.bias.data += residual.to(layer.bias.dtype)
+                return (accumulator + residual.to(accumulator.dtype).view(1, -1, *[1] * (accumulator.dim() - 2)),)
+
+            return hook
+
+        handles = [layer.output_quant.register_forward_pre_hook(correct(name, layer)) for name, layer in layers]
+        with _hooks(handles), torch.no_grad():
+            for step, batch in enumerate(batches):
+                qmodel(batch)
     finally:
-        qmodel.train(was_training)
+        qmodel.train(was_training[0])
+        float_model.train(was_training[1])
     return qmodel

@@ -64,7 +64,8 @@ def _ema_ranges(float_model: nn.Module, points: list[tuple[str, str]], inputs: I
     def record(name: str, x: torch.Tensor, y: torch.Tensor) -> None:
         if (name, "input") in stats:
             stats[(name, "input")].update(x)
-        stats[(name, "output")].update(y)
+        if (name, "output") in stats:  # absent on the float tail
+            stats[(name, "output")].update(y)
 
     with _hooks(float_model, points, record), torch.no_grad():
         for sample in tqdm(iter_batches(inputs, num_samples, batch_size=1), total=num_samples,
@@ -81,7 +82,8 @@ def _mse_ranges(float_model: nn.Module, points: list[tuple[str, str]], inputs: I
         def record(name: str, x: torch.Tensor, y: torch.Tensor) -> None:
             if (name, "input") in hists:
                 observe(hists[(name, "input")], x)
-            observe(hists[(name, "output")], y)
+            if (name, "output") in hists:  # absent on the float tail
+                observe(hists[(name, "output")], y)
 
         with _hooks(float_model, points, record), torch.no_grad():
             for batch in tqdm(batches, desc=f"activation histograms ({observe.__name__})",

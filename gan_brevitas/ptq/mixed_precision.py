@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Sequence
 
 from torch import nn
 
@@ -33,6 +33,8 @@ class MixedPrecisionOptions:
         max_bytes: weight bytes (bits x parameters / 8) to stay at or under; give exactly one
             of the two.
         bits: the weight bit widths a layer may get.
+        protect_ends: keep the first and the last layer (network order) at the highest of
+            ``bits``: they see the raw input and write the image, and hold few parameters.
         num_samples: calibration inputs of the vanilla PTQ that follows.
         sensitivity_samples: inputs the per-layer sensitivity is measured on.
         progress: tqdm progress bars.
@@ -40,7 +42,8 @@ class MixedPrecisionOptions:
 
     effective_bits: Optional[float] = None
     max_bytes: Optional[int] = None
-    bits: tuple[int, ...] = field(default=(4, 8))
+    bits: tuple[int, ...] = field(default=(4, 5, 6, 8))
+    protect_ends: bool = True
     num_samples: int = 500
     sensitivity_samples: int = SENSITIVITY_SAMPLES
     progress: bool = True
@@ -62,8 +65,9 @@ class MixedPrecisionOptions:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
-        if not isinstance(self.progress, bool):
-            raise ConfigError(f"progress must be True or False, got {self.progress!r}.")
+        for name in ("progress", "protect_ends"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}.")
 
 
 def weight_bytes(bits: dict[str, int], params: dict[str, int]) -> float:
@@ -77,23 +81,25 @@ def effective_bits(bits: dict[str, int], params: dict[str, int]) -> float:
 
 
 def assign_bits(table: SensitivityTable, bits: tuple[int, ...], *, effective: Optional[float] = None,
-                max_bytes: Optional[int] = None) -> dict[str, int]:
-    """Per-layer weight bits: greedy by output error per byte saved until the budget holds."""
+                max_bytes: Optional[int] = None, protected: Sequence[str] = ()) -> dict[str, int]:
+    """Per-layer weight bits: greedy by output error per byte saved until the budget holds;
+    ``protected`` layers stay at the highest bits."""
     params = table.params()
     limit = max_bytes if max_bytes is not None else effective * sum(params.values()) / 8
-    lowest = {name: bits[0] for name in params}
+    lowest = {name: bits[-1] if name in protected else bits[0] for name in params}
     if weight_bytes(lowest, params) > limit + 1e-9:
         raise ConfigError(
-            f"the budget cannot be met: even {bits[0]}-bit weights everywhere need "
-            f"{weight_bytes(lowest, params):.0f} bytes ({bits[0]} effective bits); raise the budget "
-            "or allow fewer bits (bits=(2, 4, 8))."
+            f"the budget cannot be met: even {bits[0]}-bit weights everywhere"
+            f"{' but the protected first / last layers' if protected else ''} need "
+            f"{weight_bytes(lowest, params):.0f} bytes ({effective_bits(lowest, params):.2f} effective bits); "
+            "raise the budget, allow fewer bits (bits=(2, 4, 8)) or protect_ends=False."
         )
     chosen = {name: bits[-1] for name in params}
     heap: list[tuple[float, str]] = []
 
     def push(name: str) -> None:
         level = bits.index(chosen[name])
-        if level == 0:
+        if level == 0 or name in protected:
             return
         lower = bits[level - 1]
         cost = table.mse(name, lower) - table.mse(name, chosen[name])
@@ -118,7 +124,10 @@ def mixed_precision(float_model: nn.Module, config: QuantConfig, inputs: InputSo
     """
     top = config.replace(weight_bits=options.bits[-1])
     table = layer_sensitivity(float_model, inputs, top, options.bits, options.sensitivity_samples, data_range)
-    chosen = assign_bits(table, options.bits, effective=options.effective_bits, max_bytes=options.max_bytes)
+    layers = table.layers
+    protected = (layers[0], layers[-1]) if options.protect_ends and len(layers) > 2 else ()
+    chosen = assign_bits(table, options.bits, effective=options.effective_bits, max_bytes=options.max_bytes,
+                         protected=protected)
     per_layer = tuple((name, {"weight_bits": b}) for name, b in chosen.items() if b != top.weight_bits)
     resolved = top.replace(layers=top.layers + per_layer)
     qmodel = vanilla_ptq(float_model, resolved, inputs, num_samples=options.num_samples, progress=options.progress)

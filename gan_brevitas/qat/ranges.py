@@ -44,7 +44,8 @@ def act_proxies(qmodel: nn.Module) -> list[tuple[str, nn.Module]]:
     proxies = []
     for name, layer in quant_layers(qmodel):
         proxies.append((f"{name}.input_quant", layer.input_quant))
-        proxies.append((f"{name}.output_quant", layer.output_quant))
+        if layer.output_quant.is_quant_enabled:  # off on the float tail (`quant.tail`)
+            proxies.append((f"{name}.output_quant", layer.output_quant))
     return proxies
 
 

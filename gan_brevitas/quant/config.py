@@ -109,6 +109,11 @@ class QuantConfig:
             or a list of such (pattern, settings) pairs (fields in `LAYER_FIELDS`); entries
             that match a layer apply in order. Mixed
             precision and weight_range="auto" write their choices here, so they are saved.
+        quantize_tail: also quantize the outputs that reach the model output only through
+            float operations (the last conv before a float Tanh or the image, see
+            `gan_brevitas.quant.tail`). False (default): those layers run from int8 inputs
+            and weights and hand their result on in float, as int8 engines run them; the
+            paper's scheme quantizes them.
         skip: layers kept in float: fnmatch patterns of module names ("model.26") or class
             names ("ConvTranspose2d").
     """
@@ -125,6 +130,7 @@ class QuantConfig:
     weight_scaling: WeightScaling = "stats"
     quantize_bias: bool = True
     bias_correction: bool = True
+    quantize_tail: bool = False
     skip: tuple[str, ...] = field(default_factory=tuple)
     layers: Any = field(default_factory=tuple)
 
@@ -144,7 +150,7 @@ class QuantConfig:
             raise ConfigError(
                 f"quantile_momentum={momentum!r} must be in [0, 1): the paper uses 0.99."
             )
-        for flag in ("per_channel", "quantize_bias", "bias_correction"):
+        for flag in ("per_channel", "quantize_bias", "bias_correction", "quantize_tail"):
             if not isinstance(getattr(self, flag), bool):
                 raise ConfigError(f"{flag} must be True or False, got {getattr(self, flag)!r}.")
         if isinstance(self.skip, str) or not isinstance(self.skip, (list, tuple)) or not all(
@@ -198,7 +204,7 @@ class QuantConfig:
             weight_bits=8, per_channel=False, act_bits=8, act_scheme="asymmetric",
             act_range="quantile", act_quantiles=(0.001, 0.999), weight_range="quantile",
             weight_quantiles=(0.0001, 0.9999), quantile_momentum=0.99, weight_scaling="stats",
-            quantize_bias=True, bias_correction=False,
+            quantize_bias=True, bias_correction=False, quantize_tail=True,
         )
         return paper.replace(**changes) if changes else paper
 

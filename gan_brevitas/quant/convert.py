@@ -25,8 +25,9 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from gan_brevitas.errors import ConversionError
 from gan_brevitas.quant.config import QuantConfig
-from gan_brevitas.quant.points import ActPoint, insert_act_points
+from gan_brevitas.quant.points import FLOAT_NOTE, ActPoint, insert_act_points
 from gan_brevitas.quant.quantizers import act_quantizer, weight_quantizer
+from gan_brevitas.quant.tail import TAIL_NOTE, float_tail
 
 #: float layer class -> (Brevitas class, constructor attributes copied from the float layer)
 QUANT_LAYER_TABLE: dict[type[nn.Module], tuple[type[nn.Module], tuple[str, ...]]] = {
@@ -99,7 +100,8 @@ def _is_skipped(name: str, module: nn.Module, skip: tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatchcase(name, pattern) or type(module).__name__ == pattern for pattern in skip)
 
 
-def _quant_layer(module: nn.Module, config: QuantConfig, unsigned_input: bool, unsigned_output: bool) -> nn.Module:
+def _quant_layer(module: nn.Module, config: QuantConfig, unsigned_input: bool, unsigned_output: bool,
+                 quantize_output: bool = True) -> nn.Module:
     quant_cls, attributes = QUANT_LAYER_TABLE[type(module)]
     kwargs = {attr: getattr(module, attr) for attr in attributes}
     has_bias = module.bias is not None
@@ -109,7 +111,7 @@ def _quant_layer(module: nn.Module, config: QuantConfig, unsigned_input: bool, u
         weight_quant=weight_quantizer(config),
         bias_quant=Int32Bias if (has_bias and config.quantize_bias) else None,
         input_quant=act_quantizer(config, unsigned_input),
-        output_quant=act_quantizer(config, unsigned_output),
+        output_quant=act_quantizer(config, unsigned_output) if quantize_output else None,
         return_quant_tensor=False,
         device=module.weight.device,
         dtype=module.weight.dtype,
@@ -155,11 +157,19 @@ def quantize_model(
             "no Conv2d, ConvTranspose2d or Linear layer to quantize was found (or all are in "
             "config.skip): fold custom layers into standard ones first (see fold_generator)."
         )
+    tail_layers, tail_points = frozenset(), frozenset()
+    if not config.quantize_tail:
+        from gan_brevitas.models.float_parts import FLOAT_REASONS
+
+        tail_layers, tail_points = float_tail(qmodel, tuple(QUANT_LAYER_TABLE), tuple(FLOAT_REASONS))
     for name, module in targets:
-        layer = _quant_layer(module, config.for_layer(name), (name, "input") in unsigned, (name, "output") in unsigned)
+        layer = _quant_layer(module, config.for_layer(name), (name, "input") in unsigned, (name, "output") in unsigned,
+                             quantize_output=name not in tail_layers)
         _replace(qmodel, name, layer)
     for name, module in list(qmodel.named_modules()):
-        if isinstance(module, ActPoint) and not _is_skipped(name, module, config.skip):
+        if isinstance(module, ActPoint) and name in tail_points:
+            setattr(module, FLOAT_NOTE, TAIL_NOTE)
+        elif isinstance(module, ActPoint) and not _is_skipped(name, module, config.skip):
             point = QuantActPoint(module.role, config, (name, "output") in unsigned)
             _replace(qmodel, name, point.train(module.training))
     return qmodel
@@ -186,6 +196,7 @@ def act_proxies(model: nn.Module) -> Iterator[tuple[str, str, nn.Module]]:
     for name, module in model.named_modules():
         if isinstance(module, QuantWeightBiasInputOutputLayer):
             yield name, "input", module.input_quant
-            yield name, "output", module.output_quant
+            if module.output_quant.is_quant_enabled:  # off on the float tail (`tail`)
+                yield name, "output", module.output_quant
         elif isinstance(module, QuantActPoint):
             yield name, "output", module.act_quant

@@ -10,6 +10,7 @@ from gan_brevitas.models.float_parts import float_parts
 from gan_brevitas.quant.convert import QUANT_LAYER_TABLE, act_points, quant_layers
 from gan_brevitas.quant.points import FLOAT_NOTE, ActPoint
 from gan_brevitas.quant.quantizers import act_grid, is_asymmetric
+from gan_brevitas.quant.tail import TAIL_NOTE
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,10 @@ def _act_text(proxy: nn.Module) -> str:
     scale, zero_point, bits = act_grid(proxy)
     scheme = f"u{bits} zp={zero_point}" if is_asymmetric(proxy) else f"s{bits} sym"
     return f"{scheme} s={scale:.3g}"
+
+
+def _out_text(layer: nn.Module) -> str:
+    return _act_text(layer.output_quant) if layer.output_quant.is_quant_enabled else f"float ({TAIL_NOTE})"
 
 
 def _weight_granularity(layer: nn.Module) -> str:
@@ -58,7 +63,7 @@ def _unquantized_points(model: nn.Module) -> list[tuple[str, str]]:
     rows = []
     for name, module in model.named_modules():
         if isinstance(module, ActPoint):
-            rows.append((name, f"{module.role}: kept float (config.skip)"))
+            rows.append((name, f"{module.role}: kept float ({getattr(module, FLOAT_NOTE, 'config.skip')})"))
         elif hasattr(module, FLOAT_NOTE):
             rows.append((name, f"{type(module).__name__}: {getattr(module, FLOAT_NOTE)}"))
     return rows
@@ -72,7 +77,7 @@ def describe_rows(model: nn.Module) -> list[LayerRow]:
             kind=type(layer).__name__,
             weight_bits=str(int(layer.quant_weight().bit_width)),
             per_channel=_weight_granularity(layer),
-            activations=f"in {_act_text(layer.input_quant)} | out {_act_text(layer.output_quant)}",
+            activations=f"in {_act_text(layer.input_quant)} | out {_out_text(layer)}",
         )
         for name, layer in quant_layers(model)
     ]

@@ -63,7 +63,8 @@ class QuantInfo:
     def from_metadata(cls, metadata: dict[str, str], path: Path) -> "QuantInfo":
         values = parse_metadata(metadata, path)
         try:
-            config = QuantConfig.from_dict(values["config"])
+            # files written before `quantize_tail` existed quantized the tail
+            config = QuantConfig.from_dict({"quantize_tail": True, **values["config"]})
         except (ConfigError, TypeError) as err:
             raise CheckpointError(f"{path}: its QuantConfig metadata is invalid ({err}); {FIX}.") from None
         return cls(

@@ -195,3 +195,30 @@ def test_modelopt_save_restore_round_trip(float_generators, int8_models, tmp_pat
     assert isinstance(restored.attn1, mm.QuantSelfAttention)
     with torch.no_grad():
         assert torch.equal(restored(x)[0], int8_models["sagan"](x)[0])
+
+
+class _PReluResidual(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Conv2d(3, 8, 3, padding=1)
+        self.act = nn.PReLU(8)
+        self.body = nn.Conv2d(8, 8, 3, padding=1)
+        self.tail = nn.Conv2d(8, 3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.act(self.head(x))
+        return self.tail(h + self.body(h))
+
+
+def test_report_names_what_modelopt_left_float_and_no_brevitas_rows():
+    """The PReLU and the residual add run float under ModelOpt's preset (it quantizes conv
+    inputs and weights only); every conv is quantized, none reported as unmapped."""
+    torch.manual_seed(0)
+    x = torch.rand(8, 3, 8, 8)
+    qmodel = recipes.quantize(_PReluResidual().eval(), "modelopt-int8", inputs=x, num_samples=8, progress=False)
+    rows = {row.name: row for row in describe_rows(qmodel)}
+    floats = {name: row.note for name, row in rows.items() if row.kind == "float"}
+    assert {"head", "body", "tail"} <= {name for name, row in rows.items() if row.weight_bits == "8"}
+    assert any(name.startswith("act") and "PReLU" in note for name, note in floats.items()), floats
+    assert [note for name, note in floats.items() if "add" in note and "runs float" in note], floats
+    assert not any("no quantized mapping" in note or "config.skip" in note for note in floats.values()), floats

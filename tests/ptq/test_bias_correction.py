@@ -29,7 +29,7 @@ def test_one_linear_layer_mean_error_is_zero_after_correction(per_channel):
     calibrate_activations(qmodel, model, x, config, num_samples=64, progress=False)
     with torch.no_grad():
         before = (_accumulator(qmodel[0], x) - model(x)).mean(0)
-        correct_biases(qmodel, x, num_samples=64, batch_size=16)
+        correct_biases(qmodel, model, x, num_samples=64, batch_size=16)
         after = (_accumulator(qmodel[0], x) - model(x)).mean(0)
     assert before.abs().max() > 1e-2  # 3-bit weights shift the output
     assert after.abs().max() < 1e-6
@@ -83,3 +83,23 @@ def test_the_default_recipe_is_per_channel_mse_with_bias_correction_and_paper_st
     with torch.no_grad():
         reference = model(x)
         assert (default(x) - reference).square().mean() < (paper(x) - reference).square().mean()
+
+
+def test_a_later_layer_absorbs_the_shift_of_an_earlier_layer_without_bias():
+    """Sequential against the float network: layer 0 has no bias to correct, so layer 1's bias
+    takes the shift layer 0's 3-bit weights add, and the model's mean output matches float's."""
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(16, 16, bias=False), nn.Linear(16, 8)).eval()
+    with torch.no_grad():
+        model[0].weight.copy_(torch.distributions.Laplace(0.0, 0.3).sample((16, 16)))
+    x = torch.randn(64, 16) + 1.0
+    config = QuantConfig(weight_bits=3, act_range="minmax", weight_range="minmax", quantize_bias=False)
+    qmodel = quantize_model(model, config)
+    calibrate_activations(qmodel, model, x, config, num_samples=64, progress=False)
+    assert not qmodel[1].output_quant.is_quant_enabled  # the last layer hands its result on in float
+    with torch.no_grad():
+        before = (qmodel(x) - model(x)).mean(0)
+        correct_biases(qmodel, model, x, num_samples=64, batch_size=64)
+        after = (qmodel(x) - model(x)).mean(0)
+    assert before.abs().max() > 1e-2
+    assert after.abs().max() < 1e-5

@@ -47,11 +47,22 @@ def test_greedy_lowers_the_cheapest_error_per_byte_first_and_meets_the_budget():
         assign_bits(table, (4, 8), effective=3.5)
 
 
+def test_protected_layers_keep_the_top_bits_and_the_others_pay_for_the_budget():
+    params = {"first": 100, "mid": 4000, "last": 100}
+    table = _table({"first": 0.0, "mid": 1.0, "last": 0.0}, params)  # the ends look free to lower
+    chosen = assign_bits(table, (4, 8), effective=5.0, protected=("first", "last"))
+    assert chosen["first"] == chosen["last"] == 8
+    assert chosen["mid"] == 4
+    assert effective_bits(chosen, params) <= 5.0
+    with pytest.raises(ConfigError, match="protect_ends=False"):
+        assign_bits(table, (4, 8), effective=4.0, protected=("first", "last"))
+
+
 @pytest.mark.parametrize("budget", [dict(effective_bits=5.0), dict(max_bytes=13000)])
 def test_mixed_precision_model_respects_budget_saves_loads_and_describes(tmp_path, budget):
     model = dcgan_generator()
     qmodel = recipes.quantize(model, "mixed-precision", config=FAST, inputs=Z, num_samples=16,
-                              sensitivity_samples=8, progress=False, **budget)
+                              sensitivity_samples=8, progress=False, bits=(4, 8), protect_ends=False, **budget)
     bits = {name: int(layer.quant_weight().bit_width) for name, layer in quant_layers(qmodel)}
     params = {name: layer.weight.numel() for name, layer in quant_layers(qmodel)}
     assert set(bits.values()) <= {4, 8} and 4 in bits.values()
