@@ -250,8 +250,10 @@ def ours_w4_best(entry: SuiteEntry, reference: Tensor, data_range: float, brecq_
         except Exception as error:  # a candidate the library rejects: record and go on
             tried.append({"candidate": label, "error": f"{type(error).__name__}: {error}"[:300]})
             continue
-        score = float(np.mean(_per_image_psnr(outcome.output, reference, data_range)))
-        tried.append({"candidate": label, "psnr_db": round(score, 2), "seconds": round(time.perf_counter() - start, 1)})
+        per_image = _per_image_psnr(outcome.output, reference, data_range)
+        score = float(np.mean(per_image))
+        tried.append({"candidate": label, "psnr_db": round(score, 2), "seconds": round(time.perf_counter() - start, 1),
+                      "psnr_per_image": [round(v, 2) for v in per_image]})  # fmt: skip
         if best is None or score > best[0]:
             best = (score, dataclasses.replace(outcome, detail=label))
     if best is None:
@@ -416,7 +418,8 @@ def write_markdown(report: dict[str, Any], models: list[str], methods: list[str]
     lines += ["", "## Details", ""]
     for row in rows:
         if row.detail or row.candidates:
-            extra = f" candidates: {row.candidates}" if row.candidates else ""
+            shown = [{k: v for k, v in c.items() if k != "psnr_per_image"} for c in row.candidates]
+            extra = f" candidates: {shown}" if shown else ""
             lines.append(f"- {row.model} / {row.method} [{row.status}]: {row.detail}{extra}")
     return "\n".join(lines) + "\n"
 
