@@ -20,7 +20,8 @@ method's ONNX export for ONNX Runtime (ModelOpt's Q/DQ graph through our plugin;
 QCDQ graph through ``recipes.export``) against the float export, interleaved runs, one thread.
 The ModelOpt rows also give ONNX Runtime's parity with ModelOpt's fake-quant model.
 
-Writes ``modelopt_compare.json``, ``.md`` and ``.png`` to ``--out``. The demo generators
+Writes ``modelopt_compare.json``, ``.md`` and ``.png`` to ``--out``; each finished run is cached
+in ``benchmarks/.cache/modelopt_compare`` (an interrupted run resumes; ``--fresh`` measures again). The demo generators
 (`gan_brevitas.demo.zoo`) are used when their checkpoints are installed; otherwise small
 randomly initialised generators stand in and every output says so.
 """
@@ -32,7 +33,7 @@ import logging
 import tempfile
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -42,7 +43,17 @@ from torch import Tensor, nn
 from gan_brevitas import QuantConfig, recipes
 from gan_brevitas.deploy.bench import bench
 from gan_brevitas.export.ort import int8_kernel_report
-from gan_brevitas.harness import Report, machine_description, write_report
+from gan_brevitas.harness import (
+    Report,
+    ResultRow,
+    Run,
+    RunCache,
+    machine_description,
+    package_fingerprint,
+    sweep,
+    write_report,
+)
+from gan_brevitas.qat.checkpoint import module_sha256
 from gan_brevitas.backends import modelopt as mo
 
 log = logging.getLogger("modelopt_compare")
@@ -62,6 +73,8 @@ RANDOM_SPECS: dict[str, dict[str, Any]] = {
     "cyclegan": dict(ngf=16, n_blocks=2, image_size=32),
 }
 HELDOUT_SEED = 777
+CACHE = Path(__file__).resolve().parent / ".cache" / "modelopt_compare"
+CACHE_FORMAT = "benchmarks/modelopt_compare/1"
 
 
 @dataclass
@@ -74,25 +87,6 @@ class Problem:
     sampler: Callable[[], Callable[[int], Tensor]]
     heldout: Tensor
     real: Optional[Tensor]
-
-
-@dataclass
-class Row:
-    model: str
-    method: str
-    qfid: float
-    psnr: float
-    fid: Optional[float]
-    quantize_s: float
-    int8_ms_b1: Optional[float] = None
-    int8_ms_b8: Optional[float] = None
-    fp32_ms_b1: Optional[float] = None
-    fp32_ms_b8: Optional[float] = None
-    speedup_b8: Optional[float] = None
-    int8_kernels: Optional[str] = None
-    onnx_mb: Optional[float] = None
-    parity: Optional[str] = None
-    export_error: Optional[str] = None
 
 
 class BoundedStandIn(nn.Module):
@@ -175,37 +169,51 @@ def export(qmodel: nn.Module, method: str, path: Path, problem: Problem) -> Any:
     return recipes.export(qmodel, path, "onnxruntime", example_input=example)
 
 
-def run_model(problem: Problem, args: argparse.Namespace, work: Path) -> list[Row]:
-    rows = []
+def measure(problem: Problem, method: str, args: argparse.Namespace, work: Path, float_path: Path) -> ResultRow:
+    """One method on one generator: quality, then its ONNX Runtime export (size, int8 kernels,
+    latency against the float export; ModelOpt: parity with its fake-quant model)."""
+    began = time.perf_counter()
+    qmodel, seconds = quantize(problem, method, args.num_samples)
+    evaluation = recipes.evaluate(qmodel, problem.model, problem.heldout, n=len(problem.heldout),
+                                  real=problem.real, progress=False, extractor="demo-cnn")
+    metrics: dict[str, Any] = {"qfid": evaluation.qfid, "psnr": evaluation.psnr, "fid": evaluation.fid,
+                               "int8_ms_b1": None, "int8_ms_b8": None, "fp32_ms_b1": None, "fp32_ms_b8": None,
+                               "speedup_b8": None, "onnx_mb": None}
+    fields: dict[str, Any] = {"quantize_s": seconds, "int8_kernels": None, "parity": None, "export_error": None}
+    row = ResultRow(problem.name, METHODS[method][0], method, metrics, len(problem.heldout), 0.0, fields)
+    path = work / f"{problem.name}_{method}.onnx"
+    try:
+        report = export(qmodel, method, path, problem)
+    except Exception as err:  # noqa: BLE001 - a failed export is a result of the comparison
+        log.warning("%s %s: export failed: %s", problem.name, method, err)
+        fields["export_error"] = f"{type(err).__name__}: {err}"
+        row.seconds = time.perf_counter() - began
+        return row
+    metrics["onnx_mb"] = report.file_bytes / 1e6
+    fields["int8_kernels"] = int8_kernel_report(path).format().splitlines()[0]
+    latency = bench(path, against=float_path, batch_sizes=(1, 8), threads=1, runs=args.runs)
+    by_batch = {r.batch: r for r in latency.rows}
+    metrics["int8_ms_b1"], metrics["fp32_ms_b1"] = by_batch[1].model.median_ms, by_batch[1].baseline.median_ms
+    metrics["int8_ms_b8"], metrics["fp32_ms_b8"] = by_batch[8].model.median_ms, by_batch[8].baseline.median_ms
+    metrics["speedup_b8"] = by_batch[8].speedup
+    if method.startswith("modelopt"):
+        fields["parity"] = mo.ort_parity(qmodel, path, problem.heldout, n=16).format()
+    row.seconds = time.perf_counter() - began
+    log.info("%s", row.flat())
+    return row
+
+
+def run_model(problem: Problem, args: argparse.Namespace, work: Path) -> list[ResultRow]:
+    """Every method on one generator, each finished one cached (an interrupted run resumes)."""
     float_path = work / f"{problem.name}_fp32.onnx"
     recipes.export(problem.model, float_path, "float", example_input=problem.heldout[:1])
-    for method in args.methods:
-        log.info("%s: %s", problem.name, method)
-        qmodel, seconds = quantize(problem, method, args.num_samples)
-        evaluation = recipes.evaluate(qmodel, problem.model, problem.heldout, n=len(problem.heldout),
-                                      real=problem.real, progress=False, extractor="demo-cnn")
-        row = Row(problem.name, method, evaluation.qfid, evaluation.psnr, evaluation.fid, seconds)
-        path = work / f"{problem.name}_{method}.onnx"
-        try:
-            report = export(qmodel, method, path, problem)
-        except Exception as err:  # noqa: BLE001 - a failed export is a result of the comparison
-            log.warning("%s %s: export failed: %s", problem.name, method, err)
-            row.export_error = f"{type(err).__name__}: {err}"
-            rows.append(row)
-            continue
-        row.onnx_mb = report.file_bytes / 1e6
-        kernels = int8_kernel_report(path)
-        row.int8_kernels = kernels.format().splitlines()[0]
-        latency = bench(path, against=float_path, batch_sizes=(1, 8), threads=1, runs=args.runs)
-        by_batch = {r.batch: r for r in latency.rows}
-        row.int8_ms_b1, row.fp32_ms_b1 = by_batch[1].model.median_ms, by_batch[1].baseline.median_ms
-        row.int8_ms_b8, row.fp32_ms_b8 = by_batch[8].model.median_ms, by_batch[8].baseline.median_ms
-        row.speedup_b8 = by_batch[8].speedup
-        if method.startswith("modelopt"):
-            row.parity = mo.ort_parity(qmodel, path, problem.heldout, n=16).format()
-        rows.append(row)
-        log.info("%s", row)
-    return rows
+    runs = [Run(problem.name, METHODS[m][0], m, {"num_samples": args.num_samples, "eval_n": args.eval_n,
+                                                  "runs": args.runs}) for m in args.methods]
+    context = {"source": problem.source, "generator": module_sha256(problem.model), "package": package_fingerprint()}
+    cache = RunCache(Path(work) / "cache" if args.fresh else CACHE, CACHE_FORMAT)
+    outcomes = sweep(runs, lambda run, key: (measure(problem, run.label, args, work, float_path), {}), cache,
+                     lambda run: context, progress=False)
+    return [o.row for o in outcomes]
 
 
 def markdown(results: dict[str, Any]) -> list[str]:
@@ -242,13 +250,13 @@ def markdown(results: dict[str, Any]) -> list[str]:
     for row in results["rows"]:
         kernels = row["int8_kernels"] or (f"export failed: {row['export_error']}" if row["export_error"] else "-")
         lines.append(
-            f"| {row['model']} | {row['method']} | {row['qfid']:.4g} | {row['psnr']:.2f} | {cell(row['fid'], '.2f')} | "
+            f"| {row['model']} | {row['label']} | {row['qfid']:.4g} | {row['psnr']:.2f} | {cell(row['fid'], '.2f')} | "
             f"{cell(row['int8_ms_b1'], '.2f')} | {cell(row['fp32_ms_b1'], '.2f')} | {cell(row['int8_ms_b8'], '.2f')} | "
             f"{cell(row['fp32_ms_b8'], '.2f')} | {cell(row['speedup_b8'], '.2f')} | {cell(row['onnx_mb'], '.3f')} | "
             f"{kernels} |"
         )
     lines += ["", "ONNX Runtime vs ModelOpt fake-quant (parity of the exported graph):", ""]
-    lines += [f"- {row['model']} {row['method']}: {row['parity']}" for row in results["rows"] if row["parity"]]
+    lines += [f"- {row['model']} {row['label']}: {row['parity']}" for row in results["rows"] if row["parity"]]
     return lines
 
 
@@ -256,7 +264,7 @@ def figure(results: dict[str, Any]):
     import matplotlib.pyplot as plt
 
     models = list(results["sources"])
-    methods = list(dict.fromkeys(r["method"] for r in results["rows"]))
+    methods = list(dict.fromkeys(r["label"] for r in results["rows"]))
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     width = 0.8 / len(methods)
     for panel, (key, label) in enumerate((("qfid", "qFID (lower is better)"), ("psnr", "PSNR dB (higher is better)"),
@@ -265,7 +273,7 @@ def figure(results: dict[str, Any]):
         for i, method in enumerate(methods):
             values = []
             for model in models:
-                row = next((r for r in results["rows"] if r["model"] == model and r["method"] == method), None)
+                row = next((r for r in results["rows"] if r["model"] == model and r["label"] == method), None)
                 values.append(float("nan") if row is None or row[key] is None else row[key])
             ax.bar([m + i * width for m in range(len(models))], values, width, label=method)
         ax.set_xticks([m + width * (len(methods) - 1) / 2 for m in range(len(models))])
@@ -288,6 +296,7 @@ def main() -> None:
     parser.add_argument("--eval-n", type=int, default=500, help="held-out inputs for qFID / PSNR")
     parser.add_argument("--runs", type=int, default=20, help="timed ONNX Runtime runs per batch size")
     parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--fresh", action="store_true", help="measure every run again (ignore the cache)")
     parser.add_argument("--checkpoint-dir", type=Path, default=None,
                         help="demo checkpoints trained elsewhere (default: the packaged ones)")
     args = parser.parse_args()
@@ -298,7 +307,7 @@ def main() -> None:
 
     from gan_brevitas.metrics import resolve_extractor
 
-    rows: list[Row] = []
+    rows: list[ResultRow] = []
     sources: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
@@ -313,7 +322,7 @@ def main() -> None:
         "runs": args.runs,
         "extractor": resolve_extractor(None).label,
         "sources": sources,
-        "rows": [asdict(row) for row in rows],
+        "rows": [row.flat() for row in rows],
     }
     out = Path(args.out)
     write_report(Report.at(out, "modelopt_compare", results, markdown(results), lambda: figure(results)))
