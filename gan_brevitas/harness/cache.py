@@ -18,6 +18,7 @@ import torch
 from safetensors.torch import load_file, save
 
 from gan_brevitas.atomic_files import atomic_write_bytes
+from gan_brevitas.harness.writer import strict_json
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +68,12 @@ class RunCache:
         return record
 
     def store(self, key: str, record: Mapping[str, Any], samples: Mapping[str, torch.Tensor]) -> dict[str, Any]:
-        """Write a finished run; returns the record as stored."""
+        """Write a finished run; returns the record as stored (strict JSON: NaN / Infinity as
+        None, tuples as lists), which is what a later `load` returns."""
         self.directory.mkdir(parents=True, exist_ok=True)
         tensors = {name: tensor.detach().to("cpu").contiguous() for name, tensor in samples.items()}
         atomic_write_bytes(self._samples_path(key), save(tensors))
-        stored = {"format": self.format, "key": key, **record}
+        stored = strict_json({"format": self.format, "key": key, **record})
         text = json.dumps(stored, indent=2, sort_keys=True, allow_nan=False) + "\n"
         atomic_write_bytes(self._record_path(key), text.encode())
         return stored

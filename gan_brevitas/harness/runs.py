@@ -142,6 +142,6 @@ def sweep(
             continue
         log.info("running %s / %s", run.model, run.label)
         row, samples = measure(run, key)
-        cache.store(key, row.record(), samples)
-        outcomes.append(Outcome(run, key, RAN, row))
+        stored = cache.store(key, row.record(), samples)
+        outcomes.append(Outcome(run, key, RAN, ResultRow.from_record(stored)))  # as a later sweep reads it
     return outcomes

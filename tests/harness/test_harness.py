@@ -55,6 +55,17 @@ def test_the_key_follows_config_and_context_and_other_formats_rerun(tmp_path):
     assert calls == [8, 8, 8]
 
 
+def test_a_fresh_row_equals_its_cached_copy_even_with_non_finite_numbers(tmp_path):
+    def measure(run: Run[int], key: str):
+        return ResultRow(run.model, run.method, run.label, {"psnr": math.inf, "pair": (1, 2)}, 4, 0.5), {}
+
+    cache = RunCache(tmp_path, FORMAT)
+    (fresh,) = sweep(_runs()[:1], measure, cache, progress=False)
+    (cached,) = sweep(_runs()[:1], measure, cache, progress=False)
+    assert fresh.status == RAN and cached.status == CACHED
+    assert fresh.row == cached.row and fresh.row.metrics == {"psnr": None, "pair": [1, 2]}
+
+
 def test_runs_that_cannot_run_are_reported_not_cached(tmp_path):
     cache = RunCache(tmp_path, FORMAT)
     outcomes = sweep(_runs(), _measure([]), cache, cannot_run=lambda run: "no" if run.spec == 6 else "",
