@@ -25,7 +25,7 @@ import json
 import logging
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gan_brevitas import QuantConfig, recipes
-from gan_brevitas.harness import Report, machine_description, write_report
+from gan_brevitas.harness import Report, ResultRow, machine_description, write_report
 from gan_brevitas.metrics import fid, psnr, resolve_extractor
 from gan_brevitas.qat.distill import generator_image
 from gan_brevitas.quant.convert import fold_for_quantization
@@ -67,17 +67,6 @@ class Problem:
     discriminator: Optional[nn.Module]
     sampler: Callable[[], Callable[[int], Tensor]]  # a fresh, identically seeded sampler per call
     heldout: Tensor
-
-
-@dataclass
-class Row:
-    model: str
-    method: str
-    weight_bits: int
-    qfid: float
-    psnr: float
-    seconds: float
-    history: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _latent_sampler(dim: int, seed: int) -> Callable[[], Callable[[int], Tensor]]:
@@ -176,11 +165,18 @@ def reference_cost(repeats: int) -> dict[str, Any]:
     return out
 
 
-def run_model(problem: Problem, args: argparse.Namespace, extractor) -> tuple[list[Row], dict[str, Any]]:
+def _row(problem: Problem, method: str, label: str, bits: int, quality: tuple[float, float], seconds: float,
+         history: list[dict[str, Any]]) -> ResultRow:
+    qfid, value_psnr = quality
+    return ResultRow(problem.name, method, label, {"qfid": qfid, "psnr": value_psnr}, len(problem.heldout), seconds,
+                     {"weight_bits": bits, "history": history})
+
+
+def run_model(problem: Problem, args: argparse.Namespace, extractor) -> tuple[list[ResultRow], dict[str, Any]]:
     float_model = fold_for_quantization(problem.model)
     reference = outputs(float_model, problem.heldout)
     work = Path(args.work_dir) / problem.name
-    rows: list[Row] = []
+    rows: list[ResultRow] = []
     rates = {k: v for k, v in (("lr_weights", args.lr_weights), ("lr_quant", args.lr_quant)) if v is not None}
     common = dict(
         epochs=args.epochs, num_train=args.num_train, batch_size=args.batch_size, num_samples=args.num_samples,
@@ -195,8 +191,8 @@ def run_model(problem: Problem, args: argparse.Namespace, extractor) -> tuple[li
         began = time.perf_counter()
         ptq = recipes.quantize(problem.model, "vanilla-ptq", config=stats, inputs=problem.sampler(),
                                num_samples=args.num_samples, progress=args.progress)
-        rows.append(Row(problem.name, "vanilla PTQ", bits, *measure(ptq, problem, reference, extractor),
-                        time.perf_counter() - began))
+        rows.append(_row(problem, "vanilla-ptq", "vanilla PTQ", bits, measure(ptq, problem, reference, extractor),
+                         time.perf_counter() - began, []))
         for method, config in (("ma-qat", stats), ("lsq-qat", learned)):
             qmodel = recipes.quantize(
                 problem.model, method, config=config, inputs=problem.sampler(),
@@ -205,8 +201,8 @@ def run_model(problem: Problem, args: argparse.Namespace, extractor) -> tuple[li
             checkpoint = torch.load(work / f"{method}-w{bits}" / "checkpoint.pt", weights_only=True)
             # Training time from the log, so a run finished earlier (resumed: nothing to do) keeps it.
             seconds = sum(h["seconds"] for h in checkpoint["history"])
-            rows.append(Row(problem.name, method.upper(), bits,
-                            *measure(qmodel, problem, reference, extractor), seconds, checkpoint["history"]))
+            rows.append(_row(problem, method, method.upper(), bits, measure(qmodel, problem, reference, extractor),
+                             seconds, checkpoint["history"]))
             if method == "lsq-qat" and bits == args.bits[0]:
                 lsq_model = qmodel
     # The cost: one training step of the quantized generator vs the full-precision one.
@@ -242,7 +238,7 @@ def report(out: Path, results: dict[str, Any]) -> Report:
     ]
     for row in results["rows"]:
         lines.append(
-            f"| {row['model']} | {results['sources'][row['model']]} | {row['method']} | W{row['weight_bits']}A8 | "
+            f"| {row['model']} | {results['sources'][row['model']]} | {row['label']} | W{row['weight_bits']}A8 | "
             f"{row['qfid']:.4g} | {row['psnr']:.2f} | {row['seconds']:.0f} |"
         )
     lines += ["", "Training-step cost (forward + MSE + backward + Adam, same batch):", "",
@@ -278,7 +274,7 @@ def figure(results: dict[str, Any]):
             ax = axes[row_index][col]
             width = 0.8 / len(methods)
             for m, method in enumerate(methods):
-                values = [next((r[key] for r in rows if r["method"] == method and r["weight_bits"] == b), float("nan")) for b in bits]
+                values = [next((r[key] for r in rows if r["label"] == method and r["weight_bits"] == b), float("nan")) for b in bits]
                 ax.bar([i + m * width for i in range(len(bits))], values, width, label=method)
             ax.set_xticks([i + width for i in range(len(bits))], [f"W{b}A8" for b in bits])
             ax.set_title(f"{name}: {'qFID (lower is better)' if key == 'qfid' else 'PSNR dB (higher is better)'}")
@@ -288,7 +284,7 @@ def figure(results: dict[str, Any]):
         for r in rows:
             curve = [(h["epoch"], h["psnr"]) for h in r["history"] if h.get("psnr") is not None]
             if curve:
-                ax.plot(*zip(*curve), marker="o", label=f"{r['method']} W{r['weight_bits']}")
+                ax.plot(*zip(*curve), marker="o", label=f"{r['label']} W{r['weight_bits']}")
         ax.set_xlabel("epoch (0 = quantile PTQ init)")
         ax.set_title(f"{name}: per-epoch PSNR dB ({results['settings']['curve_n']} held-out)")
         ax.legend(fontsize=7)
@@ -300,7 +296,7 @@ def figure(results: dict[str, Any]):
 def checks(rows: list[dict[str, Any]], cost: dict[str, Any], reference: dict[str, Any]) -> list[dict[str, Any]]:
     """The issue's expectations, evaluated (reported, never tuned for)."""
     out = []
-    get = {(r["model"], r["method"], r["weight_bits"]): r for r in rows}
+    get = {(r["model"], r["label"], r["weight_bits"]): r for r in rows}
     for name in sorted({r["model"] for r in rows}):
         ptq, ma, lsq = (get.get((name, m, 8)) for m in ("vanilla PTQ", "MA-QAT", "LSQ-QAT"))
         if ptq and ma and lsq:
@@ -348,6 +344,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if args.render:
         results = json.loads(Path(args.render).read_text())
+        for row in results["rows"]:  # files written before the rows were harness rows name the method only
+            row.setdefault("label", row["method"])
         if args.note:
             results["settings"]["note"] = args.note
         write_report(report(Path(args.out), results))
@@ -361,9 +359,10 @@ def main() -> None:
         problem = load_problem(name, args.eval_n, args.checkpoint_dir)
         sources[name] = problem.source
         model_rows, costs[name] = run_model(problem, args, extractor)
-        rows += [asdict(r) for r in model_rows]
+        rows += [r.flat() for r in model_rows]
         for r in model_rows:
-            log.info("%s %s W%d: qFID %.4g PSNR %.2f dB (%.0f s)", r.model, r.method, r.weight_bits, r.qfid, r.psnr, r.seconds)
+            log.info("%s %s W%d: qFID %.4g PSNR %.2f dB (%.0f s)", r.model, r.label, r.fields["weight_bits"],
+                     r.metrics["qfid"], r.metrics["psnr"], r.seconds)
     reference = reference_cost(max(3, args.repeats // 5)) if args.reference_cost else {}
     settings = {k: v for k, v in vars(args).items() if k not in ("out", "work_dir", "progress", "models", "render")}
     results = {
