@@ -24,7 +24,12 @@ import torch
 from torch import nn
 
 from gan_brevitas.demo import zoo
-from gan_brevitas.harness import Report, machine_description, markdown_table, write_report
+from gan_brevitas.harness import (
+    Report,
+    machine_description,
+    markdown_table,
+    write_report,
+)
 from gan_brevitas.quant.convert import fold_for_quantization
 
 RESULTS = Path(__file__).resolve().parent / "results"

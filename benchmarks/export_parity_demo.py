@@ -25,7 +25,13 @@ from gan_brevitas import QuantConfig, recipes
 from gan_brevitas.demo import zoo
 from gan_brevitas.deploy.parity import parity
 from gan_brevitas.export.ort import int8_kernel_report
-from gan_brevitas.harness import Report, ResultRow, machine_description, markdown_table, write_report
+from gan_brevitas.harness import (
+    Report,
+    ResultRow,
+    machine_description,
+    markdown_table,
+    write_report,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -19,7 +19,13 @@ from pathlib import Path
 
 from gan_brevitas.demo import zoo
 from gan_brevitas.demo.run import noise_floor
-from gan_brevitas.harness import Report, ResultRow, machine_description, markdown_table, write_report
+from gan_brevitas.harness import (
+    Report,
+    ResultRow,
+    machine_description,
+    markdown_table,
+    write_report,
+)
 from gan_brevitas.metrics.evaluate import collect_inputs
 from gan_brevitas.metrics.extractors import resolve_extractor
 from gan_brevitas.metrics.fid import fid, generate

@@ -45,8 +45,6 @@ import copy
 import dataclasses
 import json
 import logging
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -77,6 +75,7 @@ from gan_brevitas.demo.zoo import (
     real_images,
 )
 from gan_brevitas.errors import CheckpointError, ConfigError
+from gan_brevitas.harness import machine_description
 from gan_brevitas.metrics.extractors import demo_cnn_spec, weights_sha256
 from gan_brevitas.metrics.fid import fid, generate
 from gan_brevitas.models.discriminators import build_discriminator
@@ -637,10 +636,6 @@ def _save_state_dict(module: nn.Module, path: Path) -> None:
     atomic_write(path, lambda temporary: save_file(state, temporary))
 
 
-def _machine() -> str:
-    return f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
-
-
 def reproducing_command(config: TrainConfig) -> str:
     """The fresh-run command that gives this result (a resumed run continues exactly: the state
     holds every RNG; only CycleGAN's learning-rate decay depends on the final step count)."""
@@ -667,7 +662,7 @@ def export(session: Session, out_dir: Path) -> dict[str, Any]:
         "steps": session.step,
         "wall_time_s": round(session.elapsed_s, 1),
         "sessions": session.sessions,
-        "machine": _machine(),
+        "machine": machine_description(),
         "final_losses": {k: v for k, v in session.loss_log[-1].items() if k != "step"} if session.loss_log else {},
         **fids,
         "files": {

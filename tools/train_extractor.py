@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -32,6 +30,7 @@ from tqdm import tqdm
 from gan_brevitas.atomic_files import atomic_write
 from gan_brevitas.demo.data import TEXTURE_SOURCES, mnist_digits, texture_crops
 from gan_brevitas.errors import ConfigError
+from gan_brevitas.harness import machine_description
 from gan_brevitas.metrics.extractors import (
     DEMO_CNN_INPUT_SIZE,
     DEMO_CNN_WEIGHTS,
@@ -210,10 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         "class_names": list(CLASS_NAMES),
         "accuracy": accuracies,
         "train_seconds": round(seconds, 1),
-        "machine": (
-            f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads"
-        ),
+        "machine": machine_description(),
     }
     save_weights(model, args.out, note)
     return 0

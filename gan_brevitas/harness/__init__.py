@@ -12,8 +12,22 @@
 """
 
 from gan_brevitas.harness.cache import RunCache, package_fingerprint, run_key
-from gan_brevitas.harness.runs import CACHED, NOT_RUN, RAN, Outcome, ResultRow, Run, sweep
-from gan_brevitas.harness.writer import Report, machine_description, markdown_table, strict_json, write_report
+from gan_brevitas.harness.runs import (
+           CACHED,
+           NOT_RUN,
+           RAN,
+           Outcome,
+           ResultRow,
+           Run,
+           sweep,
+)
+from gan_brevitas.harness.writer import (
+           Report,
+           machine_description,
+           markdown_table,
+           strict_json,
+           write_report,
+)
 
 __all__ = ["CACHED", "NOT_RUN", "RAN", "Outcome", "Report", "ResultRow", "Run", "RunCache", "machine_description",
            "markdown_table", "package_fingerprint", "run_key", "strict_json", "sweep", "write_report"]
