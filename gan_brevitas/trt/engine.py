@@ -21,6 +21,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from gan_brevitas.atomic_files import atomic_write_bytes
 from gan_brevitas.errors import ExportError, MissingDependencyError
 from gan_brevitas.export.ort import input_shape
 from gan_brevitas.export.rules import check_tensorrt, format_violations
@@ -111,13 +112,7 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, s
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise ExportError(f"TensorRT could not build an engine from {onnx_path} (see its log above).")
-    engine_path = Path(engine_path)
-    tmp = engine_path.with_name(engine_path.name + ".tmp")
-    try:
-        tmp.write_bytes(bytes(serialized))
-        os.replace(tmp, engine_path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    engine_path = atomic_write_bytes(engine_path, bytes(serialized), what="TensorRT engine")
     log.info("wrote TensorRT engine %s", engine_path)
     return engine_path
 

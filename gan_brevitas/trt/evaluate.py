@@ -20,6 +20,7 @@ from typing import Any, Optional, Sequence
 
 import torch
 
+from gan_brevitas.atomic_files import atomic_write_text, check_output_path
 from gan_brevitas.errors import GanBrevitasError
 
 log = logging.getLogger("trt.evaluate")
@@ -99,14 +100,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
+        check_output_path(args.out, what="result file", create_parent=True)  # before any compute
         result = evaluate(args)
     except GanBrevitasError as err:
         print(f"trt.evaluate: error: {err}", file=sys.stderr)
         return 2
-    out = Path(args.out)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.replace(out)
+    atomic_write_text(args.out, json.dumps(result, indent=2) + "\n", what="result file")
     print(json.dumps(result, indent=2))
     return 0
 
