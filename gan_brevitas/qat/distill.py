@@ -26,9 +26,9 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
+from gan_brevitas.atomic_files import atomic_write_bytes
 from gan_brevitas.errors import CalibrationError, ConfigError
 from gan_brevitas.inputs import InputSource, iter_batches
-from gan_brevitas.atomic_files import atomic_write_bytes
 from gan_brevitas.qat.checkpoint import tensor_sha256
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """The parts of one QAT run: what validation found, the held-out evaluation, the training state.
 
-`train.py` runs the recipe with these; each is a small dataclass instead of attributes of one
-trainer object.
+`validate.py` builds the `RunSetup`, `train.py` runs the recipe with these; each is a small
+dataclass instead of attributes of one trainer object.
 """
 
 from __future__ import annotations

@@ -25,7 +25,6 @@ DistributedDataParallel; ``batch_size`` is the global batch.
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import random
 import tempfile
@@ -42,39 +41,36 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from gan_brevitas.errors import ConfigError
-from gan_brevitas.inputs import InputSource, iter_batches
+from gan_brevitas.inputs import InputSource
 from gan_brevitas.metrics import resolve_extractor
 from gan_brevitas.metrics.extractors import ExtractorSpec
 from gan_brevitas.ptq.calibrate import calibrate_activations
 from gan_brevitas.qat.checkpoint import (
-    check_run_dir,
-    json_sha256,
     load_checkpoint,
-    module_sha256,
     rng_state,
     save_checkpoint,
     set_rng_state,
     write_log,
-    write_run_record,
 )
-from gan_brevitas.qat.discriminator import check_discriminator, discriminator_scores, fresh_discriminator
+from gan_brevitas.qat.discriminator import discriminator_scores
 from gan_brevitas.qat.distill import (
-    GENERATION_BATCH,
     ShardedPairs,
-    draw_inputs,
     generator_image,
-    inputs_fingerprint,
     make_loader,
     prepare_distillation_data,
 )
 from gan_brevitas.qat.distributed import DistContext, setup_distributed
 from gan_brevitas.qat.losses import (
-    load_vgg16_features,
     lsgan_discriminator_loss,
-    resolve_vgg16_weights,
 )
 from gan_brevitas.qat.options import QATOptions, detect_preset
-from gan_brevitas.qat.state import HeldOut, RunSetup, TrainingState, build_training_state
+from gan_brevitas.qat.state import (
+    HeldOut,
+    RunSetup,
+    TrainingState,
+    build_training_state,
+)
+from gan_brevitas.qat.validate import validate_run
 from gan_brevitas.quant.config import QuantConfig
 from gan_brevitas.quant.convert import quant_layers, quantize_model
 
@@ -140,12 +136,6 @@ def train_qat(
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for tensor in (*model.parameters(), *model.buffers()):
-        return tensor.device
-    return torch.device("cpu")
 
 
 @contextlib.contextmanager
@@ -243,7 +233,8 @@ class _Trainer:
         self.replicas = _Replicas()
 
     def run(self) -> nn.Module:
-        setup = self._validate()
+        setup = validate_run(self.float_model, self.config, self.inputs, self.opts, self.dist,
+                             self.user_discriminator, self.eval_source)
         with contextlib.ExitStack() as stack, _isolated_rng(self.opts.seed + self.dist.rank):
             loader, sampler, held_out = self._prepare_data(setup, stack)
             qmodel, checkpoint, initial, unused = self._build_model(setup)
@@ -253,113 +244,6 @@ class _Trainer:
                 self._epoch(state, held_out, setup, epoch, loader, sampler)
         self.replicas = _Replicas()
         return state.qmodel.eval()
-
-    # ----------------------------------------------------------------- step 1: validate
-
-    def _device(self) -> torch.device:
-        if self.opts.device is not None:
-            return torch.device(self.opts.device)
-        if self.dist.active and torch.cuda.is_available():
-            return torch.device("cuda", self.dist.local_rank)
-        return _model_device(self.float_model)
-
-    def _explain_scaling(self) -> None:
-        learns_quant = self.opts.schedule in ("lsq", "ma-lsq")
-        if learns_quant and self.config.weight_scaling == "stats":
-            log.warning(
-                "config.weight_scaling='stats': LSQ-QAT learns the activation scales and zero "
-                "points, while weight scales follow the weight quantiles at every step. For the "
-                "paper's LSQ (learned weight step sizes too) pass weight_scaling='learned' (CLI: "
-                "--set weight_scaling=learned)."
-            )
-        if self.opts.schedule != "lsq" and self.config.weight_scaling == "learned":
-            log.info(
-                "weight_scaling='learned': during MA epochs the weight scales keep their quantile "
-                "initialisation; weights train through straight-through rounding."
-            )
-
-    def _check_options(self) -> Optional[Path]:
-        """The option checks that need no data; returns the run directory (None: none)."""
-        out_dir = Path(self.opts.out_dir) if self.opts.out_dir is not None else None
-        if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
-            raise ConfigError(f"out_dir {out_dir} is a file, not a directory.")
-        if getattr(self.float_model, "noise_mode", None) == "random":
-            log.warning(
-                "the generator draws fresh noise on every call (noise_mode='random'): the quantized "
-                "model cannot reproduce the stored outputs exactly; use noise_mode='const' for distillation."
-            )
-        if self.opts.batch_size % self.dist.world_size:
-            raise ConfigError(
-                f"batch_size={self.opts.batch_size} is the global batch and must divide evenly over "
-                f"{self.dist.world_size} processes."
-            )
-        return out_dir
-
-    def _draw(self) -> tuple[Tensor, Tensor]:
-        if self.eval_source is None:
-            return draw_inputs(self.inputs, self.opts.num_train, self.opts.eval_samples)
-        _, train = draw_inputs(self.inputs, self.opts.num_train, 0)
-        if self.opts.eval_samples == 0:
-            return train[:0], train
-        held = torch.cat([b.detach().cpu() for b in iter_batches(self.eval_source, self.opts.eval_samples, GENERATION_BATCH)])
-        return held, train
-
-    def _build_discriminator(self, sample: Tensor) -> Optional[nn.Module]:
-        opts = self.opts
-        needed = opts.adv_weight > 0 or opts.loss == "perceptual-disc"
-        if not needed:
-            if self.user_discriminator is not None:
-                log.info("adv_weight=0 and loss=%r: the discriminator is not used.", opts.loss)
-            return None
-        if sample.dim() != 4:
-            raise ConfigError(
-                f"the adversarial term needs image outputs [B, C, H, W], got {tuple(sample.shape)}: "
-                "set adv_weight=0 and loss='mse' for other outputs."
-            )
-        if self.user_discriminator is None:
-            log.info("no discriminator given: training a fresh PatchGAN critic (seed %d).", opts.seed)
-            disc = fresh_discriminator(sample.shape[1], sample.shape[-1], seed=opts.seed)
-        else:
-            disc = copy.deepcopy(self.user_discriminator)
-        disc = disc.to(sample.device)
-        check_discriminator(disc, sample)
-        return disc.train()
-
-    def _fingerprint(self, float_sha: str, inputs_sha: str, disc: Optional[nn.Module], vgg: Optional[nn.Module]
-                     ) -> dict[str, str]:
-        return {
-            "options": json_sha256(self.opts.training_dict()),
-            "quant_config": json_sha256(self.config.to_dict()),
-            "float_model": float_sha,
-            "inputs": inputs_sha,
-            "discriminator": module_sha256(disc) if disc is not None else "none",
-            "vgg": module_sha256(vgg) if vgg is not None else "none",
-        }
-
-    def _validate(self) -> RunSetup:
-        """Step 1: everything that can fail, before any file is written."""
-        device = self._device()
-        self._explain_scaling()
-        vgg = None
-        if self.opts.loss == "perceptual":
-            vgg = load_vgg16_features(resolve_vgg16_weights(self.opts.vgg_weights)).to(device)
-        out_dir = self._check_options()
-        self.float_model.to(device).eval()
-        eval_in, train_in = self._draw()
-        inputs_sha = inputs_fingerprint(eval_in, train_in)
-        if len(set(self.dist.gather_objects(inputs_sha))) > 1:
-            raise ConfigError("the processes drew different inputs: give every process the same inputs (same sampler seed).")
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            sample = generator_image(self.float_model(train_in[:2].to(device)))
-        disc = self._build_discriminator(sample)
-        float_sha = module_sha256(self.float_model)
-        fingerprint = self._fingerprint(float_sha, inputs_sha, disc, vgg)
-        resuming = out_dir is not None and check_run_dir(out_dir, fingerprint, self.opts.resume)
-        self.dist.barrier()  # every process has checked before the main one writes
-        if out_dir is not None and self.dist.is_main and not resuming:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            write_run_record(out_dir, fingerprint, {"options": self.opts.to_dict(), "quant_config": self.config.to_dict()})
-        return RunSetup(device, out_dir, vgg, eval_in, train_in, sample, disc, float_sha, fingerprint, resuming)
 
     # ----------------------------------------------------------------- steps 2 and 3: data, model
 
