@@ -317,7 +317,7 @@ def checks(rows: list[dict[str, Any]], cost: dict[str, Any], reference: dict[str
     return out
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["stylegan", "sagan", "cyclegan"])
     parser.add_argument("--bits", nargs="+", type=int, default=[8, 4])
@@ -340,16 +340,21 @@ def main() -> None:
     parser.add_argument("--progress", action="store_true")
     parser.add_argument("--note", default="", help="a sentence for the report (e.g. where the checkpoints came from)")
     parser.add_argument("--render", help="only re-write the markdown / PNG from this results JSON (with --note)")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    if args.render:
-        results = json.loads(Path(args.render).read_text())
-        for row in results["rows"]:  # files written before the rows were harness rows name the method only
-            row.setdefault("label", row["method"])
-        if args.note:
-            results["settings"]["note"] = args.note
-        write_report(report(Path(args.out), results))
-        return
+    return parser.parse_args()
+
+
+def render(args: argparse.Namespace) -> None:
+    """Re-write the markdown / PNG of an earlier results JSON (``--render``)."""
+    results = json.loads(Path(args.render).read_text())
+    for row in results["rows"]:  # files written before the rows were harness rows name the method only
+        row.setdefault("label", row["method"])
+    if args.note:
+        results["settings"]["note"] = args.note
+    write_report(report(Path(args.out), results))
+
+
+def measure_all(args: argparse.Namespace) -> dict[str, Any]:
+    """Every model's rows and training-step cost, the checks, and what they ran on."""
     logging.getLogger("gan_brevitas.metrics.fid").setLevel(logging.ERROR)
     torch.set_num_threads(args.threads)
     extractor = resolve_extractor()
@@ -365,7 +370,7 @@ def main() -> None:
                      r.metrics["qfid"], r.metrics["psnr"], r.seconds)
     reference = reference_cost(max(3, args.repeats // 5)) if args.reference_cost else {}
     settings = {k: v for k, v in vars(args).items() if k not in ("out", "work_dir", "progress", "models", "render")}
-    results = {
+    return {
         "machine": machine_description(),
         "threads": args.threads,
         "extractor": extractor.label,
@@ -378,7 +383,15 @@ def main() -> None:
         "checks": checks(rows, costs, reference),
         "total_seconds": time.perf_counter() - began,
     }
-    write_report(report(Path(args.out), results))
+
+
+def main() -> None:
+    args = parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if args.render:
+        render(args)
+        return
+    write_report(report(Path(args.out), measure_all(args)))
     print((Path(args.out) / "qat_benchmark.md").read_text())
 
 
