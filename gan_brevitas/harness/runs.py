@@ -8,6 +8,7 @@ measured again and an interrupted sweep resumes where it stopped.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any, Generic, Optional, TypeVar
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from gan_brevitas.errors import ConfigError
 from gan_brevitas.harness.cache import RunCache
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,15 @@ class Run(Generic[SpecT]):
     label: str
     config: Mapping[str, Any] = field(default_factory=dict)
     spec: Optional[SpecT] = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        try:
+            json.dumps(dict(self.config), allow_nan=False)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(
+                f"run {self.model} / {self.label!r}: its config must be JSON data (numbers, text, lists, dicts), "
+                f"the cache key hashes it ({err}); put objects in `spec` and what identifies them in the config."
+            ) from err
 
     def key_parts(self) -> dict[str, Any]:
         return {"model": self.model, "method": self.method, "config": dict(self.config)}

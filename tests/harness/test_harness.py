@@ -8,7 +8,18 @@ import math
 import pytest
 import torch
 
-from gan_brevitas.harness import CACHED, NOT_RUN, RAN, Report, ResultRow, Run, RunCache, sweep, write_report
+from gan_brevitas.errors import ConfigError
+from gan_brevitas.harness import (
+    CACHED,
+    NOT_RUN,
+    RAN,
+    Report,
+    ResultRow,
+    Run,
+    RunCache,
+    sweep,
+    write_report,
+)
 
 FORMAT = "test-run/1"
 
@@ -101,3 +112,10 @@ def test_the_writer_writes_strict_json_markdown_and_plot(tmp_path):
                     "path": str(tmp_path), "pair": [1, 2]}
     assert (tmp_path / "bench.md").read_text() == "# bench\n\n| a |\n"
     assert (tmp_path / "bench.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_config_that_is_not_json_data_is_refused_when_the_run_is_made():
+    with pytest.raises(ConfigError, match="config must be JSON data .* put objects in `spec`"):
+        Run("sagan", "ma-qat", "MA-QAT", {"discriminator": torch.nn.Linear(2, 2)})
+    with pytest.raises(ConfigError, match="config must be JSON data"):
+        Run("sagan", "vanilla-ptq", "x", {"quantile": math.nan})
