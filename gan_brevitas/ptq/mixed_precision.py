@@ -34,7 +34,8 @@ class MixedPrecisionOptions:
             of the two.
         bits: the weight bit widths a layer may get.
         protect_ends: keep the first and the last layer (network order) at the highest of
-            ``bits``: they see the raw input and write the image, and hold few parameters.
+            ``bits`` when each holds at most `PROTECT_SHARE` of the weights: they see the raw
+            input and write the image.
         num_samples: calibration inputs of the vanilla PTQ that follows.
         sensitivity_samples: inputs the per-layer sensitivity is measured on.
         progress: tqdm progress bars.
@@ -115,6 +116,19 @@ def assign_bits(table: SensitivityTable, bits: tuple[int, ...], *, effective: Op
     return chosen
 
 
+#: The first / last layer is protected only while it holds at most this share of the weights.
+PROTECT_SHARE = 0.1
+
+
+def _protected_ends(table: SensitivityTable) -> tuple[str, ...]:
+    """The first and the last layer, each when it holds at most `PROTECT_SHARE` of the weights
+    (a DCGAN's first layer holds most of them: keeping it at 8 bits would break the budget)."""
+    params, layers = table.params(), table.layers
+    total = sum(params.values())
+    ends = dict.fromkeys((layers[0], layers[-1])) if len(layers) > 2 else {}
+    return tuple(name for name in ends if params[name] <= PROTECT_SHARE * total)
+
+
 def mixed_precision(float_model: nn.Module, config: QuantConfig, inputs: InputSource,
                     options: MixedPrecisionOptions, data_range: float = 2.0) -> nn.Module:
     """Measure sensitivity, assign bits under the budget, then vanilla PTQ with those bits.
@@ -124,8 +138,7 @@ def mixed_precision(float_model: nn.Module, config: QuantConfig, inputs: InputSo
     """
     top = config.replace(weight_bits=options.bits[-1])
     table = layer_sensitivity(float_model, inputs, top, options.bits, options.sensitivity_samples, data_range)
-    layers = table.layers
-    protected = (layers[0], layers[-1]) if options.protect_ends and len(layers) > 2 else ()
+    protected = _protected_ends(table) if options.protect_ends else ()
     chosen = assign_bits(table, options.bits, effective=options.effective_bits, max_bytes=options.max_bytes,
                          protected=protected)
     per_layer = tuple((name, {"weight_bits": b}) for name, b in chosen.items() if b != top.weight_bits)

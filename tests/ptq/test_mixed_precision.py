@@ -90,3 +90,12 @@ def test_mixed_precision_options_are_validated():
     with pytest.raises(ConfigError, match="bits must be bit widths"):
         MixedPrecision(effective_bits=5.0, bits=(1, 8))
     assert MixedPrecision(effective_bits=5, bits=[8, 4]).bits == (4, 8)
+
+
+def test_only_small_end_layers_are_protected():
+    from gan_brevitas.ptq.mixed_precision import _protected_ends
+
+    small_ends = _table({"a": 1.0, "b": 1.0, "c": 1.0}, {"a": 10, "b": 1000, "c": 10})
+    assert _protected_ends(small_ends) == ("a", "c")
+    big_first = _table({"a": 1.0, "b": 1.0, "c": 1.0}, {"a": 5000, "b": 1000, "c": 10})
+    assert _protected_ends(big_first) == ("c",)
