@@ -73,13 +73,18 @@ def _call_order(model: nn.Module) -> Iterator[list[str]]:
 
 
 def output_step(qmodel: nn.Module, x: Tensor) -> float:
-    """The step of the output quantizer of the last quantized layer that runs on ``x``."""
+    """The step of the last output quantizer that runs on ``x`` (with a float tail, the default,
+    the last layer's output stays float: the step of the grid before it is the unit)."""
     with _call_order(qmodel) as order, torch.no_grad():
         qmodel(x)
     if not order:
         raise ExportError("no quantized layer ran: is this a quantized model?")
-    scale, _, _ = act_grid(qmodel.get_submodule(order[-1]).output_quant)
-    return scale
+    for name in reversed(order):
+        proxy = qmodel.get_submodule(name).output_quant
+        if proxy.is_quant_enabled:
+            scale, _, _ = act_grid(proxy)
+            return scale
+    raise ExportError("no quantized layer that ran has an output quantizer: nothing sets the output's grid.")
 
 
 def first_output(output: Any) -> Tensor:

@@ -112,8 +112,10 @@ class QuantConfig:
         quantize_tail: also quantize the outputs that reach the model output only through
             float operations (the last conv before a float Tanh or the image, see
             `gan_brevitas.quant.tail`). False (default): those layers run from int8 inputs
-            and weights and hand their result on in float, as int8 engines run them; the
-            paper's scheme quantizes them.
+            and weights and hand their result on in float (OpenVINO runs them as int8
+            kernels with a float output; ONNX Runtime, which has no such kernel, as a float
+            Conv); True gives every conv an int8 kernel on ONNX Runtime too. The paper's
+            scheme quantizes them.
         skip: layers kept in float: fnmatch patterns of module names ("model.26") or class
             names ("ConvTranspose2d").
     """
