@@ -137,3 +137,19 @@ def test_openvino_matches_fake_quant_within_one_step(name, quantized_patterns, t
     result = parity(deployed, path, _images(4, 2), n=4, engine="openvino")
     assert result.mae <= result.output_step, result.format()
     assert not [w for w in report.warnings if "not int8" in w], report.warnings
+
+
+def test_default_float_tail_runs_only_the_last_conv_in_float_on_onnxruntime(tmp_path):
+    """The default leaves the last conv's output float (quality): ONNX Runtime then runs exactly
+    that conv in float, the report names it, and the file still matches the fake-quant model."""
+    from gan_brevitas.export.ort import int8_kernel_report
+
+    torch.manual_seed(0)
+    qmodel = recipes.quantize(PATTERNS["add"]().eval(), inputs=_images(8, 0), num_samples=8, progress=False)
+    path = tmp_path / "add.onnx"
+    recipes.export(qmodel, path, "onnxruntime", example_input=_images(1, 1))
+    report = parity(qmodel, path, _images(4, 2), n=4)
+    assert report.mae <= report.output_step, report.format()
+    kernels = int8_kernel_report(path)
+    assert kernels.float_fallback == ("/tail/Conv",), kernels.format()
+    assert "float fallback: /tail/Conv" in kernels.format()
