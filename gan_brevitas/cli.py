@@ -360,21 +360,8 @@ def _add_common_options(parser: argparse.ArgumentParser, default: object) -> Non
                         help="no progress bars or tables (bars are also off when stderr is not a terminal)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The whole parser; imports nothing heavy (torch, Brevitas, the demo) until a command runs."""
-    parser = argparse.ArgumentParser(
-        prog="gan-brevitas",
-        description="Quantize GAN generators (StyleGAN, SAGAN, CycleGAN, yours) with Brevitas.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    _add_common_options(parser, default=False)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    common = argparse.ArgumentParser(add_help=False)
-    _add_common_options(common, default=argparse.SUPPRESS)  # also accepted after the command
-    add_parser = sub.add_parser
-    sub.add_parser = lambda *a, **k: add_parser(*a, parents=[common], **k)  # type: ignore[method-assign]
-
+def _add_quantize_command(sub: argparse._SubParsersAction) -> None:
+    """`gan-brevitas quantize`: a checkpoint in, a quantized file out."""
     quantize = sub.add_parser("quantize", help="quantize a generator checkpoint and save it",
                               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_model_options(quantize, required=True)
@@ -388,6 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_quant_options(quantize)
     quantize.set_defaults(func=cmd_quantize)
 
+
+def _add_evaluate_command(sub: argparse._SubParsersAction) -> None:
+    """`gan-brevitas evaluate`: FID, qFID and PSNR of a quantized file."""
     evaluate = sub.add_parser("evaluate", help="FID, qFID and PSNR of a quantized generator vs its float original")
     evaluate.add_argument("quantized", help="file written by `gan-brevitas quantize`")
     _add_model_options(evaluate, required=False)
@@ -400,6 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_extractor_options(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
 
+
+def _add_demo_command(sub: argparse._SubParsersAction) -> None:
+    """`gan-brevitas demo`: the main job."""
     demo = sub.add_parser("demo", help="the main job: quantize the packaged demo generators and report (offline)")
     demo.add_argument("--models", nargs="+", default=list(GENERATOR_NAMES[::-1]), choices=GENERATOR_NAMES)
     demo.add_argument("--n", type=int, default=1000, help="images per metric (default 1000)")
@@ -414,6 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--qat-train", type=int, default=128, help="QAT distillation pairs per epoch (default 128; paper 10,000)")
     demo.set_defaults(func=cmd_demo)
 
+
+def _add_reproduce_command(sub: argparse._SubParsersAction) -> None:
+    """`gan-brevitas reproduce`: the paper's experiments from recipe files."""
     reproduce = sub.add_parser(
         "reproduce", help="run the paper's experiments from recipes/*.toml and write RESULTS.md",
         description="Run recipe files (one per row of the paper's Tables 3 and 4, one Figure 1 sweep per "
@@ -434,13 +430,39 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--report-only", action="store_true", help="run nothing; rewrite RESULTS.md from the cache")
     reproduce.set_defaults(func=cmd_reproduce)
 
+
+def _add_info_command(sub: argparse._SubParsersAction) -> None:
+    """`gan-brevitas info`: what a quantized file holds."""
+    info = sub.add_parser("info", help="show what a quantized generator file holds")
+    info.add_argument("path", help="file written by `gan-brevitas quantize`")
+    info.set_defaults(func=cmd_info)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole parser; imports nothing heavy (torch, Brevitas, the demo) until a command runs."""
+    parser = argparse.ArgumentParser(
+        prog="gan-brevitas",
+        description="Quantize GAN generators (StyleGAN, SAGAN, CycleGAN, yours) with Brevitas.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_common_options(parser, default=False)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    _add_common_options(common, default=argparse.SUPPRESS)  # also accepted after the command
+    add_parser = sub.add_parser
+    sub.add_parser = lambda *a, **k: add_parser(*a, parents=[common], **k)  # type: ignore[method-assign]
+
+    _add_quantize_command(sub)
+    _add_evaluate_command(sub)
+    _add_demo_command(sub)
+    _add_reproduce_command(sub)
+
     from gan_brevitas.export_commands import add_commands as add_export_commands
 
     add_export_commands(sub)
 
-    info = sub.add_parser("info", help="show what a quantized generator file holds")
-    info.add_argument("path", help="file written by `gan-brevitas quantize`")
-    info.set_defaults(func=cmd_info)
+    _add_info_command(sub)
     return parser
 
 
