@@ -3,10 +3,12 @@
 The defaults are the W8A8 post-training scheme that measured best on the packaged demo
 generators and the real-generator suite (benchmarks/default_recipe.py): signed symmetric 8-bit
 weights per output channel with MSE-optimal clipping, asymmetric unsigned 8-bit activations
-with an integer zero point and MSE-optimal per-tensor ranges, and bias correction.
+with an integer zero point and MSE-optimal per-tensor ranges, bias correction, and a float
+tail (the layers whose result reaches the output only through float ops are not re-quantized
+at their output; `gan_brevitas.quant.tail`).
 `QuantConfig.paper()` is the paper's scheme (§3.4, §4.1): per-tensor weights from their
 0.0001/0.9999 quantiles, activations from the 0.001/0.999 quantiles averaged over samples with
-momentum 0.99, no bias correction.
+momentum 0.99, no bias correction, every output quantized.
 """
 
 from __future__ import annotations
