@@ -17,10 +17,11 @@ import dataclasses
 import os
 from typing import Any, Optional
 
+import torch
 from torch import Tensor, nn
 
 from gan_brevitas.backends import backend_for, backend_for_file
-from gan_brevitas.errors import ConfigError
+from gan_brevitas.errors import CheckpointError, ConfigError
 from gan_brevitas.inputs import InputSource, input_shape_of, shape_checked
 from gan_brevitas.metrics.evaluate import Evaluation
 from gan_brevitas.metrics.evaluate import evaluate as evaluate_images
@@ -68,6 +69,17 @@ __all__ = [
 ]
 
 
+def _refuse_non_finite_weights(model: nn.Module) -> None:
+    """A NaN or Inf weight makes every range estimate meaningless: say which tensor holds it."""
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise CheckpointError(
+                f"the generator's {name} holds {bad} NaN/Inf value(s): the checkpoint is damaged or its "
+                "training diverged; quantize a checkpoint with finite weights."
+            )
+
+
 def quantize(
     model: nn.Module,
     method: Any = "vanilla-ptq",
@@ -107,6 +119,7 @@ def quantize(
         )
     name = spec.name_of(method_options)
     config = _method_config(name, config, quant_overrides)
+    _refuse_non_finite_weights(model)
     float_model = fold_for_quantization(model)
     checked = shape_checked(inputs, model)  # a mis-shaped batch fails here, naming the expected shape
     qmodel = spec.handler(float_model, config, checked, method_options, **extras)

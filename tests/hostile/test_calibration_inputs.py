@@ -7,6 +7,7 @@ import itertools
 
 import pytest
 import torch
+from torch import nn
 
 from gan_brevitas import recipes
 from gan_brevitas.errors import CalibrationError
@@ -53,3 +54,14 @@ def test_wrong_channel_count_of_images() -> None:
 def test_images_given_to_a_latent_generator() -> None:
     with pytest.raises(CalibrationError, match=r"expects latents of shape \[N, 32\]"):
         recipes.quantize(_sagan(), "vanilla-ptq", inputs=torch.rand(4, 3, 32, 32), num_samples=4, progress=False)
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("nan")])
+def test_a_generator_with_non_finite_weights_is_refused_naming_the_tensor(value) -> None:
+    from gan_brevitas.errors import CheckpointError
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 3, 3, padding=1))
+    with torch.no_grad():
+        model[2].weight[0, 0, 0, 0] = value
+    with pytest.raises(CheckpointError, match=r"2\.weight holds 1 NaN/Inf value"):
+        recipes.quantize(model, inputs=torch.rand(4, 3, 8, 8), num_samples=4, progress=False)
