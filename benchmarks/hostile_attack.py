@@ -35,7 +35,7 @@ from typing import Callable, Optional
 import torch
 
 from gan_brevitas import cli, recipes
-from gan_brevitas.atomic_files import atomic_write_text
+from gan_brevitas.harness.writer import Report, markdown_table, write_report
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parents[1]
@@ -191,11 +191,45 @@ def _external_traversal_onnx(path: Path) -> None:
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
 
 
-def build_cases(work: Path, marker: Path) -> list[Case]:
-    from PIL import Image
+@dataclass
+class Fixtures:
+    """The files the cases attack: victims that must stay intact, checkpoints (a malicious pickle
+    among them), a quantized file and tampered copies, image folders, ONNX files."""
 
+    work: Path
+    paths: dict[str, Path]
+    intact: Callable[[], Optional[str]]
+    model: torch.nn.Module
+    ckpt: Path
+    cyc_ckpt: Path
+    evil: Path
+    junk: Path
+    quantized: Path
+    images: dict[str, Path] = field(default_factory=dict)
+    tampered: dict[str, Path] = field(default_factory=dict)
+    small_onnx: str = ""
+    huge_onnx: str = ""
+
+    @property
+    def q(self) -> list[str]:
+        return ["quantize", "--model", "sagan", "--checkpoint", str(self.ckpt), "--size", "32", "--num-samples", "4"]
+
+    @property
+    def out(self) -> list[str]:
+        return ["--out", str(self.work / "q_out.safetensors")]
+
+    def with_checkpoint(self, checkpoint: str | Path) -> list[str]:
+        """The SAGAN quantize command with another --checkpoint, and --out."""
+        return self.q[:3] + ["--checkpoint", str(checkpoint)] + self.q[5:] + self.out
+
+    def config(self, text: str) -> str:
+        path = self.work / f"config_{abs(hash(text))}.json"
+        path.write_text(text)
+        return str(path)
+
+
+def _model_files(work: Path, marker: Path) -> Fixtures:
     paths = _victims(work)
-    intact = _intact(paths)
     model = recipes.build_generator("sagan", **SAGAN)
     ckpt = work / "sagan.pth"
     torch.save(model.state_dict(), ckpt)
@@ -209,6 +243,11 @@ def build_cases(work: Path, marker: Path) -> list[Case]:
     quantized = work / "q.safetensors"
     z = torch.randn(8, 32, generator=torch.Generator().manual_seed(0))
     recipes.save(recipes.quantize(model, "vanilla-ptq", inputs=z, num_samples=8, progress=False), quantized)
+    return Fixtures(work, paths, _intact(paths), model, ckpt, cyc_ckpt, evil, junk, quantized)
+
+
+def _image_folders(work: Path) -> dict[str, Path]:
+    from PIL import Image
 
     images = {"good": work / "imgs_good", "corrupt": work / "imgs_corrupt", "empty": work / "imgs_empty",
               "grey": work / "imgs_grey", "textpng": work / "imgs_textpng"}
@@ -220,12 +259,10 @@ def build_cases(work: Path, marker: Path) -> list[Case]:
     (images["corrupt"] / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(100))
     Image.new("RGB", (20, 20)).save(images["corrupt"] / "b.png")
     (images["textpng"] / "readme.png").write_text("not an image")
+    return images
 
-    def config(text: str) -> str:
-        path = work / f"config_{abs(hash(text))}.json"
-        path.write_text(text)
-        return str(path)
 
+def _tampered_files(quantized: Path, work: Path) -> dict[str, Path]:
     tampered = {
         "missing-key": lambda h: h["__metadata__"].pop("method"),
         "config-list": lambda h: h["__metadata__"].update({"config": "[1]"}),
@@ -235,56 +272,56 @@ def build_cases(work: Path, marker: Path) -> list[Case]:
             {"name": "sagan", "kwargs": {"image_size": 1024, "z_dim": 32, "conv_dim": 4096}})}),
         "dtype-relabelled": lambda h: h[next(k for k in h if k.endswith(".weight"))].update({"dtype": "I32"}),
     }
-    tampered_files = {name: _rewrite_metadata(quantized, work / f"t_{name}.safetensors", change)
-                      for name, change in tampered.items()}
+    files = {name: _rewrite_metadata(quantized, work / f"t_{name}.safetensors", change)
+             for name, change in tampered.items()}
     for name, value in (("nan-scale", float("nan")), ("zero-scale", 0.0), ("negative-scale", -1.0)):
         for rehash in (False, True):
             path = _rewrite_metadata(quantized, work / f"t_{name}_{rehash}.safetensors", lambda h: None,
                                      _scale_edit(value))
-            tampered_files[f"{name}{'-rehashed' if rehash else ''}"] = _rehash(path) if rehash else path
-    _rehash(tampered_files["dtype-relabelled"])
+            files[f"{name}{'-rehashed' if rehash else ''}"] = _rehash(path) if rehash else path
+    _rehash(files["dtype-relabelled"])
+    return files
 
+
+def _relu_onnx(path: Path, side: int) -> str:
+    """A one-Relu ONNX model declaring a [1, 3, side, side] input."""
     import onnx
     from onnx import TensorProto, helper
 
-    def onnx_file(name: str, side: int) -> str:
-        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, side, side])
-        y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, side, side])
-        graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
-        path = work / name
-        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
-        return str(path)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, side, side])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, side, side])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return str(path)
 
-    small_onnx, huge_onnx = onnx_file("small.onnx", 4), onnx_file("huge.onnx", 100_000)
-    q = ["quantize", "--model", "sagan", "--checkpoint", str(ckpt), "--size", "32", "--num-samples", "4"]
-    out = ["--out", str(work / "q_out.safetensors")]
-    cq = ["quantize", "--model", "cyclegan", "--checkpoint", str(cyc_ckpt), "--num-samples", "4"]
-    results_md = work / "repro" / "RESULTS.md"
-    results_md.parent.mkdir()
-    results_md.write_text("measured rows")
 
-    def results_unchanged() -> Optional[str]:
-        return None if results_md.read_text() == "measured rows" else "RESULTS.md overwritten"
+def build_fixtures(work: Path, marker: Path) -> Fixtures:
+    fixtures = _model_files(work, marker)
+    fixtures.images = _image_folders(work)
+    fixtures.tampered = _tampered_files(fixtures.quantized, work)
+    fixtures.small_onnx, fixtures.huge_onnx = _relu_onnx(work / "small.onnx", 4), _relu_onnx(work / "huge.onnx", 100_000)
+    return fixtures
 
-    def with_intact(extra: Optional[Callable[[], Optional[str]]] = None) -> Callable[[], Optional[str]]:
-        return lambda: intact() or (extra() if extra else None)
 
-    cases = [
-        Case("quantize: checkpoint missing", q[:3] + ["--checkpoint", str(work / "none.pth")] + q[5:] + out),
-        Case("quantize: checkpoint is a directory", q[:3] + ["--checkpoint", str(paths["dir"])] + q[5:] + out),
-        Case("quantize: checkpoint is random bytes", q[:3] + ["--checkpoint", str(junk)] + q[5:] + out),
-        Case("quantize: checkpoint is a malicious pickle", q[:3] + ["--checkpoint", str(evil)] + q[5:] + out),
-        Case("quantize: CycleGAN checkpoint given as SAGAN", q[:3] + ["--checkpoint", str(cyc_ckpt)] + q[5:] + out),
+def _quantize_cases(f: Fixtures) -> list[Case]:
+    q, out, paths, intact = f.q, f.out, f.paths, f.intact
+    cq = ["quantize", "--model", "cyclegan", "--checkpoint", str(f.cyc_ckpt), "--num-samples", "4"]
+    return [
+        Case("quantize: checkpoint missing", f.with_checkpoint(f.work / "none.pth")),
+        Case("quantize: checkpoint is a directory", f.with_checkpoint(paths["dir"])),
+        Case("quantize: checkpoint is random bytes", f.with_checkpoint(f.junk)),
+        Case("quantize: checkpoint is a malicious pickle", f.with_checkpoint(f.evil)),
+        Case("quantize: CycleGAN checkpoint given as SAGAN", f.with_checkpoint(f.cyc_ckpt)),
         Case("quantize: --out is a directory", q + ["--out", str(paths["dir"])], check=intact),
         Case("quantize: --out is a symlink", q + ["--out", str(paths["link"])], check=intact),
         Case("quantize: --out is a FIFO", q + ["--out", str(paths["fifo"])], check=intact),
-        Case("quantize: --out in a missing directory", q + ["--out", str(work / "nope" / "q.safetensors")]),
-        Case("quantize: --config missing", q + out + ["--config", str(work / "none.json")]),
-        Case("quantize: --config not JSON", q + out + ["--config", config("{oops")]),
-        Case("quantize: --config a list", q + out + ["--config", config("[8]")]),
-        Case("quantize: --config unknown key", q + out + ["--config", config('{"bitz": 8}')]),
-        Case("quantize: --config wrong type", q + out + ["--config", config('{"weight_bits": "8"}')]),
-        Case("quantize: --config skip not a list", q + out + ["--config", config('{"skip": 3}')]),
+        Case("quantize: --out in a missing directory", q + ["--out", str(f.work / "nope" / "q.safetensors")]),
+        Case("quantize: --config missing", q + out + ["--config", str(f.work / "none.json")]),
+        Case("quantize: --config not JSON", q + out + ["--config", f.config("{oops")]),
+        Case("quantize: --config a list", q + out + ["--config", f.config("[8]")]),
+        Case("quantize: --config unknown key", q + out + ["--config", f.config('{"bitz": 8}')]),
+        Case("quantize: --config wrong type", q + out + ["--config", f.config('{"weight_bits": "8"}')]),
+        Case("quantize: --config skip not a list", q + out + ["--config", f.config('{"skip": 3}')]),
         Case("quantize: --set unknown option", q + out + ["--set", "stepz=10"]),
         Case("quantize: --set without =", q + out + ["--set", "steps"]),
         Case("quantize: --set wrong value type", q + out + ["--set", "num_samples=\"many\""]),
@@ -296,83 +333,115 @@ def build_cases(work: Path, marker: Path) -> list[Case]:
         Case("quantize: --num-samples 100000000", q[:-1] + ["100000000"] + out),
         Case("quantize: --size 0", q[:6] + ["--size", "0", "--num-samples", "4"] + out),
         Case("quantize cyclegan: no --images", cq + out),
-        Case("quantize cyclegan: --images missing folder", cq + out + ["--images", str(work / "none")]),
-        Case("quantize cyclegan: --images empty folder", cq + out + ["--images", str(images["empty"])]),
-        Case("quantize cyclegan: --images with a corrupt PNG", cq + out + ["--images", str(images["corrupt"])]),
-        Case("quantize cyclegan: --images with a text file named .png", cq + out + ["--images", str(images["textpng"])]),
-        Case("quantize cyclegan: --images is a file", cq + out + ["--images", str(junk)]),
-        Case("quantize cyclegan: grey images (valid)", cq + out + ["--images", str(images["grey"])], expect_error=False),
-        Case("info: random bytes", ["info", str(junk)]),
-        Case("info: missing file", ["info", str(work / "none.safetensors")]),
-        Case("info: a directory", ["info", str(paths["dir"])]),
+        Case("quantize cyclegan: --images missing folder", cq + out + ["--images", str(f.work / "none")]),
+        Case("quantize cyclegan: --images empty folder", cq + out + ["--images", str(f.images["empty"])]),
+        Case("quantize cyclegan: --images with a corrupt PNG", cq + out + ["--images", str(f.images["corrupt"])]),
+        Case("quantize cyclegan: --images with a text file named .png",
+             cq + out + ["--images", str(f.images["textpng"])]),
+        Case("quantize cyclegan: --images is a file", cq + out + ["--images", str(f.junk)]),
+        Case("quantize cyclegan: grey images (valid)", cq + out + ["--images", str(f.images["grey"])],
+             expect_error=False),
     ]
-    for name, path in tampered_files.items():
-        cases.append(Case(f"info: tampered file ({name})", ["info", str(path)]))
-    ev = ["evaluate", str(quantized), "--checkpoint", str(ckpt), "--n", "16"]
-    cases += [
+
+
+def _info_cases(f: Fixtures) -> list[Case]:
+    cases = [
+        Case("info: random bytes", ["info", str(f.junk)]),
+        Case("info: missing file", ["info", str(f.work / "none.safetensors")]),
+        Case("info: a directory", ["info", str(f.paths["dir"])]),
+    ]
+    return cases + [Case(f"info: tampered file ({name})", ["info", str(path)]) for name, path in f.tampered.items()]
+
+
+def _evaluate_export_cases(f: Fixtures) -> list[Case]:
+    paths, intact, quantized = f.paths, f.intact, str(f.quantized)
+    ev = ["evaluate", quantized, "--checkpoint", str(f.ckpt), "--n", "16"]
+    return [
         Case("evaluate: --n 0", ev[:-1] + ["0"]),
         Case("evaluate: --n 1", ev[:-1] + ["1"]),
         Case("evaluate: --n 10000000", ev[:-1] + ["10000000"]),
-        Case("evaluate: quantized file missing", ["evaluate", str(work / "none.safetensors"), "--checkpoint", str(ckpt)]),
-        Case("evaluate: --checkpoint of another size", ev[:2] + ["--checkpoint", str(cyc_ckpt), "--n", "16"]),
-        Case("evaluate: --inception-weights malicious pickle", ev + ["--inception-weights", str(evil)]),
-        Case("evaluate: --inception-weights missing", ev + ["--inception-weights", str(work / "none.pth")]),
-        Case("evaluate: --inception-weights random bytes", ev + ["--inception-weights", str(junk)]),
+        Case("evaluate: quantized file missing", ["evaluate", str(f.work / "none.safetensors"), "--checkpoint",
+                                                  str(f.ckpt)]),
+        Case("evaluate: --checkpoint of another size", ev[:2] + ["--checkpoint", str(f.cyc_ckpt), "--n", "16"]),
+        Case("evaluate: --inception-weights malicious pickle", ev + ["--inception-weights", str(f.evil)]),
+        Case("evaluate: --inception-weights missing", ev + ["--inception-weights", str(f.work / "none.pth")]),
+        Case("evaluate: --inception-weights random bytes", ev + ["--inception-weights", str(f.junk)]),
         Case("evaluate: --grid is a symlink", ev + ["--grid", str(paths["link"])], check=intact),
         Case("evaluate: --grid is a directory", ev + ["--grid", str(paths["dir"])], check=intact),
-        Case("export: --out is a symlink", ["export", str(quantized), "--out", str(paths["link"])], check=intact),
-        Case("export: --out is a FIFO", ["export", str(quantized), "--out", str(paths["fifo"])], check=intact),
-        Case("export: source is random bytes", ["export", str(junk), "--out", str(work / "g.onnx")]),
+        Case("export: --out is a symlink", ["export", quantized, "--out", str(paths["link"])], check=intact),
+        Case("export: --out is a FIFO", ["export", quantized, "--out", str(paths["fifo"])], check=intact),
+        Case("export: source is random bytes", ["export", str(f.junk), "--out", str(f.work / "g.onnx")]),
         Case("export: tampered source (NaN scale, rehashed)",
-             ["export", str(tampered_files["nan-scale-rehashed"]), "--out", str(work / "g.onnx")]),
-        Case("export: --opset 5", ["export", str(quantized), "--out", str(work / "g.onnx"), "--opset", "5"]),
-        Case("check-trt: random bytes", ["check-trt", str(junk)]),
-        Case("check-trt: missing file", ["check-trt", str(work / "none.onnx")]),
-        Case("bench: --batch 0", ["bench", small_onnx, "--batch", "0"]),
-        Case("bench: --batch -1", ["bench", small_onnx, "--batch", "-1"]),
-        Case("bench: --runs 0", ["bench", small_onnx, "--runs", "0"]),
-        Case("bench: huge declared input", ["bench", huge_onnx, "--batch", "1"]),
-        Case("bench: random bytes", ["bench", str(junk)]),
-        Case("bench: --json is a symlink", ["bench", small_onnx, "--batch", "1", "--runs", "1", "--warmup", "0",
-                                           "--json", str(paths["link"])], check=intact),
-        Case("reproduce: --report-only without cache",
-             ["reproduce", str(ROOT / "recipes" / "figure1" / "sagan_act_quantiles.toml"), "--profile", "tiny",
-              "--report-only", "--out", str(results_md.parent)], check=results_unchanged),
-        Case("reproduce: recipe file missing", ["reproduce", str(work / "none.toml"), "--out", str(work / "r2")]),
-        Case("reproduce: recipe not TOML", ["reproduce", str(junk), "--out", str(work / "r3")]),
-        Case("demo: --out-dir is a file", ["demo", "--out-dir", str(paths["victim"]), "--models", "sagan",
-                                            "--sections", "ptq", "--n", "8"], check=intact),
-        Case("demo: --n 0", ["demo", "--n", "0", "--out-dir", str(work / "d")]),
+             ["export", str(f.tampered["nan-scale-rehashed"]), "--out", str(f.work / "g.onnx")]),
+        Case("export: --opset 5", ["export", quantized, "--out", str(f.work / "g.onnx"), "--opset", "5"]),
     ]
-    inf_ckpt = work / "sagan_inf.pth"
-    state = model.state_dict()
+
+
+def _bench_reproduce_demo_cases(f: Fixtures) -> list[Case]:
+    results_md = f.work / "repro" / "RESULTS.md"
+    results_md.parent.mkdir()
+    results_md.write_text("measured rows")
+
+    def results_unchanged() -> Optional[str]:
+        return None if results_md.read_text() == "measured rows" else "RESULTS.md overwritten"
+
+    small, recipe = f.small_onnx, str(ROOT / "recipes" / "figure1" / "sagan_act_quantiles.toml")
+    return [
+        Case("check-trt: random bytes", ["check-trt", str(f.junk)]),
+        Case("check-trt: missing file", ["check-trt", str(f.work / "none.onnx")]),
+        Case("bench: --batch 0", ["bench", small, "--batch", "0"]),
+        Case("bench: --batch -1", ["bench", small, "--batch", "-1"]),
+        Case("bench: --runs 0", ["bench", small, "--runs", "0"]),
+        Case("bench: huge declared input", ["bench", f.huge_onnx, "--batch", "1"]),
+        Case("bench: random bytes", ["bench", str(f.junk)]),
+        Case("bench: --json is a symlink", ["bench", small, "--batch", "1", "--runs", "1", "--warmup", "0",
+                                           "--json", str(f.paths["link"])], check=f.intact),
+        Case("reproduce: --report-only without cache",
+             ["reproduce", recipe, "--profile", "tiny", "--report-only", "--out", str(results_md.parent)],
+             check=results_unchanged),
+        Case("reproduce: recipe file missing", ["reproduce", str(f.work / "none.toml"), "--out", str(f.work / "r2")]),
+        Case("reproduce: recipe not TOML", ["reproduce", str(f.junk), "--out", str(f.work / "r3")]),
+        Case("demo: --out-dir is a file", ["demo", "--out-dir", str(f.paths["victim"]), "--models", "sagan",
+                                            "--sections", "ptq", "--n", "8"], check=f.intact),
+        Case("demo: --n 0", ["demo", "--n", "0", "--out-dir", str(f.work / "d")]),
+    ]
+
+
+def _inf_checkpoint(f: Fixtures) -> Path:
+    path = f.work / "sagan_inf.pth"
+    state = f.model.state_dict()
     first = next(k for k, v in state.items() if v.is_floating_point() and v.dim() > 1)
     state[first] = torch.full_like(state[first], float("inf"))
-    torch.save(state, inf_ckpt)
-    demo_out = work / "demo_out"
+    torch.save(state, path)
+    return path
+
+
+def _edge_cases(f: Fixtures) -> list[Case]:
+    q, out, paths, intact = f.q, f.out, f.paths, f.intact
+    inf_ckpt = _inf_checkpoint(f)
+    demo_out = f.work / "demo_out"
     demo_out.mkdir()
     (demo_out / "report.md").symlink_to(paths["victim"])
-    repro_out = work / "repro_dir"
+    repro_out = f.work / "repro_dir"
     (repro_out / "RESULTS.md").mkdir(parents=True)
-    traversal = work / "traversal.onnx"
+    traversal = f.work / "traversal.onnx"
     _external_traversal_onnx(traversal)
-    cases += [
-        Case("quantize: checkpoint with Inf weights", q[:3] + ["--checkpoint", str(inf_ckpt)] + q[5:] + out),
+    recipe = str(ROOT / "recipes" / "figure1" / "sagan_act_quantiles.toml")
+    cases = [
+        Case("quantize: checkpoint with Inf weights", f.with_checkpoint(inf_ckpt)),
         Case("quantize: --act-quantiles nan 0.5", q + out + ["--act-quantiles", "nan", "0.5"]),
-        Case("quantize: --config with NaN momentum", q + out + ["--config", config('{"quantile_momentum": NaN}')]),
+        Case("quantize: --config with NaN momentum", q + out + ["--config", f.config('{"quantile_momentum": NaN}')]),
         Case("quantize: --seed -1 (valid)", q + out + ["--seed", "-1"], expect_error=False),
         Case("quantize: --out is '.'", q + ["--out", "."]),
         Case("info: /dev/zero", ["info", "/dev/zero"]),
         Case("info: /dev/urandom", ["info", "/dev/urandom"]),
-        Case("quantize: checkpoint is /dev/zero", q[:3] + ["--checkpoint", "/dev/zero"] + q[5:] + out),
+        Case("quantize: checkpoint is /dev/zero", f.with_checkpoint("/dev/zero")),
         Case("demo: report.md in --out-dir is a symlink", ["demo", "--out-dir", str(demo_out), "--models", "sagan",
                                                           "--sections", "ptq", "--n", "8"], check=intact),
-        Case("reproduce: RESULTS.md is a directory",
-             ["reproduce", str(ROOT / "recipes" / "figure1" / "sagan_act_quantiles.toml"), "--profile", "tiny",
-              "--out", str(repro_out)]),
-        Case("reproduce: --threads 0", ["reproduce", str(ROOT / "recipes" / "figure1" / "sagan_act_quantiles.toml"),
-                                        "--profile", "tiny", "--report-only", "--threads", "0", "--out", str(work / "r4")]),
-        Case("bench: --threads -1", ["bench", small_onnx, "--batch", "1", "--runs", "1", "--threads", "-1"]),
+        Case("reproduce: RESULTS.md is a directory", ["reproduce", recipe, "--profile", "tiny", "--out", str(repro_out)]),
+        Case("reproduce: --threads 0", ["reproduce", recipe, "--profile", "tiny", "--report-only", "--threads", "0",
+                                        "--out", str(f.work / "r4")]),
+        Case("bench: --threads -1", ["bench", f.small_onnx, "--batch", "1", "--runs", "1", "--threads", "-1"]),
         Case("check-trt: external data path traversal (graph only, valid)", ["check-trt", str(traversal)],
              expect_error=False),
         Case("bench: external data path traversal", ["bench", str(traversal), "--batch", "1", "--runs", "1"]),
@@ -380,9 +449,17 @@ def build_cases(work: Path, marker: Path) -> list[Case]:
     if "node" in paths:
         cases += [
             Case("quantize: --out is a device node", q + ["--out", str(paths["node"])], check=intact),
-            Case("export: --out is a device node", ["export", str(quantized), "--out", str(paths["node"])], check=intact),
+            Case("export: --out is a device node", ["export", str(f.quantized), "--out", str(paths["node"])],
+                 check=intact),
         ]
     return cases
+
+
+def build_cases(work: Path, marker: Path) -> list[Case]:
+    """Every attack, in a fixed order, against fixtures made in ``work``."""
+    f = build_fixtures(work, marker)
+    return _quantize_cases(f) + _info_cases(f) + _evaluate_export_cases(f) + _bench_reproduce_demo_cases(f) + \
+        _edge_cases(f)
 
 
 def main() -> None:
@@ -399,13 +476,11 @@ def main() -> None:
     counts = Counter(row["outcome"] for row in rows)
     payload = {"cases": len(rows), "counts": dict(counts), "rows": rows, "python": sys.version.split()[0],
                "torch": torch.__version__}
-    RESULTS.mkdir(exist_ok=True)
-    atomic_write_text(RESULTS / "hostile_attack.json", json.dumps(payload, indent=2) + "\n")
     lines = ["# Hostile and careless input: `python benchmarks/hostile_attack.py`", "",
-             f"{len(rows)} command lines; outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), "",
-             "| case | exit | outcome | message (last line) |", "|---|---|---|---|"]
-    lines += [f"| {r['case']} | {r['exit']} | {r['outcome']} | {r['message'].replace('|', '/')[:160]} |" for r in rows]
-    atomic_write_text(RESULTS / "hostile_attack.md", "\n".join(lines) + "\n")
+             f"{len(rows)} command lines; outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), ""]
+    lines += markdown_table(["case", "exit", "outcome", "message (last line)"],
+                            [(r["case"], r["exit"], r["outcome"], r["message"].replace("|", "/")[:160]) for r in rows])
+    write_report(Report.at(RESULTS, "hostile_attack", payload, lines))
     print(dict(counts))
 
 
