@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import math
 import platform
@@ -45,7 +44,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -53,10 +52,13 @@ from torch import Tensor, nn
 
 from benchmarks.suite import SuiteEntry, load_suite
 from gan_brevitas import QuantConfig, recipes
-from gan_brevitas.atomic_files import atomic_write
+from gan_brevitas.harness.writer import Report, write_report
 from gan_brevitas.metrics.psnr import psnr
 from gan_brevitas.quant.convert import quant_layers
 from gan_brevitas.backends import backend_for
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 log = logging.getLogger("quality_suite")
 
@@ -424,10 +426,8 @@ def write_markdown(report: dict[str, Any], models: list[str], methods: list[str]
     return "\n".join(lines) + "\n"
 
 
-def plot(report: dict[str, Any], models: list[str], methods: list[str], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
+def figure(report: dict[str, Any], models: list[str], methods: list[str]) -> Figure:
+    """PSNR per model and method, grouped bars."""
     import matplotlib.pyplot as plt
 
     rows = [Row(**r) for r in report["rows"]]
@@ -444,8 +444,7 @@ def plot(report: dict[str, Any], models: list[str], methods: list[str], path: Pa
     ax.set_title("Quality on the real-generator suite (0 = not available)")
     ax.legend(fontsize=7, ncol=3)
     fig.tight_layout()
-    atomic_write(path, lambda temporary: fig.savefig(temporary, format="png", dpi=110))
-    plt.close(fig)
+    return fig
 
 
 def _versions() -> dict[str, str]:
@@ -501,12 +500,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     report["wall_s"] = round(time.perf_counter() - start, 1)
     report["load_end"] = _load()
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / args.name
-    text = json.dumps(report, indent=2)
-    atomic_write(stem.with_suffix(".json"), lambda temporary: Path(temporary).write_text(text))
     markdown = write_markdown(report, models, methods)
-    atomic_write(stem.with_suffix(".md"), lambda temporary: Path(temporary).write_text(markdown))
-    plot(report, models, methods, stem.with_suffix(".png"))
+    write_report(Report.at(args.out, args.name, report, markdown, plot=lambda: figure(report, models, methods)))
     print(markdown)
     return 0
 
