@@ -80,6 +80,7 @@ PATTERNS = {
     "concat": Concat,
     "instance_norm": lambda: nn.Sequential(conv(3, C), nn.InstanceNorm2d(C), nn.ReLU(), conv()),
     "conv_transpose": lambda: nn.Sequential(conv(3, C), nn.ReLU(), nn.ConvTranspose2d(C, C, 4, 2, 1), nn.ReLU(), conv()),
+    "conv_transpose_odd": lambda: nn.Sequential(conv(3, C), nn.ReLU(), nn.ConvTranspose2d(C, C, 3, 2, 1), nn.ReLU(), conv()),
 }
 
 
@@ -137,6 +138,8 @@ def test_openvino_matches_fake_quant_within_one_step(name, quantized_patterns, t
     result = parity(deployed, path, _images(4, 2), n=4, engine="openvino")
     assert result.mae <= result.output_step, result.format()
     assert not [w for w in report.warnings if "not int8" in w], report.warnings
+    rewritten = any("ConvTranspose -> Conv + PixelShuffle" in c for c in report.conversions)
+    assert rewritten == (name == "conv_transpose_odd"), report.conversions  # 2H - 1 outputs: rewritten
 
 
 def test_default_float_tail_runs_only_the_last_conv_in_float_on_onnxruntime(tmp_path):
