@@ -537,6 +537,19 @@ def _openvino_int8_warnings(path: Path) -> tuple[str, ...]:
     return tuple(f"OpenVINO runs {name} in {precision}, not int8" for name, precision in report.not_int8)
 
 
+def _onnxruntime_int8_warnings(path: Path) -> tuple[str, ...]:
+    """Name the quantized convs ONNX Runtime still computes in float (it has no int8 kernel for a
+    conv whose output is not quantized: the default float tail)."""
+    from gan_brevitas.export.ort import int8_kernel_report
+
+    return tuple(
+        f"ONNX Runtime runs {name} in float, not int8: its output is not quantized (the default float tail "
+        "keeps the last layers' output float for quality); quantize with QuantConfig(quantize_tail=True) "
+        "for an all-int8 graph"
+        for name in int8_kernel_report(path).float_fallback
+    )
+
+
 def export_model(
     model: nn.Module,
     path: str | os.PathLike,
@@ -614,6 +627,8 @@ def write_graph(
             atomic_write(path, lambda temporary: onnx.save(model_proto, temporary), what="export output")
         if options.target == "openvino":
             rule_warnings = _openvino_int8_warnings(path)
+        elif options.target == "onnxruntime":
+            rule_warnings = _onnxruntime_int8_warnings(path)
     return ExportReport(
         path=path,
         target=options.target,

@@ -113,7 +113,8 @@ def test_onnxruntime_matches_fake_quant_within_one_step(name, quantized_patterns
 
     qmodel = quantized_patterns[name]
     path = tmp_path / f"{name}.onnx"
-    recipes.export(qmodel, path, "onnxruntime", example_input=_images(1, 1))
+    exported = recipes.export(qmodel, path, "onnxruntime", example_input=_images(1, 1))
+    assert not [w for w in exported.warnings if "in float, not int8" in w], exported.warnings
     report = parity(qmodel, path, _images(4, 2), n=4)
     assert report.mae <= report.output_step, report.format()
     kernels = int8_kernel_report(path)
@@ -150,7 +151,8 @@ def test_default_float_tail_runs_only_the_last_conv_in_float_on_onnxruntime(tmp_
     torch.manual_seed(0)
     qmodel = recipes.quantize(PATTERNS["add"]().eval(), inputs=_images(8, 0), num_samples=8, progress=False)
     path = tmp_path / "add.onnx"
-    recipes.export(qmodel, path, "onnxruntime", example_input=_images(1, 1))
+    exported = recipes.export(qmodel, path, "onnxruntime", example_input=_images(1, 1))
+    assert [w for w in exported.warnings if "/tail/Conv in float" in w and "quantize_tail=True" in w], exported.warnings
     report = parity(qmodel, path, _images(4, 2), n=4)
     assert report.mae <= report.output_step, report.format()
     kernels = int8_kernel_report(path)
