@@ -34,17 +34,20 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
 import torch
 
 from gan_brevitas import recipes
-from gan_brevitas.atomic_files import atomic_write
 from gan_brevitas.deploy.bench import time_interleaved
 from gan_brevitas.deploy.runner import open_runner
 from gan_brevitas.export.openvino import profile_time_share as ov_profile
 from gan_brevitas.export.ort import profile_time_share as ort_profile
+from gan_brevitas.harness.writer import Report, write_report
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 log = logging.getLogger("benchmarks.deploy_cpu")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -357,10 +360,8 @@ def _top(share: dict) -> str:
     return ", ".join(f"{op} {fraction:.0%}" for op, fraction in share["top"][:4])
 
 
-def plot(report: dict, path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
+def figure(report: dict) -> Figure:
+    """Speed-up vs fp32 ONNX Runtime per deployment, one panel per generator."""
     import matplotlib.pyplot as plt
 
     results = report["results"]
@@ -378,8 +379,7 @@ def plot(report: dict, path: str) -> None:
         ax.set_xlabel("speed-up vs fp32 ONNX Runtime")
         ax.tick_params(labelsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110, format="png")
-    plt.close(fig)
+    return fig
 
 
 def main() -> None:
@@ -424,9 +424,8 @@ def write(args: argparse.Namespace, results: list[dict], start: float, load_befo
         "wall_s": time.time() - start, "versions": _versions(), "results": results,
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write(args.out / "deploy_cpu.json", lambda p: Path(p).write_text(json.dumps(report, indent=2, default=str)))
-    atomic_write(args.out / "deploy_cpu.md", lambda p: Path(p).write_text(markdown(report)))
-    atomic_write(args.out / "deploy_cpu.png", lambda p: plot(report, p))
+    report = json.loads(json.dumps(report, default=str))  # error objects and numpy scalars as JSON data
+    write_report(Report.at(args.out, "deploy_cpu", report, markdown(report), plot=lambda: figure(report)))
     return report
 
 
