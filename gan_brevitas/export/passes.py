@@ -289,12 +289,17 @@ def remove_requantize(model: onnx.ModelProto) -> int:
         for consumer in index.consumers.get(q.output[0], []):
             consumer.input[:] = [dq.input[0] if name == q.output[0] else name for name in consumer.input]
         removed.append(q)
-    for q in removed:
-        graph.node.remove(q)
-    if removed:
+    return _remove_nodes(graph, removed)
+
+
+def _remove_nodes(graph: onnx.GraphProto, nodes: list[onnx.NodeProto]) -> int:
+    """Remove ``nodes`` (already bypassed), then what only they fed; returns how many were removed."""
+    for node in nodes:
+        graph.node.remove(node)
+    if nodes:
         _drop_dead_nodes(graph)
         del graph.value_info[:]
-    return len(removed)
+    return len(nodes)
 
 
 def _drop_dead_nodes(graph: onnx.GraphProto) -> None:
@@ -333,12 +338,7 @@ def concat_int8(model: onnx.ModelProto) -> int:
         node.input[:] = [dq.input[0] for dq in dqs]
         node.output[0] = q.output[0]
         removed.append(q)
-    for q in removed:
-        graph.node.remove(q)
-    if removed:
-        _drop_dead_nodes(graph)
-        del graph.value_info[:]
-    return len(removed)
+    return _remove_nodes(graph, removed)
 
 
 def _constant_through_reshapes(index: GraphIndex, name: str) -> "np.ndarray | None":

@@ -14,15 +14,13 @@ Layers without a bias are left as they are (a new bias would change the architec
 
 from __future__ import annotations
 
-import contextlib
-from typing import Iterator
-
 import torch
 from brevitas.quant_tensor import QuantTensor
 from torch import Tensor, nn
 
 from gan_brevitas.errors import CalibrationError
 from gan_brevitas.inputs import InputSource, iter_batches
+from gan_brevitas.ptq.blocks import hooks_removed_on_exit
 from gan_brevitas.quant.convert import quant_layers
 
 #: Calibration inputs the mean shift is measured on, and how many go through at once.
@@ -35,20 +33,11 @@ def _channel_mean(x: Tensor | QuantTensor) -> Tensor:
     return x.detach().transpose(0, 1).reshape(x.shape[1], -1).double().mean(1)
 
 
-@contextlib.contextmanager
-def _hooks(handles: list) -> Iterator[None]:
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
 def _float_means(float_model: nn.Module, names: list[str], batches: list[Tensor]) -> dict[str, list[Tensor]]:
     means: dict[str, list[Tensor]] = {name: [] for name in names}
     handles = [float_model.get_submodule(name).register_forward_hook(
         lambda module, args, out, name=name: means[name].append(_channel_mean(out))) for name in names]
-    with _hooks(handles), torch.no_grad():
+    with hooks_removed_on_exit(handles), torch.no_grad():
         for batch in batches:
             float_model(batch)
     return means
@@ -88,7 +77,7 @@ def correct_biases(
             return hook
 
         handles = [layer.output_quant.register_forward_pre_hook(correct(name, layer)) for name, layer in layers]
-        with _hooks(handles), torch.no_grad():
+        with hooks_removed_on_exit(handles), torch.no_grad():
             for step, batch in enumerate(batches):
                 qmodel(batch)
     finally:

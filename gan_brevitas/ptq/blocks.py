@@ -370,7 +370,8 @@ def _record_output(store: dict[str, Any], counts: dict[str, int], key: str):
 
 
 @contextlib.contextmanager
-def _hooks(handles: list) -> Iterator[None]:
+def hooks_removed_on_exit(handles: list) -> Iterator[None]:
+    """Remove the given forward-hook handles when the block ends, however it ends."""
     try:
         yield
     finally:
@@ -442,7 +443,7 @@ def capture_block_data(
                 order.append(name)
         watch_handles.append(model.get_submodule(name).register_forward_hook(ran))
     device = next(model.parameters()).device
-    with _hooks(handles + watch_handles), torch.no_grad():
+    with hooks_removed_on_exit(handles + watch_handles), torch.no_grad():
         for b, batch in enumerate(tqdm(batches, total=expected_batches, desc="recording block data", disable=not progress)):
             store.clear()
             counts.clear()
@@ -481,7 +482,7 @@ def capture_quant_inputs(
     first = qmodel.get_submodule(block.modules[0])
     handle = first.register_forward_pre_hook(_record_inputs(store, counts, "in", True), with_kwargs=True)
     device = next(qmodel.parameters()).device
-    with _hooks([handle]), torch.no_grad():
+    with hooks_removed_on_exit([handle]), torch.no_grad():
         for b in range(cache.num_batches):
             batch = cache.get(INPUTS_KEY, b)
             with seeded(seed + b), contextlib.suppress(_StopForward):
