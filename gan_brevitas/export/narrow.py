@@ -7,6 +7,8 @@ RGB conv of CycleGAN, StyleGAN's to_rgb, SAGAN's last layer after the sub-pixel 
 outputs), and CycleGAN's 64 -> 3 7x7 conv alone cost a quarter of the int8 run. Output
 channels of a convolution are independent, so computing zero filters as well and slicing
 them away changes nothing in the kept channels (the output quantizer is per tensor).
+Convs with a float output (the float tail) are left as they are: the ONNX Runtime export runs
+them as ConvInteger (`conv_integer`), which is fastest with the real channel count.
 """
 
 from __future__ import annotations
@@ -55,11 +57,12 @@ def _padded(layer: QuantConv2d, channels: int) -> ChannelPaddedConv2d:
 
 
 def pad_narrow_convs(model: nn.Module, min_channels: int = MIN_INT8_OUT_CHANNELS) -> list[str]:
-    """Swap (in place) every ungrouped QuantConv2d with fewer than ``min_channels`` outputs for
-    an exact `ChannelPaddedConv2d`; returns the names swapped."""
+    """Swap (in place) every ungrouped QuantConv2d with a quantized output and fewer than
+    ``min_channels`` outputs for an exact `ChannelPaddedConv2d`; returns the names swapped."""
     targets = [
         (name, module) for name, module in model.named_modules()
         if type(module) is QuantConv2d and module.out_channels < min_channels and module.groups == 1
+        and module.output_quant.is_quant_enabled
     ]
     for name, layer in targets:
         parent_name, _, child = name.rpartition(".")

@@ -52,6 +52,7 @@ from torch import Tensor, nn
 from gan_brevitas.atomic_files import atomic_write, check_output_path, write_error
 from gan_brevitas.errors import ExportError, MissingDependencyError
 from gan_brevitas.export import passes
+from gan_brevitas.export.conv_integer import float_tail_as_conv_integer
 from gan_brevitas.export.narrow import MIN_INT8_OUT_CHANNELS, pad_narrow_convs
 from gan_brevitas.export.rules import check_tensorrt, format_violations
 from gan_brevitas.export.subpixel import rewrite_conv_transpose
@@ -516,6 +517,9 @@ def finish_graph(model_proto: onnx.ModelProto, options: ExportOptions) -> list[s
         channel_slopes = passes.prelu_as_min_mul_add(model_proto)
         if channel_slopes:
             notes.append(f"{channel_slopes} per-channel PRelu -> x + (slope - 1) * Min(x, 0) (ONNX Runtime's PRelu is slow)")
+        integer = float_tail_as_conv_integer(model_proto)
+        if integer:
+            notes.append(f"float-output conv(s) as int8 ConvInteger + dequantizing Mul (exact): {', '.join(integer)}")
     if options.fp16:
         moved = passes.cast_float_parts_fp16(model_proto)
         notes.append(f"{moved} float op(s) run in fp16 between explicit Casts")
@@ -538,14 +542,14 @@ def _openvino_int8_warnings(path: Path) -> tuple[str, ...]:
 
 
 def _onnxruntime_int8_warnings(path: Path) -> tuple[str, ...]:
-    """Name the quantized convs ONNX Runtime still computes in float (it has no int8 kernel for a
-    conv whose output is not quantized: the default float tail)."""
+    """Name the quantized convs ONNX Runtime still computes in float (a float-output conv that
+    `conv_integer` could not rewrite, e.g. a ConvTranspose of the default float tail)."""
     from gan_brevitas.export.ort import int8_kernel_report
 
     return tuple(
         f"ONNX Runtime runs {name} in float, not int8: its output is not quantized (the default float tail "
-        "keeps the last layers' output float for quality); quantize with QuantConfig(quantize_tail=True) "
-        "for an all-int8 graph"
+        "keeps the last layers' output float for quality) and it has no ConvInteger form; quantize with "
+        "QuantConfig(quantize_tail=True) for an all-int8 graph"
         for name in int8_kernel_report(path).float_fallback
     )
 
