@@ -2,6 +2,7 @@
 
     python -m benchmarks.quality_findings                      # all suite models
     python -m benchmarks.quality_findings --brecq-steps 100    # with PTQ vs STE-BRECQ
+    python -m benchmarks.quality_findings --models dcgan_mnist --qat-epochs 4   # PTQ vs LSQ-QAT
 
 Pairs of recipes that differ in ONE thing, each scored by PSNR (dB) against the float model on
 the suite's held-out inputs (4 photos, or 64 latents), the difference paired per image:
@@ -9,7 +10,10 @@ the suite's held-out inputs (4 photos, or 64 latents), the difference paired per
 * F1, quantile vs min-max ranges: the paper's quantiles (weights 0.0001/0.9999, activations
   0.001/0.999) against min-max, at W8A8 per-tensor and at W4A8 per-channel;
 * per-channel vs per-tensor weights, min-max ranges, at W8A8 and W4A8;
-* PTQ vs STE-BRECQ (only with ``--brecq-steps``; a CPU budget, not the paper's 20k steps).
+* PTQ vs STE-BRECQ (only with ``--brecq-steps``; a CPU budget, not the paper's 20k steps);
+* PTQ vs LSQ-QAT distillation (only with ``--qat-epochs``, and only on noise-to-image models,
+  whose training inputs are fresh latents; the suite's photo models have 8 calibration photos,
+  too few to train on).
 
 A pair is called a tie when the mean paired difference is under the noise floor: the larger of
 0.1 dB and two standard errors of the paired differences (n = test images or latents).
@@ -21,17 +25,18 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
 
 from benchmarks.quality_suite import _load, _per_image_psnr, _processor, _quantize_ours, _run_torch
 from benchmarks.suite import SuiteEntry, load_suite
-from gan_brevitas import QuantConfig
+from gan_brevitas import QuantConfig, recipes
 from gan_brevitas.harness import Report, markdown_table, write_report
 
 log = logging.getLogger("quality_findings")
@@ -48,7 +53,11 @@ class Variant:
     options: tuple[tuple[str, Any], ...] = ()
 
 
-def pairs(brecq_steps: int) -> list[tuple[str, Variant, Variant]]:
+#: LSQ-QAT settings of the findings run (MSE distillation against the float model, CPU budget).
+QAT_OPTIONS = (("num_train", 2048), ("batch_size", 32), ("loss", "mse"), ("lr_weights", 1e-4), ("lr_quant", 1e-4))
+
+
+def pairs(brecq_steps: int, qat_epochs: int = 0) -> list[tuple[str, Variant, Variant]]:
     """(finding, A, B): the finding holds on a model when A beats B there."""
     out = [
         ("F1 quantile beats min-max, W8A8 per-tensor",
@@ -69,7 +78,28 @@ def pairs(brecq_steps: int) -> list[tuple[str, Variant, Variant]]:
         out.append((f"STE-BRECQ beats PTQ, W{bits}A8 per-channel",
                     Variant(f"ste-brecq {brecq_steps} steps", "ste-brecq", config, (("steps", brecq_steps),)),
                     Variant("vanilla PTQ", "vanilla-ptq", config)))  # fmt: skip
+    for bits in (8, 4) if qat_epochs else ():
+        config = QuantConfig.paper(weight_bits=bits, per_channel=True)
+        out.append((f"LSQ-QAT beats PTQ, W{bits}A8 per-channel",
+                    Variant(f"lsq-qat {qat_epochs} epochs", "lsq-qat", config, (("epochs", qat_epochs), *QAT_OPTIONS)),
+                    Variant("vanilla PTQ", "vanilla-ptq", config)))  # fmt: skip
     return out
+
+
+def _latent_sampler(entry: SuiteEntry) -> Callable[[int], torch.Tensor]:
+    """Fresh standard-normal latents shaped like the entry's, from a fixed seed (not the test seed)."""
+    generator = torch.Generator().manual_seed(5)
+    return lambda n: torch.randn(n, *entry.calib.shape[1:], generator=generator)
+
+
+def _qat(entry: SuiteEntry, variant: Variant) -> torch.Tensor:
+    if entry.family != "noise-to-image":
+        raise ValueError(f"LSQ-QAT pairs run only on noise-to-image models, not on {entry.family} ({entry.name})")
+    with tempfile.TemporaryDirectory() as out_dir:
+        qmodel = recipes.quantize(entry.model, variant.method, config=variant.config, inputs=_latent_sampler(entry),
+                                  num_samples=entry.calib.shape[0], progress=False, out_dir=out_dir, eval_samples=0,
+                                  **dict(variant.options))
+    return _run_torch(qmodel, entry.test)
 
 
 def _score(entry: SuiteEntry, variant: Variant, reference: torch.Tensor, cache: dict[Variant, list[float]]) -> list[float]:
@@ -79,16 +109,19 @@ def _score(entry: SuiteEntry, variant: Variant, reference: torch.Tensor, cache: 
             n = entry.calib.shape[0]
             options.update(num_samples=n, calibration_samples=n, batch_size=min(4, n), progress=False)
         low, high = entry.output_range
-        outcome = _quantize_ours(entry, variant.method, variant.config, **options)
-        cache[variant] = _per_image_psnr(outcome.output, reference, high - low)
+        if variant.method.endswith("qat"):
+            output = _qat(entry, variant)
+        else:
+            output = _quantize_ours(entry, variant.method, variant.config, **options).output
+        cache[variant] = _per_image_psnr(output, reference, high - low)
     return cache[variant]
 
 
-def measure(entry: SuiteEntry, brecq_steps: int) -> list[dict[str, Any]]:
+def measure(entry: SuiteEntry, brecq_steps: int, qat_epochs: int = 0) -> list[dict[str, Any]]:
     reference = _run_torch(entry.model, entry.test)
     cache: dict[Variant, list[float]] = {}
     rows = []
-    for finding, a, b in pairs(brecq_steps):
+    for finding, a, b in pairs(brecq_steps, qat_epochs if entry.family == "noise-to-image" else 0):
         start = time.perf_counter()
         try:
             sa, sb = _score(entry, a, reference, cache), _score(entry, b, reference, cache)
@@ -150,6 +183,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="", help="comma-separated suite names (default: all)")
     parser.add_argument("--brecq-steps", type=int, default=0, help="add PTQ vs STE-BRECQ pairs (0 = skip)")
+    parser.add_argument("--qat-epochs", type=int, default=0,
+                        help="add PTQ vs LSQ-QAT pairs on noise-to-image models (0 = skip)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args(argv)
@@ -160,7 +195,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     report: dict[str, Any] = {"command": " ".join(["python -m benchmarks.quality_findings", *(sys.argv[1:] if argv is None else argv)]),
                               "processor": _processor(), "threads": args.threads, "load_start": _load(), "rows": []}  # fmt: skip
     for entry in load_suite([m for m in args.models.split(",") if m] or None):
-        report["rows"] += measure(entry, args.brecq_steps)
+        report["rows"] += measure(entry, args.brecq_steps, args.qat_epochs)
     report["wall_s"] = round(time.perf_counter() - start, 1)
     report["load_end"] = _load()
     md = markdown(report)
