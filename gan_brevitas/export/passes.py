@@ -513,7 +513,8 @@ def _half_attributes(node: onnx.NodeProto) -> None:
 
 def _half_outputs(node: onnx.NodeProto, types: dict[str, int], region_ids: set[int], borders: _HalfBorders) -> None:
     """Rename each float32 output to its float16 name for the consumers inside the region; a Cast
-    back to float32 keeps the old name for consumers outside it and for graph outputs."""
+    back to float32 keeps the old name for consumers outside it, for inputs that must stay
+    float32 (a Resize's scales computed in the graph) and for graph outputs."""
     index = borders.index
     for j, name in enumerate(node.output):
         if types.get(name) != TensorProto.FLOAT:
@@ -523,7 +524,10 @@ def _half_outputs(node: onnx.NodeProto, types: dict[str, int], region_ids: set[i
         outside = [c for c in index.consumers.get(name, []) if id(c) not in region_ids]
         for consumer in index.consumers.get(name, []):
             if id(consumer) in region_ids:
-                consumer.input[:] = [half_name if n == name else n for n in consumer.input]
+                kept = [n == name and (consumer.op_type, i) in _KEEP_FP32_INPUTS for i, n in enumerate(consumer.input)]
+                outside += [consumer] if any(kept) else []
+                consumer.input[:] = [half_name if n == name and not keep else n
+                                     for n, keep in zip(consumer.input, kept)]
         if outside or name in index.graph_outputs:
             borders.new_nodes.append(helper.make_node("Cast", [half_name], [name], to=TensorProto.FLOAT,
                                                       name=f"{name}/Cast_fp32"))
