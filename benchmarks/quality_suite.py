@@ -419,8 +419,9 @@ def _paired(a: dict[str, Any], b: dict[str, Any]) -> tuple[float, float]:
 
 
 def targets(rows: list[dict[str, Any]], models: list[str]) -> list[dict[str, Any]]:
-    """Issue 14's three targets per model: met or missed, by how much (paired per image); ``rows``
-    as the report holds them."""
+    """The three quality targets per model (default W8A8 >= the best other tool + 0.5 dB, best
+    W4A8 >= W4A8 min-max + 3 dB, mixed <= 5 bits within 2 dB of our W8A8): met or missed, by
+    how much (paired per image); ``rows`` as the report holds them."""
     out = []
     for model in models:
         ours, w4, w4mm, mixed, w8 = (_get(rows, model, m) for m in
