@@ -14,6 +14,13 @@ profiler (per-op time; int8 kernels are the QLinear* / *Integer ops) and OpenVIN
 counters (per-layer time; int8 when the layer's implementation runs u8/i8), both at batch 1 with
 2 threads.
 
+Each measurement (a generator x a deployment x a batch size x a thread count) is a harness run
+(`gan_brevitas.harness.sweep_together`: a generator's runs are measured together, built once and
+timed in the same rounds) cached in ``--cache`` (``benchmarks/.cache/deploy_cpu``), keyed by the
+generator's and the inputs' content, the settings, the code, the tools' versions and the CPU: an
+interrupted benchmark resumes at the first generator not finished, a repeated one measures
+nothing (``--fresh`` measures every run again).
+
 CycleGAN-9 has random weights (no 256 px CycleGAN checkpoint is available offline): its PSNR is
 a like-for-like comparison between tools, not an image-quality figure. The suite is read from
 ``benchmarks.suite`` when it is importable and its cache is filled (GAN_BREVITAS_SUITE_CACHE).
@@ -23,12 +30,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import logging
 import math
 import os
 import platform
 import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -44,13 +53,16 @@ from gan_brevitas.deploy.bench import time_interleaved
 from gan_brevitas.deploy.runner import open_runner
 from gan_brevitas.export.openvino import profile_time_share as ov_profile
 from gan_brevitas.export.ort import profile_time_share as ort_profile
-from gan_brevitas.harness.writer import Report, write_report
+from gan_brevitas.harness import Report, ResultRow, Run, RunCache, package_fingerprint, sweep_together, write_report
+from gan_brevitas.qat.checkpoint import module_sha256, tensor_sha256
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 log = logging.getLogger("benchmarks.deploy_cpu")
 RESULTS = Path(__file__).resolve().parent / "results"
+CACHE = Path(__file__).resolve().parent / ".cache" / "deploy_cpu"
+CACHE_FORMAT = "benchmarks/deploy_cpu/1"
 DEPLOYMENTS = ("fp32 ORT", "fp32 ORT (repeat)", "fp32 OpenVINO", "quantize_static ORT", "quantize_static OpenVINO",
                "NNCF OpenVINO", "ours ORT", "ours OpenVINO")
 
@@ -240,14 +252,18 @@ def latency(case: Case, grid: list[tuple[int, int]], runs: int, warmup: int) -> 
     return rows
 
 
-def run_case(case: Case, args: argparse.Namespace) -> dict[str, Any]:
+def run_case(case: Case, grid: list[tuple[int, int]], runs: int, warmup: int) -> dict[str, Any]:
+    """Build every deployment of ``case``, then measure them together: quality, latency in the
+    same interleaved rounds at each (batch, threads) of ``grid``, time outside int8 kernels."""
+    case.files.clear()
+    case.failed.clear()
     with tempfile.TemporaryDirectory() as tmp:
         walls = build(case, Path(tmp))
         result: dict[str, Any] = {"model": case.name, "note": case.note, "build_s": walls,
                                   "n_calib": int(case.calib.shape[0]), "n_test": int(case.test.shape[0]),
                                   "input_shape": list(case.test.shape[1:])}
         result["psnr_db"] = quality(case)
-        result["latency"] = latency(case, args.grid, args.runs, args.warmup)
+        result["latency"] = latency(case, grid, runs, warmup)
         x = case.test[:1].numpy()
         result["outside_int8"] = {}
         for label, profile in (("ours ORT", ort_profile), ("quantize_static ORT", ort_profile),
@@ -258,7 +274,79 @@ def run_case(case: Case, args: argparse.Namespace) -> dict[str, Any]:
                 except Exception as err:
                     case.fail((label,), "profile", err)
         result["failed"] = dict(case.failed)
+    return json.loads(json.dumps(result, default=str))  # error objects and numpy scalars as JSON data
+
+
+# ----------------------------------------------------------------------------- runs (the harness)
+
+LATENCY = ("median_ms", "p25_ms", "p75_ms")
+
+
+def case_runs(case: Case, grid: list[tuple[int, int]], runs: int, warmup: int) -> list[Run[None]]:
+    """One run per (batch, threads) of ``grid`` and deployment; a generator's runs are measured
+    together (`run_case`: built once, timed in the same interleaved rounds)."""
+    return [Run(case.name, label, f"{label} b{b} t{t}",
+                {"deployment": label, "batch": b, "threads": t, "runs": runs, "warmup": warmup})
+            for b, t in grid for label in DEPLOYMENTS]
+
+
+def row_of(result: dict[str, Any], run: Run[None], seconds: float) -> ResultRow:
+    """The row of one deployment x batch x threads, from its generator's `run_case` result.
+
+    Metrics: the latency statistics (None where it was not timed) and ``psnr_db`` where its
+    quality was measured (the key is absent otherwise; None there is an infinite PSNR, as strict
+    JSON writes it). Fields: the deployment, batch, threads, why it failed (None), its time
+    outside int8 kernels (None) and the generator's own facts. ``seconds``: the wall time of the
+    generator's whole measurement, which its runs share."""
+    label, batch, threads = run.method, run.config["batch"], run.config["threads"]
+    timed = next((r for r in result["latency"]
+                  if r["deployment"] == label and r["batch"] == batch and r["threads"] == threads), None)
+    metrics: dict[str, Any] = {key: None if timed is None else timed[key] for key in LATENCY}
+    if label in result["psnr_db"]:
+        metrics["psnr_db"] = result["psnr_db"][label]
+    generator = {key: result[key] for key in ("note", "n_calib", "n_test", "input_shape")}
+    generator["build_s"] = [[step, wall] for step, wall in result["build_s"].items()]  # in build order
+    fields = {"deployment": label, "batch": batch, "threads": threads, "failed": result["failed"].get(label),
+              "outside_int8": result["outside_int8"].get(label), "generator": generator}
+    return ResultRow(run.model, label, run.label, metrics, 0 if timed is None else timed["n"], seconds, fields)
+
+
+def result_of(rows: list[ResultRow]) -> dict[str, Any]:
+    """A generator's results as the report holds them (what `run_case` returned), from its rows."""
+    generator = rows[0].fields["generator"]
+    result: dict[str, Any] = {"model": rows[0].model, "note": generator["note"], "build_s": dict(generator["build_s"]),
+                              **{key: generator[key] for key in ("n_calib", "n_test", "input_shape")},
+                              "psnr_db": {}, "latency": [], "outside_int8": {}, "failed": {}}
+    for row in rows:
+        label = row.fields["deployment"]
+        if "psnr_db" in row.metrics:
+            result["psnr_db"].setdefault(label, math.inf if row.metrics["psnr_db"] is None else row.metrics["psnr_db"])
+        if row.metrics["median_ms"] is not None:
+            result["latency"].append({"deployment": label, "batch": row.fields["batch"], "threads": row.fields["threads"],
+                                      "n": row.n, **{key: row.metrics[key] for key in LATENCY}})
+        for key in ("outside_int8", "failed"):
+            if row.fields[key] is not None:
+                result[key].setdefault(label, row.fields[key])
     return result
+
+
+def measure_case(case: Case, pending: list[Run[None]], args: argparse.Namespace) -> list[tuple[ResultRow, dict]]:
+    """The runs of ``case`` not cached yet, measured together (their (batch, threads) only)."""
+    grid = list(dict.fromkeys((run.config["batch"], run.config["threads"]) for run in pending))
+    log.info("%s: building deployments", case.name)
+    start = time.perf_counter()
+    result = run_case(case, grid, args.runs, args.warmup)
+    seconds = time.perf_counter() - start
+    return [(row_of(result, run, seconds), {}) for run in pending]
+
+
+def run_context(cases: list[Case]) -> Callable[[Run[None]], dict[str, Any]]:
+    """A run's key besides its own: the generator's and inputs' content, the code, tools, CPU."""
+    common = {"package": package_fingerprint(), "benchmark": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
+              "versions": _versions(), "cpu": [_cpu_model(), os.cpu_count(), cpu_features()]}
+    ids = {c.name: {"generator": module_sha256(c.model), "output_range": list(c.output_range), "note": c.note,
+                    "inputs": tensor_sha256([("calib", c.calib), ("test", c.test)])} for c in cases}
+    return lambda run: {**common, "case": ids[run.model]}
 
 
 def _median(result: dict, label: str, batch: int, threads: int) -> Optional[float]:
@@ -272,7 +360,9 @@ def _ratio(numerator: Optional[float], denominator: Optional[float]) -> Optional
 
 
 def targets(result: dict, batch: int, threads: int) -> dict[str, Any]:
-    """The issue's targets at one setting; a ratio is None where a deployment it needs failed."""
+    """The deployment targets at one setting (ours OpenVINO >= 1.1x NNCF at no PSNR loss, ours ORT
+    >= 1.3x quantize_static and >= 1.8x fp32, <= 15% of the time outside int8 kernels); a ratio
+    is None where a deployment it needs failed."""
     m = {label: _median(result, label, batch, threads) for label in DEPLOYMENTS}
     q = result["psnr_db"]
     noise = _ratio(abs(m["fp32 ORT"] - m["fp32 ORT (repeat)"]), m["fp32 ORT"]) if m["fp32 ORT (repeat)"] else None
@@ -333,7 +423,7 @@ def markdown(report: dict) -> str:
                 base, own = _median(result, "fp32 ORT", b, t), _median(result, label, b, t)
                 n = next(r["n"] for r in result["latency"] if r["deployment"] == label and r["batch"] == b)
                 cells.append(f"{own:.1f} ms, {base / own:.2f}x (n={n})")
-            psnr_text = f"{result['psnr_db'][label]:.1f}" if label in result["psnr_db"] else "ref"
+            psnr_text = _psnr_text(result["psnr_db"], label)
             lines.append(f"| {label} | {psnr_text} | " + " | ".join(cells) + " |")
         lines += ["", "Targets:", ""]
         for t in result["targets"]:
@@ -354,6 +444,12 @@ def markdown(report: dict) -> str:
         lines.append(f"- build wall times (s): {', '.join(f'{k} {v:.0f}' for k, v in result['build_s'].items())}")
         lines.append("")
     return "\n".join(lines)
+
+
+def _psnr_text(psnr_db: dict[str, Optional[float]], label: str) -> str:
+    if label not in psnr_db:
+        return "ref"
+    return "inf" if psnr_db[label] is None else f"{psnr_db[label]:.1f}"  # None: strict JSON writes inf so
 
 
 def _top(share: dict) -> str:
@@ -382,7 +478,7 @@ def figure(report: dict) -> Figure:
     return fig
 
 
-def main() -> None:
+def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", help="cyclegan-256 and/or suite names (default: all)")
     parser.add_argument("--side", type=int, default=256, help="CycleGAN-9 input side (default 256)")
@@ -392,8 +488,16 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--calib", type=int, default=8, help="CycleGAN calibration images (default 8)")
     parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args()
+    parser.add_argument("--cache", type=Path, default=CACHE, help="finished runs (default benchmarks/.cache/deploy_cpu)")
+    parser.add_argument("--fresh", action="store_true", help="measure every run again (the cache is ignored, then updated)")
+    args = parser.parse_args(argv)
     args.grid = [tuple(int(v) for v in item.split("x")) for item in args.grid]
+    args.argv = sys.argv[1:] if argv is None else argv
+    return args
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     for name in ("gan_brevitas", "nncf"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -404,27 +508,28 @@ def main() -> None:
     cases = [c for c in suite_cases() if not args.models or c.name in args.models]
     if not args.models or "cyclegan-256" in args.models:  # last: the longest
         cases.append(cyclegan_case(args.side, args.calib, 4))
+    cache, context = RunCache(args.cache, CACHE_FORMAT), run_context(cases)
     results = []
     for case in cases:
-        log.info("%s: building deployments", case.name)
-        result = run_case(case, args)
+        outcomes = sweep_together(case_runs(case, args.grid, args.runs, args.warmup),
+                                  lambda pending, keys, case=case: measure_case(case, pending, args), cache, context,
+                                  group=lambda run: run.model, progress=False, fresh=args.fresh)
+        result = result_of([o.row for o in outcomes])
         result["targets"] = [targets(result, b, t) for b, t in args.grid]
         results.append(result)
         log.info("%s done (%.0f s so far)", case.name, time.time() - start)
-        write(args, results, start, load_before)  # after every generator: a stopped run keeps what it measured
+        write(args, results, start, load_before)  # after every generator (its runs are cached as well)
     print(markdown(write(args, results, start, load_before)))
 
 
 def write(args: argparse.Namespace, results: list[dict], start: float, load_before: float) -> dict:
     report = {
-        "command": "python benchmarks/deploy_cpu.py " + " ".join(os.sys.argv[1:]),
+        "command": "python benchmarks/deploy_cpu.py " + " ".join(args.argv),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or ''}".strip(", "),
         "cpu_model": _cpu_model(), "cpu_features": cpu_features(),
         "load_before": round(load_before, 1), "load_after": round(os.getloadavg()[0], 1),
         "wall_s": time.time() - start, "versions": _versions(), "results": results,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    report = json.loads(json.dumps(report, default=str))  # error objects and numpy scalars as JSON data
     write_report(Report.at(args.out, "deploy_cpu", report, markdown(report), plot=lambda: figure(report)))
     return report
 

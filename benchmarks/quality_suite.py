@@ -28,12 +28,19 @@ A method the library does not offer yet is reported as "not available" with the 
 wall time is the quantization call (for ORT / NNCF: the tool's calibration + quantization, the
 shared fp32 ONNX export counted once, separately). "Left float" lists the conv / linear layers
 each tool did not quantize. Writes ``quality_suite.json``, ``.md`` and ``.png`` to ``--out``.
+
+Each run (a generator x a method, and per generator the fp32 export with its ONNX Runtime vs
+torch noise floor) is measured by the harness (`gan_brevitas.harness.sweep`, under torch seed 0)
+and cached in ``--cache`` (``benchmarks/.cache/quality_suite``), keyed by the generator's and the
+inputs' content, the code and the tools' versions: an interrupted benchmark resumes, a repeated
+one measures nothing (``--fresh`` measures every run again).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import logging
 import math
 import platform
@@ -52,15 +59,18 @@ from torch import Tensor, nn
 
 from benchmarks.suite import SuiteEntry, load_suite
 from gan_brevitas import QuantConfig, recipes
-from gan_brevitas.harness.writer import Report, write_report
-from gan_brevitas.metrics.psnr import psnr
-from gan_brevitas.quant.convert import quant_layers
 from gan_brevitas.backends import backend_for
+from gan_brevitas.harness import Report, ResultRow, Run, RunCache, package_fingerprint, sweep, write_report
+from gan_brevitas.metrics.psnr import psnr
+from gan_brevitas.qat.checkpoint import module_sha256, tensor_sha256
+from gan_brevitas.quant.convert import quant_layers
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 log = logging.getLogger("quality_suite")
+CACHE = Path(__file__).resolve().parent / ".cache" / "quality_suite"
+CACHE_FORMAT = "benchmarks/quality_suite/1"
 
 W8_TOOLS = ("ort-static", "nncf", "modelopt-int8")
 CONV_OPS_ONNX = ("Conv", "ConvTranspose", "Gemm", "MatMul")
@@ -77,20 +87,6 @@ class Outcome:
 
     output: Tensor
     left_float: list[str]
-    detail: str = ""
-    candidates: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass
-class Row:
-    model: str
-    family: str
-    method: str
-    status: str  # "ok" | "not available" | "error"
-    psnr_db: Optional[float] = None
-    psnr_per_image: list[float] = field(default_factory=list)
-    seconds: Optional[float] = None
-    left_float: list[str] = field(default_factory=list)
     detail: str = ""
     candidates: list[dict[str, Any]] = field(default_factory=list)
 
@@ -280,80 +276,161 @@ def ours_mixed(entry: SuiteEntry) -> Outcome:
 # ----------------------------------------------------------------------------- the run
 
 
-def method_table(
-    fp32: Path, work: Path, threads: int, reference: Tensor, data_range: float, brecq_steps: int = 0
-) -> dict[str, Callable[[SuiteEntry], Outcome]]:
+class Workspace:
+    """What one suite generator's runs share, each made on first use (a cached run needs
+    neither): the float model's outputs for the test inputs, and its fp32 ONNX export (which
+    ONNX Runtime and NNCF quantize)."""
+
+    def __init__(self, entry: SuiteEntry, work: Path, threads: int) -> None:
+        self.entry, self.work, self.threads = entry, work, threads
+        self.data_range = entry.output_range[1] - entry.output_range[0]
+        self.export_s = math.nan
+        self._reference: Optional[Tensor] = None
+        self._fp32: Optional[Path] = None
+
+    def reference(self) -> Tensor:
+        if self._reference is None:
+            self._reference = _run_torch(self.entry.model, self.entry.test)
+        return self._reference
+
+    def fp32(self) -> Path:
+        if self._fp32 is None:
+            path = self.work / f"{self.entry.name}.fp32.onnx"
+            start = time.perf_counter()
+            export_fp32_onnx(self.entry.model, self.entry.calib, path)
+            self.export_s, self._fp32 = time.perf_counter() - start, path
+        return self._fp32
+
+
+def method_table(ws: Optional[Workspace], brecq_steps: int = 0) -> dict[str, Callable[[SuiteEntry], Outcome]]:
+    """method -> how it quantizes and runs a suite entry (``ws`` None: just the names)."""
     minmax = dict(weight_range="minmax", act_range="minmax")
     return {
         "ours-default": lambda e: _quantize_ours(e, None, None),
         "paper": lambda e: _quantize_ours(e, "vanilla-ptq", _paper_config()),
         "minmax-ptq": lambda e: _quantize_ours(e, "vanilla-ptq", _paper_config(**minmax)),
-        "ort-static": lambda e: ort_static(e, fp32, work, threads),
-        "nncf": lambda e: nncf_ptq(e, fp32, threads),
+        "ort-static": lambda e: ort_static(e, ws.fp32(), ws.work, ws.threads),
+        "nncf": lambda e: nncf_ptq(e, ws.fp32(), ws.threads),
         "modelopt-int8": lambda e: _quantize_ours(e, "modelopt-int8", None),
-        "ours-best-w4a8": lambda e: ours_w4_best(e, reference, data_range, brecq_steps),
+        "ours-best-w4a8": lambda e: ours_w4_best(e, ws.reference(), ws.data_range, brecq_steps),
         "minmax-w4a8": lambda e: _quantize_ours(e, "vanilla-ptq", _paper_config(weight_bits=4, per_channel=True, **minmax)),
         "ours-mixed-5bit": ours_mixed,
     }
 
 
-def run_model(
-    entry: SuiteEntry, methods: list[str], threads: int, work: Path, brecq_steps: int
-) -> tuple[list[Row], dict[str, Any]]:
-    low, high = entry.output_range
-    data_range = high - low
-    reference = _run_torch(entry.model, entry.test)
-    fp32 = work / f"{entry.name}.fp32.onnx"
+METHODS = tuple(method_table(None))
+ONNX_METHODS = ("ort-static", "nncf")  # quantize the shared fp32 export (made before their timer starts)
+FLOAT_RUN = "fp32-onnx"  # per generator: the fp32 export and its ONNX Runtime vs torch noise floor
+
+
+def suite_runs(entries: list[SuiteEntry], methods: list[str], brecq_steps: int) -> list[Run[None]]:
+    """Per generator: the fp32 noise-floor run, then one run per method."""
+    runs: list[Run[None]] = []
+    for entry in entries:
+        runs.append(Run(entry.name, FLOAT_RUN, "fp32 ONNX Runtime vs torch"))
+        runs += [Run(entry.name, m, m, {"brecq_steps": brecq_steps} if m == "ours-best-w4a8" else {}) for m in methods]
+    return runs
+
+
+def noise_floor_row(ws: Workspace) -> ResultRow:
+    """The fp32 ONNX export (its wall time) and PSNR of ONNX Runtime's fp32 output vs torch's."""
+    entry = ws.entry
+    floor = _per_image_psnr(_ort_run(ws.fp32(), entry.test, ws.threads), ws.reference(), ws.data_range)
+    return ResultRow(entry.name, FLOAT_RUN, "fp32 ONNX Runtime vs torch", {"psnr_db": round(float(np.mean(floor)), 1)},
+                     int(entry.test.shape[0]), round(ws.export_s, 2),
+                     {"n_calib": int(entry.calib.shape[0]), "input_size": entry.input_size})
+
+
+def method_row(ws: Workspace, method: str, quantize: Callable[[SuiteEntry], Outcome]) -> ResultRow:
+    """One method on one generator: PSNR per image vs the float output; a method that is not
+    available or fails is a row with that status, not a stopped comparison."""
+    entry, reference = ws.entry, ws.reference()
+    if method in ONNX_METHODS:
+        ws.fp32()
+    fields: dict[str, Any] = {"family": entry.family, "status": "ok", "psnr_per_image": [], "left_float": [],
+                              "detail": "", "candidates": []}  # fmt: skip
+    psnr_db = None
     start = time.perf_counter()
-    export_fp32_onnx(entry.model, entry.calib, fp32)
-    export_s = time.perf_counter() - start
-    floor = _per_image_psnr(_ort_run(fp32, entry.test, threads), reference, data_range)
-    meta = {"fp32_onnx_export_s": round(export_s, 2), "fp32_ort_vs_torch_psnr_db": round(float(np.mean(floor)), 1),
-            "n_test": int(entry.test.shape[0]), "n_calib": int(entry.calib.shape[0]), "input_size": entry.input_size}  # fmt: skip
-    table = method_table(fp32, work, threads, reference, data_range, brecq_steps)
-    rows = []
-    for method in methods:
-        row = Row(entry.name, entry.family, method, "ok")
-        start = time.perf_counter()
-        try:
-            outcome = table[method](entry)
-            row.seconds = round(time.perf_counter() - start, 2)
-            row.psnr_per_image = [round(v, 2) for v in _per_image_psnr(outcome.output, reference, data_range)]
-            row.psnr_db = round(float(np.mean(row.psnr_per_image)), 2)
-            row.left_float, row.detail, row.candidates = outcome.left_float, outcome.detail, outcome.candidates
-        except NotAvailable as error:
-            row.status, row.detail = "not available", str(error)[:400]
-        except Exception as error:  # one failing tool must not sink the whole comparison
-            log.exception("%s / %s failed", entry.name, method)
-            row.status, row.detail = "error", f"{type(error).__name__}: {error}"[:400]
-        log.info("%s %-16s %s %s dB %s s", entry.name, method, row.status, row.psnr_db, row.seconds)
-        rows.append(row)
-    return rows, meta
+    try:
+        outcome = quantize(entry)
+        seconds = round(time.perf_counter() - start, 2)
+        per_image = [round(v, 2) for v in _per_image_psnr(outcome.output, reference, ws.data_range)]
+        psnr_db = round(float(np.mean(per_image)), 2)
+        fields.update(psnr_per_image=per_image, left_float=outcome.left_float, detail=outcome.detail,
+                      candidates=outcome.candidates)  # fmt: skip
+    except NotAvailable as error:
+        seconds = round(time.perf_counter() - start, 2)
+        fields.update(status="not available", detail=str(error)[:400])
+    except Exception as error:  # one failing tool must not sink the whole comparison
+        seconds = round(time.perf_counter() - start, 2)
+        log.exception("%s / %s failed", entry.name, method)
+        fields.update(status="error", detail=f"{type(error).__name__}: {error}"[:400])
+    log.info("%s %-16s %s %s dB %s s", entry.name, method, fields["status"], psnr_db, seconds)
+    return ResultRow(entry.name, method, method, {"psnr_db": psnr_db}, int(entry.test.shape[0]), seconds, fields)
+
+
+def measure_run(run: Run[None], spaces: dict[str, Workspace], brecq_steps: int) -> ResultRow:
+    """One run, under torch seed 0 whatever ran before it (a resumed sweep measures the same)."""
+    ws = spaces[run.model]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        if run.method == FLOAT_RUN:
+            return noise_floor_row(ws)
+        return method_row(ws, run.method, method_table(ws, brecq_steps)[run.method])
+
+
+def run_context(entries: list[SuiteEntry], threads: int, versions: dict[str, str]) -> Callable[[Run[None]], dict]:
+    """A run's key besides its own: the generator's and inputs' content, the code, the tools."""
+    common = {"package": package_fingerprint(), "benchmark": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
+              "versions": versions, "threads": threads}  # fmt: skip
+    ids = {e.name: {"generator": module_sha256(e.model), "output_range": list(e.output_range),
+                    "inputs": tensor_sha256([("calib", e.calib), ("test", e.test)])} for e in entries}  # fmt: skip
+    return lambda run: {**common, "entry": ids[run.model]}
+
+
+def measure_suite(entries: list[SuiteEntry], methods: list[str], args: argparse.Namespace,
+                  versions: dict[str, str]) -> list[ResultRow]:
+    """Every run not in the cache yet (all with ``--fresh``), each stored as it finishes."""
+    with tempfile.TemporaryDirectory() as tmp:
+        spaces = {e.name: Workspace(e, Path(tmp), args.threads) for e in entries}
+        outcomes = sweep(suite_runs(entries, methods, args.brecq_steps),
+                         lambda run, key: (measure_run(run, spaces, args.brecq_steps), {}),
+                         RunCache(args.cache, CACHE_FORMAT), run_context(entries, args.threads, versions),
+                         progress=False, fresh=args.fresh)  # fmt: skip
+    return [o.row for o in outcomes]
+
+
+def meta(row: ResultRow) -> dict[str, Any]:
+    """The per-generator facts of the report, from its noise-floor row."""
+    return {"fp32_onnx_export_s": row.seconds, "fp32_ort_vs_torch_psnr_db": row.metrics["psnr_db"], "n_test": row.n,
+            "n_calib": row.fields["n_calib"], "input_size": row.fields["input_size"]}  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- report
 
 
-def _get(rows: list[Row], model: str, method: str) -> Optional[Row]:
-    return next((r for r in rows if r.model == model and r.method == method and r.status == "ok"), None)
+def _get(rows: list[dict[str, Any]], model: str, method: str) -> Optional[dict[str, Any]]:
+    return next((r for r in rows if r["model"] == model and r["method"] == method and r["status"] == "ok"), None)
 
 
-def _paired(a: Row, b: Row) -> tuple[float, float]:
-    diffs = [x - y for x, y in zip(a.psnr_per_image, b.psnr_per_image)]
+def _paired(a: dict[str, Any], b: dict[str, Any]) -> tuple[float, float]:
+    diffs = [x - y for x, y in zip(a["psnr_per_image"], b["psnr_per_image"])]
     return float(np.mean(diffs)), float(np.min(diffs))
 
 
-def targets(rows: list[Row], models: list[str]) -> list[dict[str, Any]]:
-    """Issue 14's three targets per model: met or missed, by how much (paired per image)."""
+def targets(rows: list[dict[str, Any]], models: list[str]) -> list[dict[str, Any]]:
+    """The three quality targets per model (default W8A8 >= the best other tool + 0.5 dB, best
+    W4A8 >= W4A8 min-max + 3 dB, mixed <= 5 bits within 2 dB of our W8A8): met or missed, by
+    how much (paired per image); ``rows`` as the report holds them."""
     out = []
     for model in models:
         ours, w4, w4mm, mixed, w8 = (_get(rows, model, m) for m in
                                      ("ours-default", "ours-best-w4a8", "minmax-w4a8", "ours-mixed-5bit", "ours-default"))  # fmt: skip
         anchors = [r for r in (_get(rows, model, m) for m in W8_TOOLS) if r is not None]
         if ours and anchors:
-            best = max(anchors, key=lambda r: r.psnr_db or -math.inf)
+            best = max(anchors, key=lambda r: r["psnr_db"] or -math.inf)
             mean, worst = _paired(ours, best)
-            out.append({"model": model, "target": "default W8A8 >= best anchor + 0.5 dB", "anchor": best.method,
+            out.append({"model": model, "target": "default W8A8 >= best anchor + 0.5 dB", "anchor": best["method"],
                         "margin_db": round(mean, 2), "worst_image_db": round(worst, 2), "met": mean >= 0.5})  # fmt: skip
         if w4 and w4mm:
             mean, worst = _paired(w4, w4mm)
@@ -384,7 +461,7 @@ def _load() -> str:
 
 
 def write_markdown(report: dict[str, Any], models: list[str], methods: list[str]) -> str:
-    rows = [Row(**r) for r in report["rows"]]
+    rows = report["rows"]
     lines = ["# Quality on the real-generator suite: our recipes vs ORT, NNCF, ModelOpt", "",
              f"`{report['command']}` on {report['processor']}, {report['threads']} threads, "
              f"load average {report['load_start']} at start; torch {report['versions']['torch']}, "
@@ -398,11 +475,11 @@ def write_markdown(report: dict[str, Any], models: list[str], methods: list[str]
     for method in methods:
         cells = []
         for model in models:
-            row = next(r for r in rows if r.model == model and r.method == method)
-            if row.status == "ok":
-                cells.append(f"{row.psnr_db:.2f} ({row.seconds:.0f} s)")
+            row = next(r for r in rows if r["model"] == model and r["method"] == method)
+            if row["status"] == "ok":
+                cells.append(f"{row['psnr_db']:.2f} ({row['seconds']:.0f} s)")
             else:
-                cells.append(row.status)
+                cells.append(row["status"])
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     lines += ["", "Noise floor: fp32 ONNX Runtime vs torch float, PSNR: " + ", ".join(
         f"{m} {report['meta'][m]['fp32_ort_vs_torch_psnr_db']} dB" for m in models) + ".", ""]
@@ -414,15 +491,16 @@ def write_markdown(report: dict[str, Any], models: list[str], methods: list[str]
     lines += ["", "## Layers left float, per tool", ""]
     for model in models:
         for row in rows:
-            if row.model == model and row.status == "ok" and row.left_float:
-                lines.append(f"- {model} / {row.method}: " + "; ".join(row.left_float[:8])
-                             + (f" (+{len(row.left_float) - 8} more)" if len(row.left_float) > 8 else ""))  # fmt: skip
+            left = row["left_float"]
+            if row["model"] == model and row["status"] == "ok" and left:
+                lines.append(f"- {model} / {row['method']}: " + "; ".join(left[:8])
+                             + (f" (+{len(left) - 8} more)" if len(left) > 8 else ""))  # fmt: skip
     lines += ["", "## Details", ""]
     for row in rows:
-        if row.detail or row.candidates:
-            shown = [{k: v for k, v in c.items() if k != "psnr_per_image"} for c in row.candidates]
+        if row["detail"] or row["candidates"]:
+            shown = [{k: v for k, v in c.items() if k != "psnr_per_image"} for c in row["candidates"]]
             extra = f" candidates: {shown}" if shown else ""
-            lines.append(f"- {row.model} / {row.method} [{row.status}]: {row.detail}{extra}")
+            lines.append(f"- {row['model']} / {row['method']} [{row['status']}]: {row['detail']}{extra}")
     return "\n".join(lines) + "\n"
 
 
@@ -430,14 +508,14 @@ def figure(report: dict[str, Any], models: list[str], methods: list[str]) -> Fig
     """PSNR per model and method, grouped bars."""
     import matplotlib.pyplot as plt
 
-    rows = [Row(**r) for r in report["rows"]]
+    rows = report["rows"]
     fig, ax = plt.subplots(figsize=(1.6 * len(models) * len(methods) / 4 + 4, 4.5))
     width = 0.8 / len(methods)
     for j, method in enumerate(methods):
         values = []
         for model in models:
-            row = next(r for r in rows if r.model == model and r.method == method)
-            values.append(row.psnr_db if row.status == "ok" else 0.0)
+            row = next(r for r in rows if r["model"] == model and r["method"] == method)
+            values.append(row["psnr_db"] if row["status"] == "ok" else 0.0)
         ax.bar([i + j * width for i in range(len(models))], values, width, label=method)
     ax.set_xticks([i + 0.4 - width / 2 for i in range(len(models))], models)
     ax.set_ylabel("PSNR vs float (dB), held-out inputs")
@@ -457,7 +535,7 @@ def _versions() -> dict[str, str]:
     return versions
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="", help="comma-separated suite names (default: all)")
     parser.add_argument("--methods", default="", help="comma-separated methods (default: all)")
@@ -467,41 +545,42 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--sizes", default="", help="input size overrides in px, e.g. sketch_translator=256")
     parser.add_argument("--brecq-steps", type=int, default=0,
                         help="also try STE-BRECQ at W4 with this many steps per block (slow on a CPU; 0 = skip)")
+    parser.add_argument("--cache", type=Path, default=CACHE, help="finished runs (default benchmarks/.cache/quality_suite)")
+    parser.add_argument("--fresh", action="store_true", help="measure every run again (the cache is ignored, then updated)")
     args = parser.parse_args(argv)
+    args.methods = [m for m in args.methods.split(",") if m] or list(METHODS)
+    unknown = set(args.methods) - set(METHODS)
+    if unknown:
+        parser.error(f"unknown methods {sorted(unknown)}; choose from {list(METHODS)}")
+    return args
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     log.setLevel(logging.INFO)
     for noisy in ("nncf", "modelopt", "brevitas"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
     sizes = {name: int(px) for name, px in (item.split("=") for item in args.sizes.split(",") if item)}
     entries = load_suite([m for m in args.models.split(",") if m] or None, sizes=sizes)
-    all_methods = list(method_table(Path(), Path(), 1, torch.zeros(1), 1.0))
-    methods = [m for m in args.methods.split(",") if m] or all_methods
-    unknown = set(methods) - set(all_methods)
-    if unknown:
-        parser.error(f"unknown methods {sorted(unknown)}; choose from {all_methods}")
+    versions = _versions()
     report: dict[str, Any] = {
         "command": " ".join(["python -m benchmarks.quality_suite", *(sys.argv[1:] if argv is None else argv)]),
-        "processor": _processor(), "threads": args.threads, "load_start": _load(), "versions": _versions(),
+        "processor": _processor(), "threads": args.threads, "load_start": _load(), "versions": versions,
         "git": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
         "sources": {e.name: dataclasses.asdict(e.source) for e in entries}, "meta": {}, "rows": [],
     }  # fmt: skip
     start = time.perf_counter()
-    rows: list[Row] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for entry in entries:
-            model_rows, meta = run_model(entry, methods, args.threads, Path(tmp), args.brecq_steps)
-            rows += model_rows
-            report["meta"][entry.name] = meta
+    rows = measure_suite(entries, args.methods, args, versions)
     models = [e.name for e in entries]
-    report["rows"] = [dataclasses.asdict(r) for r in rows]
-    report["targets"] = targets(rows, models)
+    report["meta"] = {r.model: meta(r) for r in rows if r.method == FLOAT_RUN}
+    report["rows"] = [r.flat() for r in rows if r.method != FLOAT_RUN]
+    report["targets"] = targets(report["rows"], models)
     report["wall_s"] = round(time.perf_counter() - start, 1)
     report["load_end"] = _load()
-    args.out.mkdir(parents=True, exist_ok=True)
-    markdown = write_markdown(report, models, methods)
-    write_report(Report.at(args.out, args.name, report, markdown, plot=lambda: figure(report, models, methods)))
+    markdown = write_markdown(report, models, args.methods)
+    write_report(Report.at(args.out, args.name, report, markdown, plot=lambda: figure(report, models, args.methods)))
     print(markdown)
     return 0
 

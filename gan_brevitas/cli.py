@@ -460,7 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from gan_brevitas.export_commands import add_commands as add_export_commands
 
-    add_export_commands(sub)
+    add_export_commands(sub, GENERATOR_NAMES)
 
     _add_info_command(sub)
     return parser

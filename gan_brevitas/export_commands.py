@@ -1,6 +1,6 @@
 """CLI subcommands of the deployment part: ``export``, ``check-trt`` and ``bench``.
 
-`add_commands(subparsers)` registers them on the main parser (gan_brevitas.cli wires it in).
+`add_commands(subparsers, generator_names)` registers them on the main parser (gan_brevitas.cli wires it in).
 Each command is a thin layer over `recipes.export`, `check_tensorrt` and `bench`.
 """
 
@@ -102,10 +102,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(subparsers: Any) -> None:
+def add_commands(subparsers: Any, generator_names: tuple[str, ...]) -> None:
     """Register ``export``, ``check-trt`` and ``bench`` on the CLI's subparsers (no torch import:
     the names are `EXPORT_TARGETS` / `CONV_TRANSPOSE_NAMES` / `BENCH_ENGINES`, checked against
-    export.qcdq and deploy.runner by a test)."""
+    export.qcdq and deploy.runner by a test; ``generator_names``: the CLI's `GENERATOR_NAMES`)."""
 
     export = subparsers.add_parser(
         "export", help="export a quantized generator to QCDQ ONNX (onnxruntime, tensorrt) or fp32 ONNX",
@@ -114,7 +114,7 @@ def add_commands(subparsers: Any) -> None:
     export.add_argument("source", nargs="?", help="quantized generator file written by `gan-brevitas quantize`")
     export.add_argument("--out", required=True, help="output .onnx file (.xml: OpenVINO IR, target openvino)")
     export.add_argument("--target", default="onnxruntime", choices=EXPORT_TARGETS, help="deployment target (default onnxruntime)")
-    export.add_argument("--model", choices=("cyclegan", "sagan", "stylegan"), help="float generator architecture (with --target float)")
+    export.add_argument("--model", choices=generator_names, help="float generator architecture (with --target float)")
     export.add_argument("--checkpoint", help="float checkpoint in the reference layout (with --model)")
     export.add_argument("--images", help="calibration images (image generators; tensorrt / openvino re-calibration)")
     export.add_argument("--num-samples", type=int, default=128,

@@ -1,11 +1,11 @@
 """Copy the suite's checkpoints out of repository snapshots into the cache, and verify them.
 
-    python -m benchmarks.suite.prepare --mirror-root /work/.mirror   # copy, then verify
+    python -m benchmarks.suite.prepare --mirror-root DIR   # copy, then verify
     python -m benchmarks.suite.prepare                               # verify what is cached
 
 Nothing is downloaded: ``--mirror-root`` is a folder of bare git snapshots of the source
-repositories, one per repository, at ``<root>/<owner>+<name>/repo`` (how the session's fetch
-tool lays them out; a ``git clone --bare`` of the repository there works the same). Each
+repositories, one per repository, at ``<root>/<owner>+<name>/repo`` (a ``git clone --bare`` of
+the repository there). Each
 checkpoint is read by its recorded git blob id (``git cat-file``), written to the cache, and
 must match its recorded sha256.
 """

@@ -182,7 +182,7 @@ def heldout_translation_images(domain: str, n: int, seed: int = 0) -> Tensor:
 
 def latent_dim(name: str, kwargs: Mapping[str, Any]) -> int:
     """Latent size of latent-input generator ``name`` built with ``kwargs`` (read, not built)."""
-    key = {"stylegan": "code_dim", "sagan": "z_dim"}.get(name)
+    key = architecture(name).latent_argument
     if key is None:
         raise ConfigError(f"{name!r} takes images, not latents")
     return int(kwargs.get(key, inspect.signature(generator_class(name)).parameters[key].default))

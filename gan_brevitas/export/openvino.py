@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-from gan_brevitas.atomic_files import check_output_path
+from gan_brevitas.atomic_files import publish
 from gan_brevitas.errors import ExportError, MissingDependencyError
 
 #: Runtime layer types that hold a weighted convolution / matrix product.
@@ -123,12 +123,8 @@ def save_ir(onnx_path: str | os.PathLike, xml_path: str | os.PathLike, metadata:
     for key, value in metadata.items():
         model.set_rt_info(value, ["gan_brevitas", key])
     with tempfile.TemporaryDirectory(dir=xml_path.parent, prefix=f".{xml_path.name}.") as tmp:
-        staged = Path(tmp) / xml_path.name
-        ov.save_model(model, str(staged), compress_to_fp16=False)
-        for target in (xml_path.with_suffix(".bin"), xml_path):  # never a symlink, device or folder
-            check_output_path(target, what="export output")
-        os.replace(staged.with_suffix(".bin"), xml_path.with_suffix(".bin"))
-        os.replace(staged, xml_path)
+        ov.save_model(model, str(Path(tmp) / xml_path.name), compress_to_fp16=False)
+        publish(Path(tmp), xml_path.parent, last=(xml_path.name,))  # checked targets, the .xml last
 
 
 def profile_time_share(path: str | os.PathLike, x: Any, runs: int = 3, threads: Optional[int] = None) -> Any:

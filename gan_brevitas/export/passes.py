@@ -453,6 +453,86 @@ def _tensor_types(model: onnx.ModelProto) -> dict[str, int]:
     return types
 
 
+class _HalfBorders:
+    """The float16 copies made at the borders of the fp16 region: constants converted once (a
+    new initializer), other float32 tensors cast once (a new Cast node, added at the end)."""
+
+    def __init__(self, graph: onnx.GraphProto, index: GraphIndex) -> None:
+        self.graph, self.index = graph, index
+        self.new_nodes: list[onnx.NodeProto] = []
+        self._constants: dict[str, str] = {}
+        self._casts: dict[str, str] = {}
+
+    def constant(self, name: str) -> str:
+        if name not in self._constants:
+            half_name = f"{name}/fp16"
+            self.graph.initializer.append(numpy_helper.from_array(self.index.constant(name).astype(np.float16), half_name))
+            self._constants[name] = half_name
+        return self._constants[name]
+
+    def cast(self, name: str) -> str:
+        if name not in self._casts:
+            self._casts[name] = f"{name}/to_fp16"
+            self.new_nodes.append(helper.make_node("Cast", [name], [self._casts[name]], to=TensorProto.FLOAT16,
+                                                   name=f"{name}/Cast_fp16"))
+        return self._casts[name]
+
+
+def _fp16_region(graph: onnx.GraphProto, index: GraphIndex, types: dict[str, int]) -> list[onnx.NodeProto]:
+    """The ops that move to float16: every non-Constant op outside the int8 parts that reads or
+    writes a float32 tensor."""
+    return [
+        node for node in graph.node
+        if node.op_type != "Constant" and not _int8_region(index, node)
+        and any(types.get(n) == TensorProto.FLOAT for n in list(node.input) + list(node.output) if n)
+    ]
+
+
+def _half_inputs(node: onnx.NodeProto, types: dict[str, int], region_ids: set[int], borders: _HalfBorders) -> None:
+    """Point the float32 inputs that come from outside the region at float16 copies (inputs
+    produced inside the region were renamed by their producer already)."""
+    for i, name in enumerate(node.input):
+        if not name or types.get(name) != TensorProto.FLOAT or (node.op_type, i) in _KEEP_FP32_INPUTS:
+            continue
+        producer = borders.index.producer.get(name)
+        if borders.index.is_constant(name):
+            node.input[i] = borders.constant(name)
+        elif producer is None or id(producer) not in region_ids:
+            node.input[i] = borders.cast(name)
+
+
+def _half_attributes(node: onnx.NodeProto) -> None:
+    """A Cast to float32 casts to float16 instead; a float32 ConstantOfShape value becomes float16."""
+    if node.op_type == "Cast" and node.attribute[0].i == TensorProto.FLOAT:
+        node.attribute[0].i = TensorProto.FLOAT16
+    if node.op_type == "ConstantOfShape":
+        for attr in node.attribute:
+            if attr.name == "value" and attr.t.data_type == TensorProto.FLOAT:
+                attr.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(attr.t).astype(np.float16)))
+
+
+def _half_outputs(node: onnx.NodeProto, types: dict[str, int], region_ids: set[int], borders: _HalfBorders) -> None:
+    """Rename each float32 output to its float16 name for the consumers inside the region; a Cast
+    back to float32 keeps the old name for consumers outside it, for inputs that must stay
+    float32 (a Resize's scales computed in the graph) and for graph outputs."""
+    index = borders.index
+    for j, name in enumerate(node.output):
+        if types.get(name) != TensorProto.FLOAT:
+            continue
+        half_name = f"{name}/fp16"
+        node.output[j] = half_name
+        outside = [c for c in index.consumers.get(name, []) if id(c) not in region_ids]
+        for consumer in index.consumers.get(name, []):
+            if id(consumer) in region_ids:
+                kept = [n == name and (consumer.op_type, i) in _KEEP_FP32_INPUTS for i, n in enumerate(consumer.input)]
+                outside += [consumer] if any(kept) else []
+                consumer.input[:] = [half_name if n == name and not keep else n
+                                     for n, keep in zip(consumer.input, kept)]
+        if outside or name in index.graph_outputs:
+            borders.new_nodes.append(helper.make_node("Cast", [half_name], [name], to=TensorProto.FLOAT,
+                                                      name=f"{name}/Cast_fp32"))
+
+
 def cast_float_parts_fp16(model: onnx.ModelProto) -> int:
     """Run every float32 op outside the int8 parts in float16, with Casts at the borders
     (in place); graph inputs and outputs stay float32. Returns the number of ops moved to fp16.
@@ -460,58 +540,14 @@ def cast_float_parts_fp16(model: onnx.ModelProto) -> int:
     graph = model.graph
     index = GraphIndex.build(graph)
     types = _tensor_types(model)
-    FLOAT, HALF = TensorProto.FLOAT, TensorProto.FLOAT16
-    region = [
-        node for node in graph.node
-        if node.op_type != "Constant" and not _int8_region(index, node)
-        and any(types.get(n) == FLOAT for n in list(node.input) + list(node.output) if n)
-    ]
+    region = _fp16_region(graph, index, types)
     region_ids = {id(node) for node in region}
-    new_nodes: list[onnx.NodeProto] = []
-    half_constants: dict[str, str] = {}
-    to_half: dict[str, str] = {}
-
-    def half_constant(name: str) -> str:
-        if name not in half_constants:
-            value = index.constant(name)
-            half_name = f"{name}/fp16"
-            graph.initializer.append(numpy_helper.from_array(value.astype(np.float16), half_name))
-            half_constants[name] = half_name
-        return half_constants[name]
-
-    def cast_to_half(name: str) -> str:
-        if name not in to_half:
-            to_half[name] = f"{name}/to_fp16"
-            new_nodes.append(helper.make_node("Cast", [name], [to_half[name]], to=HALF, name=f"{name}/Cast_fp16"))
-        return to_half[name]
-
+    borders = _HalfBorders(graph, index)
     for node in region:
-        for i, name in enumerate(node.input):
-            if not name or types.get(name) != FLOAT or (node.op_type, i) in _KEEP_FP32_INPUTS:
-                continue
-            producer = index.producer.get(name)
-            if index.is_constant(name):
-                node.input[i] = half_constant(name)
-            elif producer is None or id(producer) not in region_ids:
-                node.input[i] = cast_to_half(name)
-        if node.op_type == "Cast" and node.attribute[0].i == FLOAT:
-            node.attribute[0].i = HALF
-        if node.op_type == "ConstantOfShape":
-            for attr in node.attribute:
-                if attr.name == "value" and attr.t.data_type == FLOAT:
-                    attr.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(attr.t).astype(np.float16)))
-        for j, name in enumerate(node.output):
-            if types.get(name) != FLOAT:
-                continue
-            half_name = f"{name}/fp16"
-            node.output[j] = half_name
-            outside = [c for c in index.consumers.get(name, []) if id(c) not in region_ids]
-            for consumer in index.consumers.get(name, []):
-                if id(consumer) in region_ids:
-                    consumer.input[:] = [half_name if n == name else n for n in consumer.input]
-            if outside or name in index.graph_outputs:
-                new_nodes.append(helper.make_node("Cast", [half_name], [name], to=FLOAT, name=f"{name}/Cast_fp32"))
-    graph.node.extend(new_nodes)
+        _half_inputs(node, types, region_ids, borders)
+        _half_attributes(node)
+        _half_outputs(node, types, region_ids, borders)
+    graph.node.extend(borders.new_nodes)
     _topological_sort(graph)
     del graph.value_info[:]
     _drop_unused_initializers(model)

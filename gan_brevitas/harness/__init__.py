@@ -1,7 +1,9 @@
 """The experiment harness: a run = a generator x a method x a config -> a metrics row.
 
 * `runs`: `Run`, `ResultRow`, `Outcome` and `sweep` (measure the runs not cached yet, store
-  each as it finishes: a cached run is never measured again, an interrupted sweep resumes).
+  each as it finishes: a cached run is never measured again, an interrupted sweep resumes;
+  ``fresh=True`` measures all again); `sweep_together` for runs measured in groups (timed in
+  the same interleaved rounds).
 * `cache`: `RunCache`, one JSON record (and sample images) per finished run, keyed by a hash
   of everything its numbers depend on.
 * `measure`: `measure_method`, one quantization measured against the float outputs.
@@ -20,6 +22,7 @@ from gan_brevitas.harness.runs import (
            ResultRow,
            Run,
            sweep,
+           sweep_together,
 )
 from gan_brevitas.harness.writer import (
            Report,
@@ -30,4 +33,4 @@ from gan_brevitas.harness.writer import (
 )
 
 __all__ = ["CACHED", "NOT_RUN", "RAN", "Outcome", "Report", "ResultRow", "Run", "RunCache", "machine_description",
-           "markdown_table", "package_fingerprint", "run_key", "strict_json", "sweep", "write_report"]
+           "markdown_table", "package_fingerprint", "run_key", "strict_json", "sweep", "sweep_together", "write_report"]

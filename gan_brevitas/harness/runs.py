@@ -3,14 +3,15 @@
 A `Run` is one experiment: a generator x a method x a config. Measuring it gives a `ResultRow`
 (its metrics, n, seconds and any other columns). `sweep` measures a list of runs in order and
 stores each finished row in a `RunCache` at once, so a run already in the cache is never
-measured again and an interrupted sweep resumes where it stopped.
+measured again and an interrupted sweep resumes where it stopped. `sweep_together` does the
+same for runs that must be measured together (timed in the same rounds), a group at a time.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Optional, TypeVar
 
@@ -119,6 +120,9 @@ class Outcome(Generic[SpecT]):
 #: measure(run, key) -> its row and the sample images to keep with it ({} for none); the key
 #: names the run's own work directory where it keeps one (QAT resumes from it).
 Measure = Callable[[Run[SpecT], str], tuple[ResultRow, Mapping[str, Tensor]]]
+#: measure_together(runs, keys) -> one (row, samples) per run, in their order: runs that can only
+#: be measured together (e.g. timed in the same interleaved rounds).
+MeasureTogether = Callable[[Sequence[Run[SpecT]], Sequence[str]], Sequence[tuple[ResultRow, Mapping[str, Tensor]]]]
 
 
 def sweep(
@@ -130,6 +134,7 @@ def sweep(
     cannot_run: Callable[[Run[SpecT]], str] = lambda run: "",
     progress: bool = True,
     desc: str = "runs",
+    fresh: bool = False,
 ) -> list[Outcome[SpecT]]:
     """Measure every run that is not in ``cache`` yet, in order, storing each as it finishes.
 
@@ -137,22 +142,56 @@ def sweep(
         context: the parts of a run's key besides its own (model content hashes, extractor).
         cannot_run: why a run that is not cached cannot run ("" when it can): such a run is
             reported as not run, and not cached.
+        fresh: measure every run again (its new record replaces the cached one).
     """
-    outcomes = []
-    bar = tqdm(runs, desc=desc, unit="run", disable=not progress)
-    for run in bar:
-        bar.set_postfix_str(run.label)
-        key = cache.key({**run.key_parts(), **context(run)})
-        record = cache.load(key)
+    return sweep_together(runs, lambda pending, keys: [measure(pending[0], keys[0])], cache, context,
+                          group=None, cannot_run=cannot_run, progress=progress, desc=desc, fresh=fresh)
+
+
+def sweep_together(
+    runs: Sequence[Run[SpecT]],
+    measure_together: MeasureTogether,
+    cache: RunCache,
+    context: Callable[[Run[SpecT]], Mapping[str, Any]] = lambda run: {},
+    *,
+    group: Optional[Callable[[Run[SpecT]], Hashable]],
+    cannot_run: Callable[[Run[SpecT]], str] = lambda run: "",
+    progress: bool = True,
+    desc: str = "runs",
+    fresh: bool = False,
+) -> list[Outcome[SpecT]]:
+    """`sweep` for runs measured in groups: the runs of one ``group`` (None: each run alone) that
+    are not cached are measured by one ``measure_together`` call, in order of their first run,
+    and stored when it returns. An interrupted sweep resumes at the first unfinished group."""
+    outcomes: list[Optional[Outcome[SpecT]]] = [None] * len(runs)
+    keys = [cache.key({**run.key_parts(), **context(run)}) for run in runs]
+    pending: dict[Hashable, list[int]] = {}
+    first: dict[str, int] = {}  # key -> the first run with it: a repeated run is measured once
+    for i, (run, key) in enumerate(zip(runs, keys)):
+        if first.setdefault(key, i) != i:
+            continue
+        record = None if fresh else cache.load(key)
+        reason = "" if record is not None else cannot_run(run)
         if record is not None:
-            outcomes.append(Outcome(run, key, CACHED, ResultRow.from_record(record)))
-            continue
-        reason = cannot_run(run)
-        if reason:
-            outcomes.append(Outcome(run, key, NOT_RUN, reason=reason))
-            continue
-        log.info("running %s / %s", run.model, run.label)
-        row, samples = measure(run, key)
-        stored = cache.store(key, row.record(), samples)
-        outcomes.append(Outcome(run, key, RAN, ResultRow.from_record(stored)))  # as a later sweep reads it
-    return outcomes
+            outcomes[i] = Outcome(run, key, CACHED, ResultRow.from_record(record))
+        elif reason:
+            outcomes[i] = Outcome(run, key, NOT_RUN, reason=reason)
+        else:
+            pending.setdefault(i if group is None else ("group", group(run)), []).append(i)
+    bar = tqdm(list(pending.values()), desc=desc, unit="run" if group is None else "group", disable=not progress)
+    for indices in bar:
+        chosen = [runs[i] for i in indices]
+        bar.set_postfix_str(chosen[0].label)
+        log.info("running %s / %s%s", chosen[0].model, chosen[0].label,
+                 f" and {len(chosen) - 1} more" if len(chosen) > 1 else "")
+        measured = list(measure_together(chosen, [keys[i] for i in indices]))
+        if len(measured) != len(indices):
+            raise ConfigError(f"measuring {len(indices)} runs together gave {len(measured)} rows: one per run, please")
+        for i, (row, samples) in zip(indices, measured):
+            stored = cache.store(keys[i], row.record(), samples)
+            outcomes[i] = Outcome(runs[i], keys[i], RAN, ResultRow.from_record(stored))  # as a later sweep reads it
+    for i, key in enumerate(keys):
+        if first[key] != i and outcomes[first[key]] is not None:
+            done = outcomes[first[key]]
+            outcomes[i] = Outcome(runs[i], key, CACHED if done.row else done.status, done.row, done.reason)
+    return [outcome for outcome in outcomes if outcome is not None]

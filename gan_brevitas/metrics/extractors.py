@@ -24,6 +24,7 @@ import atexit
 import hashlib
 import logging
 import os
+import secrets
 import shutil
 import socket
 import tempfile
@@ -42,6 +43,7 @@ from safetensors.torch import load_file
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
+from gan_brevitas.atomic_files import atomic_write
 from gan_brevitas.errors import ConfigError, MetricError
 
 __all__ = [
@@ -278,14 +280,19 @@ def _private_dir() -> Path:
 
 
 def _private_copy(path: Path) -> tuple[Path, str]:
-    """Copy ``path`` into the private directory once; returns (copy, sha256 of the copied bytes)."""
-    handle, name = tempfile.mkstemp(prefix="inception-", suffix=".pth", dir=_private_dir())
+    """Copy ``path`` into the private directory once (a new name, mode 0600, written atomically);
+    returns (copy, sha256 of the copied bytes)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as source, os.fdopen(handle, "wb") as target:
-        for chunk in iter(lambda: source.read(1 << 20), b""):
-            digest.update(chunk)
-            target.write(chunk)
-    return Path(name), digest.hexdigest()
+
+    def copy(temporary: str) -> None:
+        with open(path, "rb") as source, open(temporary, "wb") as target:
+            for chunk in iter(lambda: source.read(1 << 20), b""):
+                digest.update(chunk)
+                target.write(chunk)
+
+    copied = atomic_write(_private_dir() / f"inception-{secrets.token_hex(8)}.pth", copy, mode=0o600,
+                          what="private copy of the Inception weights")
+    return copied, digest.hexdigest()
 
 
 def inception_spec(weights_path: str | os.PathLike[str], origin: str = "argument") -> ExtractorSpec:

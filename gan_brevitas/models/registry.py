@@ -39,6 +39,7 @@ class Architecture:
             `gan_brevitas.ptq.blocks.default_blocks`.
         check_kwargs: ``check(file, kwargs, inferred)`` refuses constructor arguments the
             checkpoint cannot serve (StyleGAN: a size above the one it was trained at).
+        latent_argument: the constructor argument of the latent size (None: image input).
     """
 
     name: str
@@ -51,6 +52,7 @@ class Architecture:
     inference_kwargs: Mapping[str, Any] = field(default_factory=dict)
     brecq_blocks: Optional[Callable[[nn.Module], list[tuple[str, ...]]]] = None
     check_kwargs: Optional[Callable[[Any, Mapping[str, Any], Mapping[str, Any]], None]] = None
+    latent_argument: Optional[str] = None
 
 
 ARCHITECTURES: dict[str, Architecture] = {
@@ -58,9 +60,10 @@ ARCHITECTURES: dict[str, Architecture] = {
     for family in (
         Architecture("stylegan", stylegan.StyledGenerator, "rosinality/style-based-gan-pytorch", "latent", "size",
                      "generator.progression.0.conv1.input", stylegan.infer_kwargs, {"noise_mode": "const"},
-                     stylegan.brecq_blocks, stylegan.check_kwargs),
+                     stylegan.brecq_blocks, stylegan.check_kwargs, latent_argument="code_dim"),
         Architecture("sagan", sagan.Generator, "heykeetae/Self-Attention-GAN", "latent", "image_size",
-                     "l1.0.module.weight_bar", sagan.infer_kwargs, brecq_blocks=sagan.brecq_blocks),
+                     "l1.0.module.weight_bar", sagan.infer_kwargs, brecq_blocks=sagan.brecq_blocks,
+                     latent_argument="z_dim"),
         Architecture("cyclegan", cyclegan.ResnetGenerator, "junyanz/pytorch-CycleGAN-and-pix2pix", "image",
                      "image_size", "model.1.weight", cyclegan.infer_kwargs),
     )

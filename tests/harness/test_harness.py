@@ -18,6 +18,7 @@ from gan_brevitas.harness import (
     Run,
     RunCache,
     sweep,
+    sweep_together,
     write_report,
 )
 
@@ -119,3 +120,44 @@ def test_a_config_that_is_not_json_data_is_refused_when_the_run_is_made():
         Run("sagan", "ma-qat", "MA-QAT", {"discriminator": torch.nn.Linear(2, 2)})
     with pytest.raises(ConfigError, match="config must be JSON data"):
         Run("sagan", "vanilla-ptq", "x", {"quantile": math.nan})
+
+
+def test_fresh_measures_every_run_again_and_replaces_the_cached_rows(tmp_path):
+    cache = RunCache(tmp_path, FORMAT)
+    calls: list[int] = []
+    sweep(_runs(), _measure(calls), cache, progress=False)
+    again = sweep(_runs(), _measure(calls), cache, progress=False, fresh=True)
+    assert calls == [8, 6, 4, 8, 6, 4] and all(o.status == RAN for o in again)
+    assert all(o.status == CACHED for o in sweep(_runs(), _measure(calls), cache, progress=False))
+
+
+def test_a_repeated_run_is_measured_once(tmp_path):
+    calls: list[int] = []
+    outcomes = sweep(_runs() + _runs()[:1], _measure(calls), RunCache(tmp_path, FORMAT), progress=False)
+    assert calls == [8, 6, 4] and [o.status for o in outcomes] == [RAN, RAN, RAN, CACHED]
+    assert outcomes[3].row == outcomes[0].row
+
+
+def test_runs_measured_together_resume_a_group_at_a_time(tmp_path):
+    runs = [Run(model, "timing", f"{model} b{batch}", {"batch": batch}, spec=batch)
+            for model in ("a", "b") for batch in (1, 8)]
+    groups: list[list[str]] = []
+
+    def measure_together(pending, keys, stop_at=None):
+        if pending[0].model == stop_at:
+            raise KeyboardInterrupt
+        groups.append([run.label for run in pending])
+        return [(ResultRow(run.model, run.method, run.label, {"ms": 2.0 * run.spec}, 3, 1.0), {}) for run in pending]
+
+    cache = RunCache(tmp_path, FORMAT)
+    with pytest.raises(KeyboardInterrupt):
+        sweep_together(runs, lambda p, k: measure_together(p, k, stop_at="b"), cache, group=lambda run: run.model,
+                       progress=False)
+    assert groups == [["a b1", "a b8"]]  # group a stored, group b not started
+    outcomes = sweep_together(runs + [Run("a", "timing", "a b2", {"batch": 2}, spec=2)], measure_together, cache,
+                              group=lambda run: run.model, progress=False)
+    assert groups == [["a b1", "a b8"], ["b b1", "b b8"], ["a b2"]]  # only the runs not cached, by group
+    assert [o.status for o in outcomes] == [CACHED, CACHED, RAN, RAN, RAN]
+    assert [o.row.metrics["ms"] for o in outcomes] == [2.0, 16.0, 2.0, 16.0, 4.0]
+    with pytest.raises(ConfigError, match="one per run"):
+        sweep_together(runs, lambda p, k: [], cache, group=lambda run: run.model, progress=False, fresh=True)

@@ -27,6 +27,10 @@ def test_entry_matches_the_models_it_builds(name):
     assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {k: v.shape for k, v in state.items()}
     size = build_generator(name, **{**SMALL[name], family.size_argument: 32}).image_size
     assert size == 32
+    if family.input_kind == "latent":  # the latent size argument is named by the entry
+        assert build_generator(name, **{**SMALL[name], family.latent_argument: 12}).latent_dim == 12
+    else:
+        assert family.latent_argument is None
 
 
 def test_unknown_name_suggests_and_user_models_have_no_entry():
