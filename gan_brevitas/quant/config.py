@@ -115,8 +115,9 @@ class QuantConfig:
             float operations (the last conv before a float Tanh or the image, see
             `gan_brevitas.quant.tail`). False (default): those layers run from int8 inputs
             and weights and hand their result on in float (OpenVINO runs them as int8
-            kernels with a float output; ONNX Runtime, which has no such kernel, as a float
-            Conv); True gives every conv an int8 kernel on ONNX Runtime too. The paper's
+            kernels with a float output; the ONNX Runtime export as an int8 ConvInteger,
+            which for a narrow full-resolution conv is no faster than float); True quantizes
+            them too (ONNX Runtime's faster QLinearConv, a little lower quality). The paper's
             scheme quantizes them.
         skip: layers kept in float: fnmatch patterns of module names ("model.26") or class
             names ("ConvTranspose2d").
