@@ -17,12 +17,15 @@ the suite's held-out inputs (4 photos, or 64 latents), the difference paired per
 
 A pair is called a tie when the mean paired difference is under the noise floor: the larger of
 0.1 dB and two standard errors of the paired differences (n = test images or latents).
-Writes ``quality_findings.{json,md,png}`` to ``--out``.
+Each distinct recipe on each model is a harness `Run`, measured by `sweep` and kept in a
+`RunCache` (``--cache``): a stopped run resumes, a repeated one measures nothing new
+(``--fresh`` measures again). Writes ``quality_findings.{json,md,png}`` to ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import sys
 import tempfile
@@ -37,11 +40,14 @@ import torch
 from benchmarks.quality_suite import _load, _per_image_psnr, _processor, _quantize_ours, _run_torch
 from benchmarks.suite import SuiteEntry, load_suite
 from gan_brevitas import QuantConfig, recipes
-from gan_brevitas.harness import Report, markdown_table, write_report
+from gan_brevitas.harness import Report, ResultRow, Run, RunCache, markdown_table, package_fingerprint, sweep, write_report
+from gan_brevitas.qat.checkpoint import module_sha256, tensor_sha256
 
 log = logging.getLogger("quality_findings")
 
 TIE_DB = 0.1
+CACHE = Path(__file__).resolve().parent / ".cache" / "quality_findings"
+CACHE_FORMAT = "benchmarks/quality_findings/1"
 MINMAX = dict(weight_range="minmax", act_range="minmax")
 
 
@@ -102,44 +108,83 @@ def _qat(entry: SuiteEntry, variant: Variant) -> torch.Tensor:
     return _run_torch(qmodel, entry.test)
 
 
-def _score(entry: SuiteEntry, variant: Variant, reference: torch.Tensor, cache: dict[Variant, list[float]]) -> list[float]:
-    if variant not in cache:
-        options = dict(variant.options)
-        if variant.method.endswith("brecq"):
-            n = entry.calib.shape[0]
-            options.update(num_samples=n, calibration_samples=n, batch_size=min(4, n), progress=False)
-        low, high = entry.output_range
-        if variant.method.endswith("qat"):
-            output = _qat(entry, variant)
-        else:
-            output = _quantize_ours(entry, variant.method, variant.config, **options).output
-        cache[variant] = _per_image_psnr(output, reference, high - low)
-    return cache[variant]
+def _output(entry: SuiteEntry, variant: Variant) -> torch.Tensor:
+    """The quantized model's outputs on the entry's test inputs."""
+    if variant.method.endswith("qat"):
+        return _qat(entry, variant)
+    options = dict(variant.options)
+    if variant.method.endswith("brecq"):
+        n = entry.calib.shape[0]
+        options.update(num_samples=n, calibration_samples=n, batch_size=min(4, n), progress=False)
+    return _quantize_ours(entry, variant.method, variant.config, **options).output
 
 
-def measure(entry: SuiteEntry, brecq_steps: int, qat_epochs: int = 0) -> list[dict[str, Any]]:
-    reference = _run_torch(entry.model, entry.test)
-    cache: dict[Variant, list[float]] = {}
-    rows = []
-    for finding, a, b in pairs(brecq_steps, qat_epochs if entry.family == "noise-to-image" else 0):
-        start = time.perf_counter()
-        try:
-            sa, sb = _score(entry, a, reference, cache), _score(entry, b, reference, cache)
-        except Exception as error:  # record and keep going: one recipe must not sink the table
-            rows.append({"model": entry.name, "finding": finding, "error": f"{type(error).__name__}: {error}"[:300]})
-            continue
-        diffs = np.array(sa) - np.array(sb)
-        mean = float(diffs.mean())
-        noise = 2 * float(diffs.std(ddof=1)) / np.sqrt(len(diffs)) if len(diffs) > 1 else float("inf")
-        tie = abs(mean) < max(TIE_DB, noise)
-        verdict = "tie" if tie else ("holds" if mean > 0 else "reversed")
-        rows.append({"model": entry.name, "finding": finding, "a": a.label, "b": b.label,
-                     "a_db": round(float(np.mean(sa)), 2), "b_db": round(float(np.mean(sb)), 2),
-                     "mean_diff_db": round(mean, 2), "min_diff_db": round(float(diffs.min()), 2),
-                     "max_diff_db": round(float(diffs.max()), 2), "noise_db": round(noise, 2), "n": len(diffs), "verdict": verdict,
-                     "seconds": round(time.perf_counter() - start, 1)})  # fmt: skip
-        log.info("%s | %s: %s (%+.2f dB)", entry.name, finding, verdict, mean)
-    return rows
+def variant_runs(entry: SuiteEntry, brecq_steps: int, qat_epochs: int) -> list[Run[Variant]]:
+    """One run per recipe of the entry's pairs; runs of the same method and config share one
+    cache key, so a recipe in two pairs is measured once."""
+    variants = dict.fromkeys(v for _, a, b in pairs(brecq_steps, qat_epochs) for v in (a, b))
+    return [Run(entry.name, v.method, v.label, {"config": v.config.to_dict(), "options": dict(v.options)}, spec=v)
+            for v in variants]
+
+
+def measure_variant(entry: SuiteEntry, run: Run[Variant], reference: Callable[[], torch.Tensor]) -> ResultRow:
+    """Per-image PSNR of one recipe against the float model (under torch seed 0: a resumed
+    sweep measures what a whole one does); a recipe that fails is a row with its error."""
+    start = time.perf_counter()
+    low, high = entry.output_range
+    fields: dict[str, Any] = {}
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            fields["psnr_per_image"] = _per_image_psnr(_output(entry, run.spec), reference(), high - low)
+    except Exception as error:  # record and keep going: one recipe must not sink the table
+        fields["error"] = f"{type(error).__name__}: {error}"[:300]
+    mean = float(np.mean(fields["psnr_per_image"])) if "psnr_per_image" in fields else None
+    return ResultRow(entry.name, run.method, run.label, {"psnr_db": mean}, int(entry.test.shape[0]),
+                     round(time.perf_counter() - start, 1), fields)
+
+
+def _context(entry: SuiteEntry, threads: int) -> dict[str, Any]:
+    """A run's key besides its own recipe: the generator, its inputs, the code, the threads."""
+    return {"package": package_fingerprint(), "benchmark": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
+            "generator": module_sha256(entry.model), "threads": threads,
+            "inputs": tensor_sha256([("calib", entry.calib), ("test", entry.test)])}  # fmt: skip
+
+
+def _pair_row(entry: SuiteEntry, finding: str, labels: tuple[str, str], a: ResultRow, b: ResultRow) -> dict[str, Any]:
+    """A finding's verdict on one model from its two recipes' rows (``labels``: how the finding
+    names them; one recipe may serve two findings under two names)."""
+    if "error" in a.fields or "error" in b.fields:
+        return {"model": entry.name, "finding": finding, "error": a.fields.get("error") or b.fields["error"]}
+    sa, sb = a.fields["psnr_per_image"], b.fields["psnr_per_image"]
+    diffs = np.array(sa) - np.array(sb)
+    mean = float(diffs.mean())
+    noise = 2 * float(diffs.std(ddof=1)) / np.sqrt(len(diffs)) if len(diffs) > 1 else float("inf")
+    verdict = "tie" if abs(mean) < max(TIE_DB, noise) else ("holds" if mean > 0 else "reversed")
+    log.info("%s | %s: %s (%+.2f dB)", entry.name, finding, verdict, mean)
+    return {"model": entry.name, "finding": finding, "a": labels[0], "b": labels[1],
+            "a_db": round(float(np.mean(sa)), 2), "b_db": round(float(np.mean(sb)), 2),
+            "mean_diff_db": round(mean, 2), "min_diff_db": round(float(diffs.min()), 2),
+            "max_diff_db": round(float(diffs.max()), 2), "noise_db": round(noise, 2), "n": len(diffs), "verdict": verdict,
+            "seconds": round(a.seconds + b.seconds, 1)}  # fmt: skip
+
+
+def measure(entry: SuiteEntry, brecq_steps: int, qat_epochs: int = 0, *, cache: RunCache,
+            threads: int = 1, fresh: bool = False) -> list[dict[str, Any]]:
+    """Every pair's verdict on ``entry``; recipes already in ``cache`` are not measured again."""
+    qat_epochs = qat_epochs if entry.family == "noise-to-image" else 0
+    reference: list[torch.Tensor] = []
+
+    def float_output() -> torch.Tensor:  # made once, and only when a recipe is measured
+        if not reference:
+            reference.append(_run_torch(entry.model, entry.test))
+        return reference[0]
+
+    outcomes = sweep(variant_runs(entry, brecq_steps, qat_epochs),
+                     lambda run, key: (measure_variant(entry, run, float_output), {}),
+                     cache, lambda run: _context(entry, threads), progress=False, fresh=fresh)  # fmt: skip
+    rows = {outcome.run.spec: outcome.row for outcome in outcomes}
+    return [_pair_row(entry, finding, (a.label, b.label), rows[a], rows[b]) for finding, a, b in pairs(brecq_steps, qat_epochs)]
 
 
 def markdown(report: dict[str, Any]) -> list[str]:
@@ -187,6 +232,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="add PTQ vs LSQ-QAT pairs on noise-to-image models (0 = skip)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--cache", type=Path, default=CACHE, help="finished recipes (default benchmarks/.cache/quality_findings)")
+    parser.add_argument("--fresh", action="store_true", help="measure every recipe again (the cache is ignored, then updated)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     log.setLevel(logging.INFO)
@@ -195,7 +242,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     report: dict[str, Any] = {"command": " ".join(["python -m benchmarks.quality_findings", *(sys.argv[1:] if argv is None else argv)]),
                               "processor": _processor(), "threads": args.threads, "load_start": _load(), "rows": []}  # fmt: skip
     for entry in load_suite([m for m in args.models.split(",") if m] or None):
-        report["rows"] += measure(entry, args.brecq_steps, args.qat_epochs)
+        report["rows"] += measure(entry, args.brecq_steps, args.qat_epochs, cache=RunCache(args.cache, CACHE_FORMAT),
+                                  threads=args.threads, fresh=args.fresh)
     report["wall_s"] = round(time.perf_counter() - start, 1)
     report["load_end"] = _load()
     md = markdown(report)
