@@ -30,6 +30,7 @@ from gan_brevitas.methods import (
     LSQQAT,
     MAQAT,
     ArBRECQ,
+    BoundDistill,
     MixedPrecision,
     ModelOptPTQ,
     SteBRECQ,
@@ -51,6 +52,7 @@ __all__ = [
     "LSQQAT",
     "MAQAT",
     "ArBRECQ",
+    "BoundDistill",
     "MixedPrecision",
     "ModelOptPTQ",
     "QuantConfig",
@@ -125,7 +127,9 @@ def quantize(
     qmodel = spec.handler(float_model, config, checked, method_options, **extras)
     # methods that choose per-layer settings (mixed precision, weight_range="auto") say so here
     config = qmodel.__dict__.pop("resolved_quant_config", config)
-    if config.bias_correction and backend_for(qmodel).name == "brevitas":
+    # bound distillation corrects the biases before it trains the quantizers, not after
+    biases_corrected = qmodel.__dict__.pop("biases_corrected", False)
+    if config.bias_correction and not biases_corrected and backend_for(qmodel).name == "brevitas":
         correct_biases(qmodel, float_model, checked)
     qmodel.gan_brevitas = QuantInfo(
         method=name, config=config, generator=getattr(model, "generator_spec", None),
@@ -153,10 +157,12 @@ def sensitivity(
 
 #: Settings a method needs (or is defined by), applied unless the caller chose otherwise.
 #: AR-BRECQ rounds weights onto a fixed grid, so the weight scale must be a stored (learned)
-#: parameter; LSQ-QAT is defined by learned step sizes, weights included.
+#: parameter; LSQ-QAT is defined by learned step sizes, weights included; bound distillation
+#: learns the weight step sizes (the weights stay fixed).
 METHOD_SETTINGS: dict[str, dict[str, Any]] = {
     "ar-brecq": {"weight_scaling": "learned"},
     "lsq-qat": {"weight_scaling": "learned"},
+    "bound-distill": {"weight_scaling": "learned"},
 }
 
 

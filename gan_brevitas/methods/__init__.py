@@ -17,7 +17,7 @@ from gan_brevitas.methods.registry import (
     register_method,
     resolve_method,
 )
-from gan_brevitas.methods.ptq import ArBRECQ, MixedPrecision, SteBRECQ, VanillaPTQ
+from gan_brevitas.methods.ptq import ArBRECQ, BoundDistill, MixedPrecision, SteBRECQ, VanillaPTQ
 from gan_brevitas.methods.qat import LSQQAT, MAQAT
 from gan_brevitas.methods.modelopt import ModelOptPTQ
 
@@ -25,6 +25,7 @@ __all__ = [
     "LSQQAT",
     "MAQAT",
     "ArBRECQ",
+    "BoundDistill",
     "MethodSpec",
     "MixedPrecision",
     "ModelOptPTQ",

@@ -1,5 +1,5 @@
-"""The post-training methods: vanilla PTQ, mixed precision, STE-BRECQ and AR-BRECQ (configs
-from `gan_brevitas.ptq`)."""
+"""The post-training methods: vanilla PTQ, mixed precision, STE-BRECQ, AR-BRECQ and bound
+distillation (configs from `gan_brevitas.ptq`)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from torch import nn
 
 from gan_brevitas.inputs import InputSource
 from gan_brevitas.methods.registry import register_method
+from gan_brevitas.ptq.bound_distill import BoundDistillOptions, bound_distill
 from gan_brevitas.ptq.brecq import ArBrecqOptions, SteBrecqOptions, block_reconstruction
 from gan_brevitas.ptq.mixed_precision import MixedPrecisionOptions, mixed_precision
 from gan_brevitas.ptq.vanilla import VanillaPtqOptions, vanilla_ptq
@@ -19,6 +20,7 @@ VanillaPTQ = VanillaPtqOptions
 SteBRECQ = SteBrecqOptions
 ArBRECQ = ArBrecqOptions
 MixedPrecision = MixedPrecisionOptions
+BoundDistill = BoundDistillOptions
 
 
 @register_method("vanilla-ptq", VanillaPtqOptions)
@@ -47,3 +49,10 @@ def run_ar_brecq(float_model: nn.Module, config: QuantConfig, inputs: InputSourc
                  options: ArBrecqOptions) -> nn.Module:
     """AR-BRECQ: block reconstruction with AdaRound on fixed weight grids (`ptq.brecq`)."""
     return block_reconstruction(float_model, config, inputs, options, "ar-brecq")
+
+
+@register_method("bound-distill", BoundDistillOptions)
+def run_bound_distill(float_model: nn.Module, config: QuantConfig, inputs: InputSource,
+                      options: BoundDistillOptions) -> nn.Module:
+    """Bound distillation: PTQ, then only the quantizers trained against the float model (`ptq.bound_distill`)."""
+    return bound_distill(float_model, config, inputs, options)

@@ -1,4 +1,4 @@
-"""Mixed precision: weight bits per layer under a budget, then vanilla PTQ.
+"""Mixed precision: weight bits per layer under a budget, then vanilla PTQ (or a refinement).
 
 The budget is ``effective_bits`` (the average weight bit width weighted by each layer's
 parameter count) or ``max_bytes`` (weight storage, bits x parameters / 8). Every layer starts
@@ -6,7 +6,9 @@ at the highest of ``bits``; the greedy search then lowers, one step at a time, t
 next step down costs the least output error (from `layer_sensitivity`) per byte it saves,
 until the budget holds (the anchors: ModelOpt's auto_quantize, HAWQ's sensitivity per size).
 The choice goes into ``QuantConfig.layers``, so the result is an ordinary quantized model that
-saves, loads, describes and exports with its per-layer bits.
+saves, loads, describes and exports with its per-layer bits. ``refine`` then runs bound
+distillation (`gan_brevitas.ptq.bound_distill`) or STE-BRECQ (`gan_brevitas.ptq.brecq`) with
+those bits instead of plain vanilla PTQ.
 """
 
 from __future__ import annotations
@@ -19,9 +21,15 @@ from torch import nn
 
 from gan_brevitas.errors import ConfigError
 from gan_brevitas.inputs import InputSource
+from gan_brevitas.ptq.bound_distill import BoundDistillOptions, bound_distill
+from gan_brevitas.ptq.brecq import SteBrecqOptions, block_reconstruction
 from gan_brevitas.ptq.sensitivity import SENSITIVITY_SAMPLES, SensitivityTable, _check_bits, layer_sensitivity
 from gan_brevitas.ptq.vanilla import vanilla_ptq
 from gan_brevitas.quant.config import QuantConfig
+
+
+#: What ``refine`` may run after the bit allocation.
+REFINEMENTS = (None, "bound-distill", "ste-brecq")
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,10 @@ class MixedPrecisionOptions:
             input and write the image.
         num_samples: calibration inputs of the vanilla PTQ that follows.
         sensitivity_samples: inputs the per-layer sensitivity is measured on.
+        refine: None (vanilla PTQ with the chosen bits), "bound-distill" (then learn the
+            quantizers against the float model; weight step sizes become learned) or
+            "ste-brecq" (block reconstruction of weights and quantizers).
+        refine_steps: steps of the refinement (STE-BRECQ: per block).
         progress: tqdm progress bars.
     """
 
@@ -47,6 +59,8 @@ class MixedPrecisionOptions:
     protect_ends: bool = True
     num_samples: int = 500
     sensitivity_samples: int = SENSITIVITY_SAMPLES
+    refine: Optional[str] = None
+    refine_steps: int = 200
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -62,7 +76,9 @@ class MixedPrecisionOptions:
         ):
             raise ConfigError(f"max_bytes must be a positive integer, got {self.max_bytes!r}.")
         object.__setattr__(self, "bits", _check_bits(self.bits))
-        for name in ("num_samples", "sensitivity_samples"):
+        if self.refine not in REFINEMENTS:
+            raise ConfigError(f"refine must be one of {REFINEMENTS}, got {self.refine!r}.")
+        for name in ("num_samples", "sensitivity_samples", "refine_steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
@@ -143,7 +159,24 @@ def mixed_precision(float_model: nn.Module, config: QuantConfig, inputs: InputSo
                          protected=protected)
     per_layer = tuple((name, {"weight_bits": b}) for name, b in chosen.items() if b != top.weight_bits)
     resolved = top.replace(layers=top.layers + per_layer)
-    qmodel = vanilla_ptq(float_model, resolved, inputs, num_samples=options.num_samples, progress=options.progress)
+    qmodel = _quantize_with_bits(float_model, resolved, inputs, options)
     if "resolved_quant_config" not in qmodel.__dict__:  # vanilla PTQ resolved weight_range="auto"
         qmodel.resolved_quant_config = resolved
     return qmodel
+
+
+def _quantize_with_bits(float_model: nn.Module, resolved: QuantConfig, inputs: InputSource,
+                        options: MixedPrecisionOptions) -> nn.Module:
+    """Vanilla PTQ with the chosen per-layer bits, or the ``refine`` method with them."""
+    n, steps, progress = options.num_samples, options.refine_steps, options.progress
+    if options.refine == "bound-distill":
+        resolved = resolved.replace(weight_scaling="learned")
+        qmodel = bound_distill(float_model, resolved, inputs, BoundDistillOptions(
+            steps=steps, num_samples=n, progress=progress))
+        qmodel.resolved_quant_config = qmodel.__dict__.get("resolved_quant_config", resolved)
+        return qmodel
+    if options.refine == "ste-brecq":
+        brecq = SteBrecqOptions(steps=steps, num_samples=n, calibration_samples=n, batch_size=min(4, n),
+                                progress=progress)
+        return block_reconstruction(float_model, resolved, inputs, brecq, "ste-brecq")
+    return vanilla_ptq(float_model, resolved, inputs, num_samples=n, progress=progress)
