@@ -51,8 +51,9 @@ class BoundDistillOptions:
 
     Attributes:
         steps: Adam steps (one calibration batch each).
-        lr: learning rate relative to each quantizer's scale (1e-3: a step moves a scale by
-            about 0.1%); cosine-annealed to 0.
+        lr: learning rate relative to each quantizer's scale (3e-2: an Adam step moves a
+            scale by up to about 3%); cosine-annealed to 0. On srvgg_x4 at W4A8, 100 steps:
+            1e-2 -> +1.5 dB over the PTQ start, 3e-2 -> +1.8 dB, 1e-1 -> +1.9 dB.
         batch_size: calibration inputs per step.
         num_samples: calibration inputs (vanilla-PTQ start and distillation).
         loss: "output" (the generator's output) or "output+blocks" (and every block output).
@@ -63,7 +64,7 @@ class BoundDistillOptions:
     """
 
     steps: int = 200
-    lr: float = 1e-3
+    lr: float = 3e-2
     batch_size: int = 4
     num_samples: int = 500
     loss: Loss = "output"
@@ -78,7 +79,7 @@ class BoundDistillOptions:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
         if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not 0 < self.lr < 1:
-            raise ConfigError(f"lr is relative to each scale and must lie in (0, 1), e.g. 1e-3; got {self.lr!r}.")
+            raise ConfigError(f"lr is relative to each scale and must lie in (0, 1), e.g. 3e-2; got {self.lr!r}.")
         if self.loss not in ("output", "output+blocks"):
             raise ConfigError(f"loss must be 'output' or 'output+blocks', got {self.loss!r}.")
         for name in ("revert_if_worse", "progress"):

@@ -22,14 +22,14 @@ from torch import nn
 from gan_brevitas.errors import ConfigError
 from gan_brevitas.inputs import InputSource
 from gan_brevitas.ptq.bound_distill import BoundDistillOptions, bound_distill
-from gan_brevitas.ptq.brecq import SteBrecqOptions, block_reconstruction
+from gan_brevitas.ptq.brecq import ArBrecqOptions, SteBrecqOptions, block_reconstruction
 from gan_brevitas.ptq.sensitivity import SENSITIVITY_SAMPLES, SensitivityTable, _check_bits, layer_sensitivity
 from gan_brevitas.ptq.vanilla import vanilla_ptq
 from gan_brevitas.quant.config import QuantConfig
 
 
 #: What ``refine`` may run after the bit allocation.
-REFINEMENTS = (None, "bound-distill", "ste-brecq")
+REFINEMENTS = (None, "bound-distill", "ste-brecq", "ar-brecq")
 
 
 @dataclass(frozen=True)
@@ -47,9 +47,10 @@ class MixedPrecisionOptions:
         num_samples: calibration inputs of the vanilla PTQ that follows.
         sensitivity_samples: inputs the per-layer sensitivity is measured on.
         refine: None (vanilla PTQ with the chosen bits), "bound-distill" (then learn the
-            quantizers against the float model; weight step sizes become learned) or
-            "ste-brecq" (block reconstruction of weights and quantizers).
-        refine_steps: steps of the refinement (STE-BRECQ: per block).
+            quantizers against the float model; weight step sizes become learned),
+            "ste-brecq" (block reconstruction of weights and quantizers) or "ar-brecq" (block
+            reconstruction with AdaRound; weight step sizes become learned).
+        refine_steps: steps of the refinement (BRECQ: per block).
         progress: tqdm progress bars.
     """
 
@@ -169,14 +170,16 @@ def _quantize_with_bits(float_model: nn.Module, resolved: QuantConfig, inputs: I
                         options: MixedPrecisionOptions) -> nn.Module:
     """Vanilla PTQ with the chosen per-layer bits, or the ``refine`` method with them."""
     n, steps, progress = options.num_samples, options.refine_steps, options.progress
-    if options.refine == "bound-distill":
+    if options.refine in ("bound-distill", "ar-brecq"):  # both need a stored weight step
         resolved = resolved.replace(weight_scaling="learned")
+    if options.refine == "bound-distill":
         qmodel = bound_distill(float_model, resolved, inputs, BoundDistillOptions(
             steps=steps, num_samples=n, progress=progress))
-        qmodel.resolved_quant_config = qmodel.__dict__.get("resolved_quant_config", resolved)
-        return qmodel
-    if options.refine == "ste-brecq":
-        brecq = SteBrecqOptions(steps=steps, num_samples=n, calibration_samples=n, batch_size=min(4, n),
-                                progress=progress)
-        return block_reconstruction(float_model, resolved, inputs, brecq, "ste-brecq")
-    return vanilla_ptq(float_model, resolved, inputs, num_samples=n, progress=progress)
+    elif options.refine in ("ste-brecq", "ar-brecq"):
+        kind = SteBrecqOptions if options.refine == "ste-brecq" else ArBrecqOptions
+        brecq = kind(steps=steps, num_samples=n, calibration_samples=n, batch_size=min(4, n), progress=progress)
+        qmodel = block_reconstruction(float_model, resolved, inputs, brecq, options.refine)
+    else:
+        return vanilla_ptq(float_model, resolved, inputs, num_samples=n, progress=progress)
+    qmodel.resolved_quant_config = qmodel.__dict__.get("resolved_quant_config", resolved)
+    return qmodel
