@@ -33,7 +33,7 @@ def run_vanilla_ptq(float_model: nn.Module, config: QuantConfig, inputs: InputSo
 @register_method("mixed-precision", MixedPrecisionOptions)
 def run_mixed_precision(float_model: nn.Module, config: QuantConfig, inputs: InputSource,
                         options: MixedPrecisionOptions) -> nn.Module:
-    """Per-layer weight bits under a budget, by sensitivity, then vanilla PTQ (`ptq.mixed_precision`)."""
+    """Per-layer weight bits under a budget, by sensitivity, then vanilla PTQ or ``refine`` (`ptq.mixed_precision`)."""
     return mixed_precision(float_model, config, inputs, options)
 
 

@@ -148,7 +148,7 @@ def _protected_ends(table: SensitivityTable) -> tuple[str, ...]:
 
 def mixed_precision(float_model: nn.Module, config: QuantConfig, inputs: InputSource,
                     options: MixedPrecisionOptions, data_range: float = 2.0) -> nn.Module:
-    """Measure sensitivity, assign bits under the budget, then vanilla PTQ with those bits.
+    """Measure sensitivity, assign bits under the budget, then vanilla PTQ (or ``refine``) with those bits.
 
     The returned model carries the config with the per-layer bits as ``resolved_quant_config``
     (recorded by `recipes.quantize`).

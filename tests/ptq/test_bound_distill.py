@@ -86,17 +86,20 @@ def test_result_saves_loads_and_describes(tmp_path, loss):
     assert "weight_scaling='learned': set by bound-distill" in recipes.describe(loaded)
 
 
-def test_mixed_precision_refined_by_bound_distillation_keeps_its_bits(tmp_path):
+@pytest.mark.parametrize("refine", ["bound-distill", "ste-brecq"])
+def test_mixed_precision_refined_by_bound_distillation_keeps_its_bits(tmp_path, refine):
     model = dcgan_generator()
     qmodel = recipes.quantize(model, "mixed-precision", config=QuantConfig(act_range="minmax"), inputs=Z,
                               effective_bits=5.0, bits=(4, 8), protect_ends=False, num_samples=8,
-                              sensitivity_samples=4, refine="bound-distill", refine_steps=3, progress=False)
+                              sensitivity_samples=4, refine=refine, refine_steps=3, progress=False)
     bits = {name: int(layer.quant_weight().bit_width) for name, layer in quant_layers(qmodel)}
     params = {name: layer.weight.numel() for name, layer in quant_layers(qmodel)}
     assert effective_bits(bits, params) <= 5.0
-    assert qmodel.bound_distill_report.steps == 3
     config = qmodel.gan_brevitas.config
-    assert config.weight_scaling == "learned"
+    if refine == "bound-distill":
+        assert qmodel.bound_distill_report.steps == 3 and config.weight_scaling == "learned"
+    else:
+        assert [block.steps for block in qmodel.brecq_report.blocks] == [3] * len(qmodel.brecq_report.blocks)
     recipes.save(qmodel, tmp_path / "mp.safetensors")
     loaded = recipes.load(tmp_path / "mp.safetensors", model=dcgan_generator())
     assert {name: int(layer.quant_weight().bit_width) for name, layer in quant_layers(loaded)} == bits
