@@ -228,6 +228,8 @@ W4_DISTILL = {"steps": 100, "lr": 3e-2}
 #: The refinement ``ours-mixed-5bit`` runs after the bit allocation (srvgg_x4 29.2 dB vs 27.2 plain,
 #: STE-BRECQ 50 27.9, AR-BRECQ 100 27.8; srgan_x4 44.4 vs 42.2 plain, STE-BRECQ 50 44.5).
 MIXED_REFINE = {"refine": "bound-distill", "refine_steps": 100}
+#: The same allocation refined by block reconstruction instead (column "ours-mixed-5bit-brecq").
+MIXED_BRECQ = {"refine": "ste-brecq", "refine_steps": 150}
 
 
 def _w4_candidates(brecq_steps: int) -> list[tuple[str, str, QuantConfig, dict[str, Any]]]:
@@ -270,18 +272,9 @@ def ours_w4_best(entry: SuiteEntry, reference: Tensor, data_range: float, brecq_
     return dataclasses.replace(best[1], candidates=tried)
 
 
-def ours_mixed(entry: SuiteEntry) -> Outcome:
-    named = [name for name in recipes.method_names() if "mixed" in name]
-    if named:
-        return _quantize_ours(entry, named[0], None, effective_bits=5.0, **MIXED_REFINE)
-    try:
-        return _quantize_ours(entry, None, None, effective_bits=5.0)
-    except TypeError as error:
-        raise NotAvailable(f"the library has no effective_bits= mixed precision yet ({error})") from None
-    except Exception as error:
-        if "effective_bits" in str(error):
-            raise NotAvailable(f"the library has no effective_bits= mixed precision yet ({error})") from None
-        raise
+def ours_mixed(entry: SuiteEntry, refine: dict[str, Any] = MIXED_REFINE) -> Outcome:
+    """Mixed precision at <= 5.0 effective weight bits, refined after the bit allocation."""
+    return _quantize_ours(entry, "mixed-precision", None, effective_bits=5.0, **refine)
 
 
 # ----------------------------------------------------------------------------- the run
@@ -326,6 +319,7 @@ def method_table(ws: Optional[Workspace], brecq_steps: int = 0) -> dict[str, Cal
         "ours-best-w4a8": lambda e: ours_w4_best(e, ws.reference(), ws.data_range, brecq_steps),
         "minmax-w4a8": lambda e: _quantize_ours(e, "vanilla-ptq", _paper_config(weight_bits=4, per_channel=True, **minmax)),
         "ours-mixed-5bit": ours_mixed,
+        "ours-mixed-5bit-brecq": lambda e: ours_mixed(e, MIXED_BRECQ),
     }
 
 
