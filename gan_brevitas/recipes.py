@@ -41,7 +41,7 @@ from gan_brevitas.methods import (
 from gan_brevitas.models import build_generator, load_generator
 from gan_brevitas.ptq.bias_correction import correct_biases
 from gan_brevitas.ptq.sensitivity import SensitivityTable, layer_sensitivity, plot_sensitivity
-from gan_brevitas.quant.config import QuantConfig
+from gan_brevitas.quant.config import LEARNED_WEIGHT_STEP_METHODS, QuantConfig
 from gan_brevitas.quant.convert import fold_for_quantization
 from gan_brevitas.quant.describe import format_table
 from gan_brevitas.quant.serialize import QuantInfo
@@ -155,14 +155,10 @@ def sensitivity(
     return layer_sensitivity(fold_for_quantization(model), inputs, config, bits, num_samples, data_range)
 
 
-#: Settings a method needs (or is defined by), applied unless the caller chose otherwise.
-#: AR-BRECQ rounds weights onto a fixed grid, so the weight scale must be a stored (learned)
-#: parameter; LSQ-QAT is defined by learned step sizes, weights included; bound distillation
-#: learns the weight step sizes (the weights stay fixed).
+#: Settings a method needs (or is defined by), applied unless the caller chose otherwise
+#: (see `quant.config.LEARNED_WEIGHT_STEP_METHODS`).
 METHOD_SETTINGS: dict[str, dict[str, Any]] = {
-    "ar-brecq": {"weight_scaling": "learned"},
-    "lsq-qat": {"weight_scaling": "learned"},
-    "bound-distill": {"weight_scaling": "learned"},
+    method: {"weight_scaling": "learned"} for method in sorted(LEARNED_WEIGHT_STEP_METHODS)
 }
 
 

@@ -25,7 +25,7 @@ from gan_brevitas.ptq.bound_distill import BoundDistillOptions, bound_distill
 from gan_brevitas.ptq.brecq import ArBrecqOptions, SteBrecqOptions, block_reconstruction
 from gan_brevitas.ptq.sensitivity import SENSITIVITY_SAMPLES, SensitivityTable, _check_bits, layer_sensitivity
 from gan_brevitas.ptq.vanilla import vanilla_ptq
-from gan_brevitas.quant.config import QuantConfig
+from gan_brevitas.quant.config import LEARNED_WEIGHT_STEP_METHODS, QuantConfig
 
 
 #: What ``refine`` may run after the bit allocation.
@@ -170,7 +170,7 @@ def _quantize_with_bits(float_model: nn.Module, resolved: QuantConfig, inputs: I
                         options: MixedPrecisionOptions) -> nn.Module:
     """Vanilla PTQ with the chosen per-layer bits, or the ``refine`` method with them."""
     n, steps, progress = options.num_samples, options.refine_steps, options.progress
-    if options.refine in ("bound-distill", "ar-brecq"):  # both need a stored weight step
+    if options.refine in LEARNED_WEIGHT_STEP_METHODS:
         resolved = resolved.replace(weight_scaling="learned")
     if options.refine == "bound-distill":
         qmodel = bound_distill(float_model, resolved, inputs, BoundDistillOptions(

@@ -35,6 +35,10 @@ WEIGHT_RANGE_KINDS: tuple[str, ...] = RANGE_KINDS + ("auto",)
 LAYER_FIELDS: tuple[str, ...] = ("weight_bits", "weight_range", "weight_quantiles", "per_channel")
 WeightScaling = Literal["stats", "learned"]
 
+#: Methods that need the weight step sizes as stored (learned) parameters: AR-BRECQ rounds
+#: weights onto a fixed grid, LSQ-QAT is defined by learned step sizes, bound distillation
+#: learns them (the weights stay fixed). They set ``weight_scaling="learned"`` themselves.
+LEARNED_WEIGHT_STEP_METHODS: frozenset[str] = frozenset({"ar-brecq", "lsq-qat", "bound-distill"})
 MIN_BITS = 2
 MAX_BITS = 8
 
