@@ -4,7 +4,10 @@ The budget is ``effective_bits`` (the average weight bit width weighted by each 
 parameter count) or ``max_bytes`` (weight storage, bits x parameters / 8). Every layer starts
 at the highest of ``bits``; the greedy search then lowers, one step at a time, the layer whose
 next step down costs the least output error (from `layer_sensitivity`) per byte it saves,
-until the budget holds (the anchors: ModelOpt's auto_quantize, HAWQ's sensitivity per size).
+until the budget holds (the anchors: ModelOpt's auto_quantize, HAWQ's sensitivity per size),
+and spends what the last step left over raising layers back up. The greedy search adds up
+one-layer errors, so the uniform assignment at the budget (every layer at the same bits) is
+quantized beside it and the one closer to the float output on the sensitivity inputs wins.
 The choice goes into ``QuantConfig.layers``, so the result is an ordinary quantized model that
 saves, loads, describes and exports with its per-layer bits. ``refine`` then runs bound
 distillation (`gan_brevitas.ptq.bound_distill`) or STE-BRECQ (`gan_brevitas.ptq.brecq`) with
@@ -23,7 +26,8 @@ from gan_brevitas.errors import ConfigError
 from gan_brevitas.inputs import InputSource
 from gan_brevitas.ptq.bound_distill import BoundDistillOptions, bound_distill
 from gan_brevitas.ptq.brecq import ArBrecqOptions, SteBrecqOptions, block_reconstruction
-from gan_brevitas.ptq.sensitivity import SENSITIVITY_SAMPLES, SensitivityTable, _check_bits, layer_sensitivity
+from gan_brevitas.ptq.sensitivity import (SENSITIVITY_SAMPLES, SensitivityTable, _check_bits, layer_sensitivity,
+                                          output_mse, reference_outputs)
 from gan_brevitas.ptq.vanilla import vanilla_ptq
 from gan_brevitas.quant.config import LEARNED_WEIGHT_STEP_METHODS, QuantConfig
 
@@ -98,12 +102,23 @@ def effective_bits(bits: dict[str, int], params: dict[str, int]) -> float:
     return sum(params[name] * b for name, b in bits.items()) / sum(params[name] for name in bits)
 
 
+def budget_bytes(params: dict[str, int], effective: Optional[float], max_bytes: Optional[int]) -> float:
+    """The budget in weight bytes: ``max_bytes``, or ``effective`` bits per parameter."""
+    return max_bytes if max_bytes is not None else effective * sum(params.values()) / 8
+
+
+def uniform_bits(params: dict[str, int], bits: tuple[int, ...], limit: float) -> Optional[dict[str, int]]:
+    """Every layer at the highest of ``bits`` that fits the budget (None: none fits)."""
+    fitting = [b for b in bits if weight_bytes(dict.fromkeys(params, b), params) <= limit + 1e-9]
+    return dict.fromkeys(params, fitting[-1]) if fitting else None
+
+
 def assign_bits(table: SensitivityTable, bits: tuple[int, ...], *, effective: Optional[float] = None,
                 max_bytes: Optional[int] = None, protected: Sequence[str] = ()) -> dict[str, int]:
     """Per-layer weight bits: greedy by output error per byte saved until the budget holds;
     ``protected`` layers stay at the highest bits."""
     params = table.params()
-    limit = max_bytes if max_bytes is not None else effective * sum(params.values()) / 8
+    limit = budget_bytes(params, effective, max_bytes)
     lowest = {name: bits[-1] if name in protected else bits[0] for name in params}
     if weight_bytes(lowest, params) > limit + 1e-9:
         raise ConfigError(
@@ -130,7 +145,29 @@ def assign_bits(table: SensitivityTable, bits: tuple[int, ...], *, effective: Op
         _, name = heapq.heappop(heap)
         chosen[name] = bits[bits.index(chosen[name]) - 1]
         push(name)
-    return chosen
+    return _spend_leftover(chosen, table, bits, limit)
+
+
+def _spend_leftover(chosen: dict[str, int], table: SensitivityTable, bits: tuple[int, ...],
+                    limit: float) -> dict[str, int]:
+    """Raise layers back up while the budget allows, most error removed per byte first: the
+    last step down of a large layer can undershoot the budget by far (a DCGAN's first layer
+    holds most weights), and that room is better spent on smaller layers."""
+    params = table.params()
+    while True:
+        spare = limit + 1e-9 - weight_bytes(chosen, params)
+        best: Optional[tuple[float, str]] = None
+        for name, current in chosen.items():
+            level = bits.index(current)
+            if level == len(bits) - 1:
+                continue
+            cost = params[name] * (bits[level + 1] - current) / 8
+            gain = table.mse(name, current) - table.mse(name, bits[level + 1])
+            if cost <= spare and gain > 0 and (best is None or gain / cost > best[0]):
+                best = (gain / cost, name)
+        if best is None:
+            return chosen
+        chosen[best[1]] = bits[bits.index(chosen[best[1]]) + 1]
 
 
 #: The first / last layer is protected only while it holds at most this share of the weights.
@@ -158,12 +195,32 @@ def mixed_precision(float_model: nn.Module, config: QuantConfig, inputs: InputSo
     protected = _protected_ends(table) if options.protect_ends else ()
     chosen = assign_bits(table, options.bits, effective=options.effective_bits, max_bytes=options.max_bytes,
                          protected=protected)
-    per_layer = tuple((name, {"weight_bits": b}) for name, b in chosen.items() if b != top.weight_bits)
-    resolved = top.replace(layers=top.layers + per_layer)
-    qmodel = _quantize_with_bits(float_model, resolved, inputs, options)
+    uniform = uniform_bits(table.params(), options.bits,
+                           budget_bytes(table.params(), options.effective_bits, options.max_bytes))
+    if uniform is not None and uniform != chosen:
+        chosen = _measured_better(float_model, top, inputs, options, (chosen, uniform))
+    qmodel = _quantize_with_bits(float_model, _with_bits(top, chosen), inputs, options)
     if "resolved_quant_config" not in qmodel.__dict__:  # vanilla PTQ resolved weight_range="auto"
-        qmodel.resolved_quant_config = resolved
+        qmodel.resolved_quant_config = _with_bits(top, chosen)
     return qmodel
+
+
+def _with_bits(top: QuantConfig, chosen: dict[str, int]) -> QuantConfig:
+    """``top`` with a per-layer entry for every layer whose bits differ from its own."""
+    per_layer = tuple((name, {"weight_bits": b}) for name, b in chosen.items() if b != top.weight_bits)
+    return top.replace(layers=top.layers + per_layer)
+
+
+def _measured_better(float_model: nn.Module, top: QuantConfig, inputs: InputSource,
+                     options: MixedPrecisionOptions, assignments: Sequence[dict[str, int]]) -> dict[str, int]:
+    """The assignment whose vanilla-PTQ model is closest to the float output on the sensitivity
+    inputs. The greedy search adds up one-layer errors; where layers interact, every layer at
+    the same bits can do better, so the uniform assignment at the budget is measured beside it."""
+    pairs = reference_outputs(float_model, inputs, options.sensitivity_samples)
+    errors = [output_mse(vanilla_ptq(float_model, _with_bits(top, chosen), inputs, num_samples=options.num_samples,
+                                     progress=False), pairs)
+              for chosen in assignments]  # fmt: skip
+    return assignments[errors.index(min(errors))]
 
 
 def _quantize_with_bits(float_model: nn.Module, resolved: QuantConfig, inputs: InputSource,

@@ -93,6 +93,23 @@ def _check_bits(bits: Sequence[int]) -> tuple[int, ...]:
     return tuple(sorted(set(values)))
 
 
+def reference_outputs(float_model: nn.Module, inputs: InputSource, num_samples: int) -> list[tuple[Tensor, Tensor]]:
+    """(input batch, float output) pairs of ``num_samples`` inputs, on the model's device."""
+    device = next(float_model.parameters()).device
+    float_model.eval()
+    batches = [batch.to(device) for batch in iter_batches(inputs, num_samples, batch_size=num_samples)]
+    with torch.no_grad():
+        return [(batch, float_model(batch)) for batch in batches]
+
+
+def output_mse(model: nn.Module, pairs: Sequence[tuple[Tensor, Tensor]]) -> float:
+    """Mean squared difference of ``model``'s outputs from the reference outputs in ``pairs``."""
+    model.eval()
+    with torch.no_grad():
+        errors = [(model(batch) - reference).square().mean() for batch, reference in pairs]
+    return float(torch.stack(errors).mean())
+
+
 def layer_sensitivity(
     float_model: nn.Module,
     inputs: InputSource,
@@ -103,17 +120,7 @@ def layer_sensitivity(
 ) -> SensitivityTable:
     """The sensitivity table of the folded float model ``float_model`` (left as it was)."""
     bits = _check_bits(bits)
-    batches = list(iter_batches(inputs, num_samples, batch_size=num_samples))
-    device = next(float_model.parameters()).device
-    float_model.eval()
-    with torch.no_grad():
-        reference = [float_model(batch.to(device)) for batch in batches]
-
-    def output_mse() -> float:
-        with torch.no_grad():
-            errors = [(float_model(batch.to(device)) - ref).square().mean() for batch, ref in zip(batches, reference)]
-        return float(torch.stack(errors).mean())
-
+    pairs = reference_outputs(float_model, inputs, num_samples)
     quantized = {b: dict(quant_layers(quantize_model(float_model, config.replace(weight_bits=b)))) for b in bits}
     rows = []
     for name in quantized[bits[0]]:
@@ -122,7 +129,7 @@ def layer_sensitivity(
             with torch.no_grad():
                 weight = quantized[b][name].quant_weight().value.detach()
             with _weight_swapped(layer, weight):
-                mse = output_mse()
+                mse = output_mse(float_model, pairs)
             rows.append(SensitivityRow(name, type(layer).__name__, layer.weight.numel(), b, mse, _psnr(mse, data_range)))
     return SensitivityTable(tuple(rows), data_range)
 

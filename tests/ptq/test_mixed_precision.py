@@ -37,14 +37,40 @@ def test_greedy_lowers_the_cheapest_error_per_byte_first_and_meets_the_budget():
     params = {"a": 1000, "b": 1000, "c": 2000}
     table = _table({"a": 1.0, "b": 0.1, "c": 0.5}, params)  # per byte: b < c (0.5/1000) < a
     assert assign_bits(table, (4, 8), effective=7.0) == {"a": 8, "b": 4, "c": 8}
+    # lowering c after b leaves 500 bytes spare: b goes back up to 8 bits
     chosen = assign_bits(table, (4, 8), effective=6.0)
-    assert chosen == {"a": 8, "b": 4, "c": 4}
-    assert effective_bits(chosen, params) <= 6.0
-    assert weight_bytes(chosen, params) == (1000 * 8 + 1000 * 4 + 2000 * 4) / 8
-    assert assign_bits(table, (4, 8), max_bytes=3000) == {"a": 8, "b": 4, "c": 4}
+    assert chosen == {"a": 8, "b": 8, "c": 4}
+    assert effective_bits(chosen, params) == 6.0
+    assert weight_bytes(chosen, params) == (1000 * 8 + 1000 * 8 + 2000 * 4) / 8
+    assert assign_bits(table, (4, 8), max_bytes=3000) == {"a": 8, "b": 8, "c": 4}
+    assert assign_bits(table, (4, 8), max_bytes=2999) == {"a": 8, "b": 4, "c": 4}
     assert assign_bits(table, (4, 8), max_bytes=4000) == {"a": 8, "b": 8, "c": 8}
     with pytest.raises(ConfigError, match="cannot be met"):
         assign_bits(table, (4, 8), effective=3.5)
+
+
+def test_the_room_a_large_layer_leaves_goes_to_the_layers_that_gain_most_per_byte():
+    # one large layer (as a DCGAN's first) must drop to 4 bits; that undershoots the 5-bit budget
+    params = {"big": 8000, "s1": 500, "s2": 500, "s3": 1000}
+    rows = [SensitivityRow(n, "Conv2d", params[n], b, mse, 0.0) for n, by_bits in {
+        "big": {4: 0.1, 6: 0.01, 8: 0.0}, "s1": {4: 1.0, 6: 0.5, 8: 0.0},
+        "s2": {4: 0.2, 6: 0.1, 8: 0.0}, "s3": {4: 3.0, 6: 1.0, 8: 0.0}}.items() for b, mse in by_bits.items()]
+    table = SensitivityTable(tuple(rows), 2.0)
+    chosen = assign_bits(table, (4, 6, 8), effective=5.0)
+    assert chosen["big"] == 4
+    assert effective_bits(chosen, params) <= 5.0
+    # the 2500 spare bytes: s3 up to 8 (2 x 250 bytes, most error per byte), then s1, then s2
+    assert chosen == {"big": 4, "s1": 8, "s2": 8, "s3": 8}
+    assert weight_bytes(chosen, params) == (8000 * 4 + 2000 * 8) / 8
+
+
+def test_uniform_assignment_is_the_highest_bits_that_fit():
+    from gan_brevitas.ptq.mixed_precision import uniform_bits
+
+    params = {"a": 1000, "b": 3000}
+    assert uniform_bits(params, (4, 5, 6, 8), 5.0 * 4000 / 8) == {"a": 5, "b": 5}
+    assert uniform_bits(params, (4, 8), 5.0 * 4000 / 8) == {"a": 4, "b": 4}
+    assert uniform_bits(params, (4, 8), 3.0 * 4000 / 8) is None
 
 
 def test_protected_layers_keep_the_top_bits_and_the_others_pay_for_the_budget():
@@ -99,3 +125,15 @@ def test_only_small_end_layers_are_protected():
     assert _protected_ends(small_ends) == ("a", "c")
     big_first = _table({"a": 1.0, "b": 1.0, "c": 1.0}, {"a": 5000, "b": 1000, "c": 10})
     assert _protected_ends(big_first) == ("c",)
+
+
+def test_between_two_assignments_the_one_measured_closer_to_float_wins_in_either_order():
+    from gan_brevitas.ptq.mixed_precision import MixedPrecisionOptions, _measured_better
+    from gan_brevitas.quant.convert import fold_for_quantization
+
+    model = fold_for_quantization(dcgan_generator())
+    options = MixedPrecisionOptions(effective_bits=6.0, num_samples=16, sensitivity_samples=8, progress=False)
+    coarse, fine = dict.fromkeys(["1", "4", "7"], 2), {"1": 8, "4": 2, "7": 8}
+    top = FAST.replace(weight_bits=8)
+    assert _measured_better(model, top, Z, options, (coarse, fine)) == fine
+    assert _measured_better(model, top, Z, options, (fine, coarse)) == fine
