@@ -102,7 +102,8 @@ def to_symmetric(
     converted = quantize_model(twin, symmetric_config)
     _load_weights(converted, qmodel)
     ranges = calibrate_activations(converted, twin, inputs, symmetric_config, num_samples=num_samples,
-                                   progress=progress, align=not unsigned_nonnegative)
+                                   progress=progress, align=not unsigned_nonnegative,
+                                   unsigned_nonnegative=unsigned_nonnegative)
     if unsigned_nonnegative:
         unsigned = frozenset(key for key, (low, _) in ranges.items() if low >= 0.0)
         converted = quantize_model(twin, symmetric_config, unsigned=unsigned)

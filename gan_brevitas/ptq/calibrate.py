@@ -13,6 +13,8 @@ Last, quantizers whose input already lies on another quantizer's grid take that 
 
 from __future__ import annotations
 
+import functools
+
 import contextlib
 import logging
 from typing import Iterator
@@ -75,7 +77,7 @@ def _ema_ranges(float_model: nn.Module, points: list[tuple[str, str]], inputs: I
 
 
 def _mse_ranges(float_model: nn.Module, points: list[tuple[str, str]], inputs: InputSource, config: QuantConfig,
-                num_samples: int, progress: bool, device: torch.device) -> dict:
+                num_samples: int, progress: bool, device: torch.device, unsigned_nonnegative: bool = False) -> dict:
     batches = list(iter_batches(inputs, num_samples, batch_size=MSE_BATCH))
     hists = {point: ActHistogram() for point in points}
     for observe in (ActHistogram.observe_range, ActHistogram.observe_values):
@@ -91,7 +93,7 @@ def _mse_ranges(float_model: nn.Module, points: list[tuple[str, str]], inputs: I
                 float_model(batch.to(device))
     symmetric = config.act_scheme == "symmetric"
     return {
-        key: (mse_range(hist, config.act_bits, symmetric) if hist.seen else None)
+        key: (mse_range(hist, config.act_bits, symmetric, unsigned_nonnegative) if hist.seen else None)
         for key, hist in hists.items()
     }
 
@@ -104,19 +106,23 @@ def calibrate_activations(
     num_samples: int = 500,
     progress: bool = True,
     align: bool = True,
+    unsigned_nonnegative: bool = False,
 ) -> dict[tuple[str, str], tuple[float, float]]:
     """Set every activation quantizer of ``qmodel`` from the float model's statistics.
 
     ``float_model`` must have the same module names as ``qmodel`` (it is the model
     `quantize_model` converted). Returns the (low, high) range per (layer, "input"/"output").
     ``align``: then give repeated quantizers one grid (`align_grids`; one more forward pass);
-    a caller that re-sets the ranges afterwards aligns itself.
+    a caller that re-sets the ranges afterwards aligns itself. ``unsigned_nonnegative``: with
+    symmetric MSE ranges, a tensor never negative gets the range of an unsigned grid, (0, high)
+    (the caller gives it an unsigned quantizer; quantile ranges are (0, high) there anyway).
     """
     proxies = {(name, side): proxy for name, side, proxy in act_proxies(qmodel)}
     device = next(float_model.parameters()).device
     was_training = float_model.training
     float_model.eval()
-    collect = _mse_ranges if config.act_range == "mse" else _ema_ranges
+    collect = (functools.partial(_mse_ranges, unsigned_nonnegative=unsigned_nonnegative)
+               if config.act_range == "mse" else _ema_ranges)
     first: list[torch.Tensor] = []  # one model input, for align_grids
     keep_first = float_model.register_forward_pre_hook(lambda m, args: None if first else first.append(args[0]))
     try:

@@ -12,7 +12,8 @@ error is least:
 (bin centres c with counts n_c; the clipped values exactly, the N_in nonzero values inside
 the range with the rounding noise of a uniform grid of step ``step``). Asymmetric grids search
 low and high separately (step = (high - low) / (2^n - 1)); symmetric ones search one step s
-for the grid [-2^(n-1) s, (2^(n-1) - 1) s]. Min-max is one of the candidates, so the chosen
+for the grid [-2^(n-1) s, (2^(n-1) - 1) s] (or, for a tensor never negative that will be held as
+unsigned, [0, (2^n - 1) s]: the asymmetric search with its low end at 0). Min-max is one of the candidates, so the chosen
 range never has a larger expected error than min-max.
 """
 
@@ -109,11 +110,16 @@ def _symmetric_candidates(hist: ActHistogram, bits: int) -> tuple[Tensor, Tensor
     return -t_min_abs * step, t_max * step, step
 
 
-def mse_range(hist: ActHistogram, bits: int, symmetric: bool) -> tuple[float, float]:
-    """The (low, high) range of least expected quantization error for ``hist``."""
+def mse_range(hist: ActHistogram, bits: int, symmetric: bool, unsigned_nonnegative: bool = False) -> tuple[float, float]:
+    """The (low, high) range of least expected quantization error for ``hist``.
+
+    ``unsigned_nonnegative``: a symmetric tensor that was never negative gets an unsigned grid
+    [0, (2^n - 1) s] (zero point 0: what OpenVINO runs as uint8), returned as (0, high).
+    """
     if not hist.seen:
         raise RuntimeError("the histogram has seen no data")
-    candidates = _symmetric_candidates if symmetric else _asymmetric_candidates
+    unsigned = unsigned_nonnegative and hist.low >= 0.0
+    candidates = _symmetric_candidates if symmetric and not unsigned else _asymmetric_candidates
     low, high, step = candidates(hist, bits)
     if low.numel() == 0:  # an all-zero tensor
         return 0.0, 0.0

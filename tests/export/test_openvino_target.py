@@ -116,6 +116,7 @@ def test_conv_transpose_is_kept_and_runs_int8_without_weight_zero_points(tmp_pat
     assert any("weight zero point" in c for c in report.conversions), report.conversions
     precision = precision_report(path)
     assert precision.all_int8 and len(precision.int8) == 3, precision.format()
-    assert precision.precisions.get("Deconvolution i8", 0) + precision.precisions.get("Deconvolution u8", 0) == 1
+    # its input follows a ReLU: unsigned uint8 (the signed int8 kernel ran 2-4x slower on a real translator)
+    assert precision.precisions.get("Deconvolution u8", 0) == 1, precision.format()
     model = onnx.load(str(path))
     assert passes.drop_zero_weight_zero_points(model) == 0  # nothing left to drop

@@ -151,3 +151,29 @@ def test_range_kinds_validated_and_round_trip():
         QuantConfig(weight_range="MSE")
     with pytest.raises(ConfigError, match="bias_correction"):
         QuantConfig(bias_correction="yes")
+
+
+def test_symmetric_range_of_a_tensor_never_negative_is_an_unsigned_grid_when_asked():
+    """Post-ReLU values: a signed symmetric grid wastes its negative half; OpenVINO's uint8
+    takes [0, 255 s]. Without the request the grid stays signed (TensorRT)."""
+    torch.manual_seed(3)
+    x = torch.relu(torch.randn(200_000))
+    hist = ActHistogram()
+    hist.observe_range(x)
+    hist.observe_values(x)
+    signed = mse_range(hist, 8, symmetric=True)
+    unsigned = mse_range(hist, 8, symmetric=True, unsigned_nonnegative=True)
+    assert signed[0] == -signed[1] * 128 / 127
+    assert unsigned[0] == 0.0 and 0 < unsigned[1] <= float(x.max()) + 1e-6
+
+    def error(low, high, levels):
+        step = (high - low) / (levels - 1)
+        return (x - (torch.round((x.clamp(low, high) - low) / step) * step + low)).square().mean()
+
+    assert error(0.0, unsigned[1], 256) < 0.5 * error(signed[0], signed[1], 256)
+    mixed_sign = ActHistogram()
+    y = torch.randn(10_000)
+    mixed_sign.observe_range(y)
+    mixed_sign.observe_values(y)
+    low, high = mse_range(mixed_sign, 8, symmetric=True, unsigned_nonnegative=True)
+    assert low < 0 and low == pytest.approx(-high * 128 / 127)
