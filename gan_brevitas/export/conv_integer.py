@@ -26,7 +26,7 @@ import onnx
 _EIGHT_BIT = (np.int8, np.uint8)
 
 
-def _constant(value: Any) -> Optional[np.ndarray]:
+def constant_array(value: Any) -> Optional[np.ndarray]:
     """The array behind an onnx_ir value that is a constant (initializer or folded), else None."""
     if value is None:
         return None
@@ -38,15 +38,15 @@ def _constant(value: Any) -> Optional[np.ndarray]:
     return None
 
 
-def _dequantize_parts(value: Any) -> Optional[tuple[Any, np.ndarray, Optional[np.ndarray], int]]:
+def dequantize_parts(value: Any) -> Optional[tuple[Any, np.ndarray, Optional[np.ndarray], int]]:
     """(8-bit input, scale, zero point or None, axis) of the DequantizeLinear producing
     ``value``; None when ``value`` does not come from one."""
     producer = value.producer() if value is not None else None
     if producer is None or producer.op_type != "DequantizeLinear" or producer.domain not in ("", "ai.onnx"):
         return None
     inputs = list(producer.inputs) + [None] * (3 - len(producer.inputs))
-    scale = _constant(inputs[1])
-    zero_point = _constant(inputs[2]) if inputs[2] is not None else None
+    scale = constant_array(inputs[1])
+    zero_point = constant_array(inputs[2]) if inputs[2] is not None else None
     if scale is None or (inputs[2] is not None and zero_point is None):
         return None
     axis = producer.attributes.get("axis")
@@ -56,11 +56,11 @@ def _dequantize_parts(value: Any) -> Optional[tuple[Any, np.ndarray, Optional[np
 def _weight_parts(conv: Any) -> Optional[tuple[np.ndarray, np.ndarray]]:
     """(8-bit weight array, per-output-channel scale) of a conv with a symmetric 8-bit
     dequantized constant weight; None otherwise."""
-    parts = _dequantize_parts(conv.inputs[1])
+    parts = dequantize_parts(conv.inputs[1])
     if parts is None:
         return None
     weight, scale, zero_point, axis = parts
-    values = _constant(weight)
+    values = constant_array(weight)
     if values is None or values.dtype.type not in _EIGHT_BIT or (zero_point is not None and np.any(zero_point)):
         return None
     if scale.size > 1 and axis != 0:
@@ -80,7 +80,7 @@ def _as_uint8(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _activation_parts(conv: Any) -> Optional[tuple[Any, Any, float]]:
     """(8-bit input value, zero point value, scale) of a conv whose input is a per-tensor
     dequantized 8-bit activation with an explicit zero point; None otherwise."""
-    parts = _dequantize_parts(conv.inputs[0])
+    parts = dequantize_parts(conv.inputs[0])
     if parts is None:
         return None
     activation, scale, zero_point, _ = parts
@@ -102,15 +102,15 @@ def _bias(conv: Any) -> Optional[np.ndarray]:
     """The conv's bias as float32 (a float constant, or a dequantized int32 constant)."""
     if len(conv.inputs) < 3 or conv.inputs[2] is None:
         return None
-    values = _constant(conv.inputs[2])
+    values = constant_array(conv.inputs[2])
     if values is not None:
         return values.astype(np.float32)
-    parts = _dequantize_parts(conv.inputs[2])
-    if parts is None or _constant(parts[0]) is None:
+    parts = dequantize_parts(conv.inputs[2])
+    if parts is None or constant_array(parts[0]) is None:
         return None
     quantized, scale, zero_point, _ = parts
     offset = 0 if zero_point is None else zero_point.astype(np.float64)
-    return ((_constant(quantized).astype(np.float64) - offset) * scale.astype(np.float64)).astype(np.float32)
+    return ((constant_array(quantized).astype(np.float64) - offset) * scale.astype(np.float64)).astype(np.float32)
 
 
 def _rewrite(model: Any, conv: Any) -> bool:
@@ -143,15 +143,23 @@ def _rewrite(model: Any, conv: Any) -> bool:
         bias_value = ir.Value(name=f"{name}.float_bias", const_value=ir.tensor(bias.reshape(1, channels, 1, 1)))
         model.graph.register_initializer(bias_value)
         added.append(ir.node("Add", [result.outputs[0], bias_value], name=f"{name}.bias"))
-    model.graph.insert_after(conv, added)
-    output, replacement = conv.outputs[0], added[-1].outputs[0]
-    name_kept = output.name  # a graph output keeps its name
+    replace_node(model, conv, added)
+    return True
+
+
+def replace_node(model: Any, node: Any, added: list[Any]) -> None:
+    """Insert ``added`` after ``node``, hand the last one's output every use of ``node``'s
+    (a graph output keeps its name), and remove ``node``."""
+    import onnx_ir as ir
+
+    model.graph.insert_after(node, added)
+    output, replacement = node.outputs[0], added[-1].outputs[0]
+    name_kept = output.name
     ir.convenience.replace_all_uses_with(output, replacement, replace_graph_outputs=True)
     if replacement.is_graph_output():
-        output.name, replacement.name = f"{name_kept}.float_conv", name_kept
+        output.name, replacement.name = f"{name_kept}.replaced", name_kept
         replacement.type, replacement.shape = output.type, output.shape
-    model.graph.remove(conv, safe=True)
-    return True
+    model.graph.remove(node, safe=True)
 
 
 def float_tail_as_conv_integer(model_proto: onnx.ModelProto) -> list[str]:

@@ -8,7 +8,8 @@ outputs), and CycleGAN's 64 -> 3 7x7 conv alone cost a quarter of the int8 run. 
 channels of a convolution are independent, so computing zero filters as well and slicing
 them away changes nothing in the kept channels (the output quantizer is per tensor).
 Convs with a float output (the float tail) are left as they are: the ONNX Runtime export runs
-them as ConvInteger (`conv_integer`), which is fastest with the real channel count.
+them as ConvInteger (`conv_integer`), which is fastest with the real channel count. So are
+narrow convs with large kernels: `space_to_depth` computes them on pixel blocks instead.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 from brevitas.nn import QuantConv2d
 from torch import Tensor, nn
 
+from gan_brevitas.export import space_to_depth
 from gan_brevitas.export.frozen_conv import frozen_quant_conv
 
 log = logging.getLogger(__name__)
@@ -56,13 +58,19 @@ def _padded(layer: QuantConv2d, channels: int) -> ChannelPaddedConv2d:
     return ChannelPaddedConv2d(conv, layer.out_channels)
 
 
+def _blocked(layer: QuantConv2d) -> bool:
+    """Left to `space_to_depth` (computed on pixel blocks, faster than padded filters there)."""
+    return space_to_depth.eligible(layer.out_channels, tuple(layer.kernel_size), tuple(layer.stride),
+                                   tuple(layer.dilation), layer.groups)
+
+
 def pad_narrow_convs(model: nn.Module, min_channels: int = MIN_INT8_OUT_CHANNELS) -> list[str]:
     """Swap (in place) every ungrouped QuantConv2d with a quantized output and fewer than
     ``min_channels`` outputs for an exact `ChannelPaddedConv2d`; returns the names swapped."""
     targets = [
         (name, module) for name, module in model.named_modules()
         if type(module) is QuantConv2d and module.out_channels < min_channels and module.groups == 1
-        and module.output_quant.is_quant_enabled
+        and module.output_quant.is_quant_enabled and not _blocked(module)
     ]
     for name, layer in targets:
         parent_name, _, child = name.rpartition(".")

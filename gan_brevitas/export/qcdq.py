@@ -54,6 +54,7 @@ from gan_brevitas.errors import ExportError, MissingDependencyError
 from gan_brevitas.export import passes
 from gan_brevitas.export.conv_integer import float_tail_as_conv_integer
 from gan_brevitas.export.narrow import MIN_INT8_OUT_CHANNELS, pad_narrow_convs
+from gan_brevitas.export.space_to_depth import BLOCK, narrow_convs_as_space_to_depth
 from gan_brevitas.export.rules import check_tensorrt, format_violations
 from gan_brevitas.export.subpixel import rewrite_conv_transpose
 from gan_brevitas.export.symmetric import float_twin, has_asymmetric_activations, to_symmetric
@@ -498,6 +499,12 @@ def finish_graph(model_proto: onnx.ModelProto, options: ExportOptions) -> list[s
     if options.target in ("onnxruntime", "openvino"):
         movers = OPENVINO_MOVERS if options.target == "openvino" else passes.DATA_MOVEMENT
         moves = passes.move_qdq_across_data_movement(model_proto, movers)
+        if options.target == "onnxruntime":
+            blocked = narrow_convs_as_space_to_depth(model_proto)
+            if blocked:  # its output QuantizeLinear (if any) moves above the DepthToSpace
+                moves += passes.move_qdq_across_data_movement(model_proto, movers)
+                notes.append(f"narrow large-kernel conv(s) computed on {BLOCK}x{BLOCK} pixel blocks "
+                             f"(SpaceToDepth -> Conv -> DepthToSpace, exact): {', '.join(blocked)}")
         if moves:
             notes.append(f"{moves} Q/DQ moved across Pad / DepthToSpace / Slice / Reshape / Resize (exact: 8-bit data movement)")
         requantized = passes.remove_requantize(model_proto)
