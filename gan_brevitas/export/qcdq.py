@@ -517,6 +517,10 @@ def finish_graph(model_proto: onnx.ModelProto, options: ExportOptions) -> list[s
         dropped = passes.drop_zero_weight_zero_points(model_proto)
         if dropped:
             notes.append(f"{dropped} all-zero weight zero point(s) dropped (exact; OpenVINO ran those layers in f32)")
+        unsigned = passes.signed_conv_inputs_as_uint8(model_proto)
+        if unsigned:
+            notes.append(f"{unsigned} signed int8 conv input(s) held as uint8 with zero point 128 "
+                         "(exact; OpenVINO's uint8 conv kernel)")
     if options.target == "onnxruntime":
         leaky = passes.prelu_as_leaky_relu(model_proto)
         if leaky:

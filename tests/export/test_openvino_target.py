@@ -120,3 +120,25 @@ def test_conv_transpose_is_kept_and_runs_int8_without_weight_zero_points(tmp_pat
     assert precision.precisions.get("Deconvolution u8", 0) == 1, precision.format()
     model = onnx.load(str(path))
     assert passes.drop_zero_weight_zero_points(model) == 0  # nothing left to drop
+
+
+def test_signed_conv_inputs_run_in_the_uint8_kernel_with_the_same_output(tmp_path, monkeypatch):
+    """CycleGAN's residual convs read the signed residual stream through a reflection pad:
+    held as uint8 with zero point 128 they take OpenVINO's uint8 kernel, with the same values."""
+    from gan_brevitas.export import passes, qcdq
+    from gan_brevitas.export.openvino import precision_report
+
+    torch.manual_seed(0)
+    model = recipes.build_generator("cyclegan", ngf=8, n_blocks=2, image_size=16).eval()
+    x = _images(8, 3)
+    qmodel = recipes.quantize(model, inputs=x, num_samples=8, progress=False)
+    report = recipes.export(qmodel, tmp_path / "u8.onnx", "openvino", inputs=x, num_samples=8)
+    assert any("held as uint8 with zero point 128" in c for c in report.conversions), report.conversions
+    with monkeypatch.context() as patch:
+        patch.setattr(passes, "signed_conv_inputs_as_uint8", lambda model_proto: 0)
+        recipes.export(qmodel, tmp_path / "i8.onnx", "openvino", inputs=x, num_samples=8)
+    signed = precision_report(tmp_path / "i8.onnx").precisions.get("Convolution i8", 0)
+    assert signed > 0  # without the pass, the residual convs run the signed kernel
+    assert precision_report(tmp_path / "u8.onnx").precisions.get("Convolution i8", 0) == 0
+    outputs = [open_runner(tmp_path / f"{name}.onnx", "openvino", threads=1)(x[:2]) for name in ("u8", "i8")]
+    assert abs(outputs[0] - outputs[1]).max() < 1e-5
