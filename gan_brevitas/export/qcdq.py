@@ -500,11 +500,7 @@ def finish_graph(model_proto: onnx.ModelProto, options: ExportOptions) -> list[s
         movers = OPENVINO_MOVERS if options.target == "openvino" else passes.DATA_MOVEMENT
         moves = passes.move_qdq_across_data_movement(model_proto, movers)
         if options.target == "onnxruntime":
-            blocked = narrow_convs_as_space_to_depth(model_proto)
-            if blocked:  # its output QuantizeLinear (if any) moves above the DepthToSpace
-                moves += passes.move_qdq_across_data_movement(model_proto, movers)
-                notes.append(f"narrow large-kernel conv(s) computed on {BLOCK}x{BLOCK} pixel blocks "
-                             f"(SpaceToDepth -> Conv -> DepthToSpace, exact): {', '.join(blocked)}")
+            moves += _narrow_convs_on_blocks(model_proto, movers, notes)
         if moves:
             notes.append(f"{moves} Q/DQ moved across Pad / DepthToSpace / Slice / Reshape / Resize (exact: 8-bit data movement)")
         requantized = passes.remove_requantize(model_proto)
@@ -521,6 +517,7 @@ def finish_graph(model_proto: onnx.ModelProto, options: ExportOptions) -> list[s
         if unsigned:
             notes.append(f"{unsigned} signed int8 conv input(s) held as uint8 with zero point 128 "
                          "(exact; OpenVINO's uint8 conv kernel)")
+        _narrow_convs_on_blocks(model_proto, OPENVINO_MOVERS, notes)  # after: it reads the uint8 inputs
     if options.target == "onnxruntime":
         leaky = passes.prelu_as_leaky_relu(model_proto)
         if leaky:
@@ -535,6 +532,17 @@ def finish_graph(model_proto: onnx.ModelProto, options: ExportOptions) -> list[s
         moved = passes.cast_float_parts_fp16(model_proto)
         notes.append(f"{moved} float op(s) run in fp16 between explicit Casts")
     return notes
+
+
+def _narrow_convs_on_blocks(model_proto: onnx.ModelProto, movers: Any, notes: list[str]) -> int:
+    """`narrow_convs_as_space_to_depth`, then the Q/DQ moves again (a quantized output's
+    QuantizeLinear moves above the DepthToSpace); returns the number of moves."""
+    blocked = narrow_convs_as_space_to_depth(model_proto)
+    if not blocked:
+        return 0
+    notes.append(f"narrow large-kernel conv(s) computed on {BLOCK}x{BLOCK} pixel blocks "
+                 f"(SpaceToDepth -> Conv -> DepthToSpace, exact): {', '.join(blocked)}")
+    return passes.move_qdq_across_data_movement(model_proto, movers)
 
 
 def _openvino_int8_warnings(path: Path) -> tuple[str, ...]:

@@ -1,10 +1,11 @@
-"""Narrow large-kernel convs of the ONNX Runtime target as space-to-depth convs.
+"""Narrow large-kernel convs of the ONNX Runtime and OpenVINO targets as space-to-depth convs.
 
 A generator's last conv writes an RGB image at the output resolution from a large kernel
-(CycleGAN: 7x7, 64 -> 3; SRGAN: 9x9, 64 -> 3). ONNX Runtime's int8 kernels (QLinearConv,
-ConvInteger) work on blocks of 16 output channels, so with 3 they run at a fifth of their
-speed, and this one conv was 60-77% of a quantized generator's time (measured: 77 ms of 100 ms
-for SRGAN at 192 px output, slower than the float conv).
+(CycleGAN: 7x7, 64 -> 3; SRGAN: 9x9, 64 -> 3). The int8 kernels of both engines (ONNX
+Runtime's QLinearConv and ConvInteger, OpenVINO's brgconv) work on blocks of 16 output
+channels, so with 3 they run at a fifth of their speed, and this one conv was 60-77% of a
+quantized generator's time on ONNX Runtime (77 ms of 100 ms for SRGAN at 192 px output, slower
+than the float conv) and 32-40% on OpenVINO (the 128 px photo-to-sketch translator).
 
 `narrow_convs_as_space_to_depth` computes such a conv on the input rearranged into
 ``BLOCK x BLOCK`` pixel blocks (SpaceToDepth): a conv with ``BLOCK^2`` times the input and

@@ -142,3 +142,24 @@ def test_signed_conv_inputs_run_in_the_uint8_kernel_with_the_same_output(tmp_pat
     assert precision_report(tmp_path / "u8.onnx").precisions.get("Convolution i8", 0) == 0
     outputs = [open_runner(tmp_path / f"{name}.onnx", "openvino", threads=1)(x[:2]) for name in ("u8", "i8")]
     assert abs(outputs[0] - outputs[1]).max() < 1e-5
+
+
+def test_narrow_output_conv_runs_blocked_in_int8_with_the_same_output(tmp_path, monkeypatch):
+    """The RGB conv (8 -> 3, 7x7) is computed on 4x4 pixel blocks for OpenVINO too: every conv
+    still runs in int8, and the output is the plain export's."""
+    from gan_brevitas.export import qcdq
+    from gan_brevitas.export.openvino import precision_report
+    from tests.export.test_space_to_depth import RgbHead
+
+    torch.manual_seed(0)
+    x = torch.rand(6, 3, 16, 16) * 2 - 1
+    qmodel = recipes.quantize(RgbHead().eval(), inputs=x, num_samples=6, progress=False)
+    report = recipes.export(qmodel, tmp_path / "blocked.onnx", "openvino", inputs=x, num_samples=6)
+    assert any("pixel blocks" in c for c in report.conversions), report.conversions
+    with monkeypatch.context() as patch:
+        patch.setattr(qcdq, "narrow_convs_as_space_to_depth", lambda model_proto: [])
+        recipes.export(qmodel, tmp_path / "plain.onnx", "openvino", inputs=x, num_samples=6)
+    precision = precision_report(tmp_path / "blocked.onnx")
+    assert precision.all_int8 and len(precision.int8) == 2, precision.format()
+    outputs = [open_runner(tmp_path / f"{name}.onnx", "openvino", threads=1)(x[:3]) for name in ("blocked", "plain")]
+    assert abs(outputs[0] - outputs[1]).max() < 1e-5
