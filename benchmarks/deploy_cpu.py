@@ -6,7 +6,8 @@ Runtime and OpenVINO, for CycleGAN-9 at 256 px and every generator of the real-g
 
 Per generator, one run: every deployment is built (exports, ``quantize_static``, ``nncf.quantize``
 on the same fp32 ONNX and the same calibration inputs), then timed in interleaved rounds
-(each round runs every deployment once, for each batch size and thread count), medians
+(each round runs every deployment once, in a shuffled order, for each batch size and thread
+count: `gan_brevitas.deploy.bench.time_interleaved`), medians
 reported with n. The noise floor is the relative difference between two copies of the fp32
 ONNX Runtime session timed in the same rounds. Quality: PSNR of each deployment's output vs
 the fp32 output on test inputs not used to calibrate. Time outside int8 kernels: ONNX Runtime's

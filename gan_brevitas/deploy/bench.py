@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -98,17 +99,31 @@ def sample_input(shape: Sequence[int], seed: int = 0) -> np.ndarray:
     return rng.standard_normal(size=shape).astype(np.float32)
 
 
+def round_orders(n_calls: int, runs: int, seed: int = 0) -> list[list[int]]:
+    """The call order of each timed round: a fresh (seeded) permutation per round. A fixed order
+    biases the comparison: a call that always follows another engine's inherits its busy-waiting
+    worker threads (measured: OpenVINO after ONNX Runtime at 2 threads, up to 2x slower)."""
+    rng = random.Random(seed)
+    orders = []
+    for _ in range(runs):
+        order = list(range(n_calls))
+        rng.shuffle(order)
+        orders.append(order)
+    return orders
+
+
 def time_interleaved(calls: Sequence[Callable[[], Any]], runs: int, warmup: int) -> list[list[float]]:
-    """Milliseconds of each call over ``runs`` rounds, calls alternating within a round (after
-    ``warmup`` untimed rounds), so every call sees the same machine load."""
+    """Milliseconds of each call over ``runs`` rounds, every call once per round in a shuffled
+    order (`round_orders`), after ``warmup`` untimed rounds: every call sees the same machine
+    load and, on average, the same predecessors."""
     for _ in range(warmup):
         for call in calls:
             call()
     times: list[list[float]] = [[] for _ in calls]
-    for _ in range(runs):
-        for i, call in enumerate(calls):
+    for order in round_orders(len(calls), runs):
+        for i in order:
             start = time.perf_counter()
-            call()
+            calls[i]()
             times[i].append((time.perf_counter() - start) * 1e3)
     return times
 
