@@ -13,15 +13,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
+import torch
 from torch import Tensor, nn
 
 from benchmarks.suite import data
 from benchmarks.suite.models import build
 from benchmarks.suite.registry import SOURCES, Source, SuiteCacheError, cache_dir, verified_path
 
-__all__ = ["DEFAULT_SIZES", "SOURCES", "SuiteCacheError", "SuiteEntry", "load_suite", "suite_available"]
+__all__ = ["DEFAULT_SIZES", "SOURCES", "SuiteCacheError", "SuiteEntry", "load_suite", "suite_available", "training_inputs"]
 
 #: Model input size in px (the test metric is on the output): translator 128, SR 48 -> 192.
 DEFAULT_SIZES: dict[str, int] = {"sketch_translator": 128, "srgan_x4": 48, "srvgg_x4": 48, "dcgan_mnist": 28}
@@ -56,6 +57,18 @@ def _inputs(name: str, size: int) -> tuple[Tensor, Tensor]:
         return (data.downscale(data.photos(data.CALIBRATION_PHOTOS, high), SR_FACTOR),
                 data.downscale(data.photos(data.TEST_PHOTOS, high), SR_FACTOR))  # fmt: skip
     return data.photos(data.CALIBRATION_PHOTOS, size) * 2 - 1, data.photos(data.TEST_PHOTOS, size) * 2 - 1
+
+
+def training_inputs(entry: SuiteEntry) -> Callable[[int], Tensor]:
+    """A sampler of training inputs for QAT methods, from the calibration side only: random
+    crops of the calibration photos (as the model takes them), or fresh latents."""
+    if entry.name == "dcgan_mnist":
+        rng = torch.Generator().manual_seed(data.TRAINING_SEED)
+        return lambda batch_size: torch.randn(batch_size, entry.calib.shape[1], generator=rng)
+    if entry.name in ("srgan_x4", "srvgg_x4"):
+        return data.CalibrationCrops(entry.input_size, SR_FACTOR)
+    crops = data.CalibrationCrops(entry.input_size)
+    return lambda batch_size: crops(batch_size) * 2 - 1
 
 
 OUTPUT_RANGES: dict[str, tuple[float, float]] = {

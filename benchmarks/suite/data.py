@@ -56,3 +56,37 @@ def downscale(images: Tensor, factor: int) -> Tensor:
 def latents(n: int, dim: int, seed: int) -> Tensor:
     """(n, dim) standard normal latents from a fixed seed."""
     return torch.randn(n, dim, generator=torch.Generator().manual_seed(seed))
+
+
+#: Seed of the training inputs a QAT method draws (crops of the calibration photos, or latents).
+TRAINING_SEED = 2
+
+
+class CalibrationCrops:
+    """Training inputs for QAT: random square crops of the CALIBRATION photos (never a test
+    photo), each side between ``size x factor`` px and the photo's short side, resized to
+    ``size x factor`` and then downscaled by ``factor`` (1: no downscale); values in [0, 1].
+    Called with a batch size, like any `gan_brevitas.inputs` sampler."""
+
+    def __init__(self, size: int, factor: int = 1, seed: int = TRAINING_SEED) -> None:
+        self.size, self.factor = size, factor
+        self.photos = [torch.from_numpy(np.ascontiguousarray(_photo(name))).permute(2, 0, 1).float() / 255.0
+                       for name in CALIBRATION_PHOTOS]  # fmt: skip
+        self.rng = torch.Generator().manual_seed(seed)
+
+    def _int(self, low: int, high: int) -> int:
+        return int(torch.randint(low, high + 1, (1,), generator=self.rng))
+
+    def crop(self) -> Tensor:
+        photo = self.photos[self._int(0, len(self.photos) - 1)]
+        side, (height, width) = self.size * self.factor, photo.shape[1:]
+        crop_side = self._int(min(side, height, width), min(height, width))
+        top, left = self._int(0, height - crop_side), self._int(0, width - crop_side)
+        crop = photo[None, :, top : top + crop_side, left : left + crop_side]
+        image = F.interpolate(crop, size=(side, side), mode="bicubic", antialias=True)
+        if self.factor > 1:
+            image = F.interpolate(image, size=(self.size, self.size), mode="bicubic", antialias=True)
+        return image[0].clamp(0.0, 1.0)
+
+    def __call__(self, batch_size: int) -> Tensor:
+        return torch.stack([self.crop() for _ in range(batch_size)])
