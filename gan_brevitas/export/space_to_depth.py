@@ -26,6 +26,8 @@ goes on to `conv_integer`. Measured on
 ONNX Runtime 1.32, 1 thread: 64 -> 3 channels 9x9 at 192 px, ConvInteger 77 -> 21 ms,
 QLinearConv 79 -> 5 ms; 7x7 at 128 px, 19 -> 9 ms and 17 -> 2 ms; a 3x3 kernel gets slower (the
 zero taps cost more than the wider blocks gain), so only kernels of ``MIN_KERNEL`` and up change.
+On OpenVINO 2026.4 (whole models, batch 1, 1 thread, interleaved): the photo-to-sketch translator
+at 128 px 10.9 -> 9.6 ms, SRGAN x4 at 48 px 18.3 -> 13.5 ms, outputs identical.
 """
 
 from __future__ import annotations
