@@ -279,8 +279,9 @@ def run_case(case: Case, grid: list[tuple[int, int]], runs: int, warmup: int) ->
         result["latency"] = latency(case, grid, runs, warmup)
         x = case.test[:1].numpy()
         result["outside_int8"] = {}
-        for label, profile in (("ours ORT", ort_profile), ("ours ORT (int8 tail)", ort_profile), ("quantize_static ORT", ort_profile),
-                               ("ours OpenVINO", ov_profile), ("NNCF OpenVINO", ov_profile)):
+        for label, profile in (("ours ORT", ort_profile), ("ours ORT (int8 tail)", ort_profile),
+                               ("quantize_static ORT", ort_profile), ("ours OpenVINO", ov_profile),
+                               ("NNCF OpenVINO", ov_profile)):
             if label in case.working():
                 try:
                     result["outside_int8"][label] = dataclasses.asdict(profile(case.files[label], x, threads=2))
