@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from gan_brevitas.errors import CalibrationError
 from gan_brevitas.inputs import InputSource, iter_batches
 from gan_brevitas.ptq.blocks import hooks_removed_on_exit
-from gan_brevitas.quant.convert import quant_layers
+from gan_brevitas.quant.convert import QuantLatentProjection, quant_layers
 
 #: Calibration inputs the mean shift is measured on, and how many go through at once.
 BIAS_CORRECTION_SAMPLES = 32
@@ -33,10 +33,14 @@ def _channel_mean(x: Tensor | QuantTensor) -> Tensor:
     return x.detach().transpose(0, 1).reshape(x.shape[1], -1).double().mean(1)
 
 
-def _float_means(float_model: nn.Module, names: list[str], batches: list[Tensor]) -> dict[str, list[Tensor]]:
+def _float_means(float_model: nn.Module, names: list[str], batches: list[Tensor],
+                 per_row: frozenset[str] = frozenset()) -> dict[str, list[Tensor]]:
+    """Per-channel means of the float layers' outputs; per output row (flattened) for the
+    ``per_row`` layers (latent projections: the quantized layer is a Linear, its bias per row)."""
     means: dict[str, list[Tensor]] = {name: [] for name in names}
     handles = [float_model.get_submodule(name).register_forward_hook(
-        lambda module, args, out, name=name: means[name].append(_channel_mean(out))) for name in names]
+        lambda module, args, out, name=name: means[name].append(
+            _channel_mean(out.flatten(1) if name in per_row else out))) for name in names]
     with hooks_removed_on_exit(handles), torch.no_grad():
         for batch in batches:
             float_model(batch)
@@ -59,7 +63,8 @@ def correct_biases(
     qmodel.eval()
     float_model.eval()
     try:
-        reference = _float_means(float_model, [name for name, _ in layers], batches)
+        per_row = frozenset(name for name, layer in layers if isinstance(layer, QuantLatentProjection))
+        reference = _float_means(float_model, [name for name, _ in layers], batches, per_row)
         step = 0
 
         def correct(name: str, layer: nn.Module):

@@ -10,6 +10,7 @@ output: MSE and PSNR. The table feeds `mixed_precision` and `plot_sensitivity`.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from gan_brevitas.errors import ConfigError
 from gan_brevitas.inputs import InputSource, iter_batches
 from gan_brevitas.quant.config import QuantConfig
 from gan_brevitas.quant.convert import quant_layers, quantize_model
+from gan_brevitas.quant.latent_projection import latent_projections_as_linear
 
 #: Inputs the sensitivity is measured on, by default.
 SENSITIVITY_SAMPLES = 8
@@ -120,6 +122,9 @@ def layer_sensitivity(
 ) -> SensitivityTable:
     """The sensitivity table of the folded float model ``float_model`` (left as it was)."""
     bits = _check_bits(bits)
+    # Quantized weights are swapped into a float copy laid out like the quantized model.
+    float_model = copy.deepcopy(float_model)
+    latent_projections_as_linear(float_model)
     pairs = reference_outputs(float_model, inputs, num_samples)
     quantized = {b: dict(quant_layers(quantize_model(float_model, config.replace(weight_bits=b)))) for b in bits}
     rows = []

@@ -4,7 +4,9 @@
 Conv2d / ConvTranspose2d / Linear becomes its Brevitas counterpart with the same weights and
 biases, a weight quantizer, and static activation quantizers on its input AND its output
 (ONNX Runtime and TensorRT fuse integer kernels only when both are quantized). BatchNorm right
-after a convolution in a Sequential is folded into it first (exact in eval mode). Every
+after a convolution in a Sequential is folded into it first (exact in eval mode), and a
+ConvTranspose over a 1x1 latent becomes the Linear layer it is (`latent_projection`: weight
+scales per output row; same module name, same output). Every
 `ActPoint` that `fold_for_quantization` placed (after LeakyReLU / PReLU, around residual adds
 and concatenations, see `points`) becomes a `QuantActPoint`: a Brevitas activation quantizer.
 """
@@ -25,9 +27,22 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from gan_brevitas.errors import ConversionError
 from gan_brevitas.quant.config import QuantConfig
+from gan_brevitas.quant.latent_projection import LatentProjection, latent_projections_as_linear
 from gan_brevitas.quant.points import FLOAT_NOTE, ActPoint, insert_act_points
 from gan_brevitas.quant.quantizers import act_quantizer, weight_quantizer
 from gan_brevitas.quant.tail import TAIL_NOTE, float_tail
+
+class QuantLatentProjection(QuantLinear):
+    """The Brevitas `LatentProjection`: a QuantLinear (weight scales per output row) whose
+    output is unflattened to ``out_shape``."""
+
+    def __init__(self, in_features: int, out_features: int, out_shape: tuple[int, int, int], **kwargs) -> None:
+        super().__init__(in_features, out_features, **kwargs)
+        self.out_shape = tuple(out_shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x).unflatten(1, self.out_shape)
+
 
 #: float layer class -> (Brevitas class, constructor attributes copied from the float layer)
 QUANT_LAYER_TABLE: dict[type[nn.Module], tuple[type[nn.Module], tuple[str, ...]]] = {
@@ -43,6 +58,7 @@ QUANT_LAYER_TABLE: dict[type[nn.Module], tuple[type[nn.Module], tuple[str, ...]]
         ),
     ),
     nn.Linear: (QuantLinear, ("in_features", "out_features")),
+    LatentProjection: (QuantLatentProjection, ("in_features", "out_features", "out_shape")),
 }
 
 # Brevitas warns on every forward of a layer with an asymmetric input quantizer and an int32
@@ -147,6 +163,7 @@ def quantize_model(
             "generator instead."
         )
     qmodel = fold_batch_norms(copy.deepcopy(model))
+    latent_projections_as_linear(qmodel)
     targets = [
         (name, module)
         for name, module in qmodel.named_modules()

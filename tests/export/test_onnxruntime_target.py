@@ -69,8 +69,10 @@ def test_keeping_conv_transpose_leaves_it_float(dcgan, tmp_path):
     qmodel = quantized(model, z)
     report = recipes.export(qmodel, tmp_path / "keep.onnx", conv_transpose="keep", example_input=z)
     kernels = int8_kernel_report(report.path)
-    # ONNX Runtime does not fuse ConvTranspose: why the sub-pixel rewrite exists.
-    assert len(kernels.float_fallback) == 3 and not kernels.all_int8
+    # ONNX Runtime does not fuse ConvTranspose: why the sub-pixel rewrite exists. (The first
+    # one, over the 1x1 latent, was quantized as the Linear layer it is: an int8 QGemm.)
+    assert kernels.float_fallback == ("/4/ConvTranspose", "/7/ConvTranspose") and not kernels.all_int8
+    assert kernels.int8 == ("/1/Gemm",)
     rewritten = recipes.export(qmodel, tmp_path / "subpixel.onnx", example_input=z)
     assert int8_kernel_report(rewritten.path).all_int8
     assert parity(qmodel, rewritten.path, z, n=8).within_step
@@ -78,12 +80,14 @@ def test_keeping_conv_transpose_leaves_it_float(dcgan, tmp_path):
 
 @pytest.fixture(scope="module")
 def sized(tmp_path_factory):
-    """fp32, int8 and int4 exports of one 4-bit DCGAN-style generator wide enough (0.2 M
+    """fp32, int8 and int4 exports of one 4-bit DCGAN-style generator wide enough (0.7 M
     weights) that the weights, not the node names, dominate the files. ConvTranspose kept, so
-    all three hold the same weights (the sub-pixel rewrite adds zero taps to k3 s2 kernels)."""
+    all three hold the same weights (the sub-pixel rewrite adds zero taps to k3 s2 kernels).
+    The quantized latent projection is a Linear with a scale and a bias per output row (2048
+    rows): a 256-d latent keeps them small beside its weights."""
     folder = tmp_path_factory.mktemp("sizes")
-    model = dcgan_generator(z_dim=32, width=64)
-    z = torch.randn(4, 32, generator=torch.Generator().manual_seed(0))
+    model = dcgan_generator(z_dim=256, width=64)
+    z = torch.randn(4, 256, generator=torch.Generator().manual_seed(0))
     qmodel = quantized(model, z, weight_bits=4, per_channel=True)
     return z, {
         "fp32": recipes.export(model, folder / "fp32.onnx", "float", example_input=z),

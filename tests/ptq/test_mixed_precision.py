@@ -24,7 +24,7 @@ def test_sensitivity_table_has_every_layer_and_fewer_bits_hurt_more(tmp_path):
         assert table.mse(layer, 2) > table.mse(layer, 8) > 0
     params = table.params()
     assert params == {"1": 16 * 32 * 16, "4": 32 * 16 * 16, "7": 16 * 3 * 16}
-    assert "| 1 | ConvTranspose2d | 8192 |" in table.to_markdown()
+    assert "| 1 | LatentProjection | 8192 |" in table.to_markdown()  # the 1x1-latent ConvTranspose, as a Linear
     assert plot_sensitivity(table, tmp_path / "s.png").stat().st_size > 1000
 
 
