@@ -25,7 +25,9 @@ from gan_brevitas.inputs import InputSource, iter_batches
 from gan_brevitas.ptq.calibrate import calibrate_activations
 from gan_brevitas.quant.align import align_grids
 from gan_brevitas.quant.config import QuantConfig
-from gan_brevitas.quant.convert import QUANT_LAYER_TABLE, QuantActPoint, act_proxies, quant_layers, quantize_model
+from gan_brevitas.quant.convert import (QUANT_LAYER_TABLE, QuantActPoint, QuantLatentProjection, act_proxies, quant_layers,
+                                       quantize_model)
+from gan_brevitas.quant.latent_projection import LatentProjection
 from gan_brevitas.quant.points import ActPoint
 from gan_brevitas.quant.quantizers import is_asymmetric, set_act_range
 from gan_brevitas.quant.stats import MSEClipAbsMax
@@ -37,6 +39,7 @@ FLOAT_OF: dict[type[nn.Module], type[nn.Module]] = {
     QuantConv2d: nn.Conv2d,
     QuantConvTranspose2d: nn.ConvTranspose2d,
     QuantLinear: nn.Linear,
+    QuantLatentProjection: LatentProjection,
 }
 
 _ACT_KEYS = (".input_quant.", ".output_quant.", ".act_quant.")

@@ -75,3 +75,18 @@ def test_weight_scales_are_per_output_row():
     row_max = qmodel[1].weight.detach().abs().amax(1)
     assert torch.all(scale.flatten() >= row_max / 8 - 1e-7) and torch.all(scale.flatten() <= row_max / 7 + 1e-7)
     assert row_max.view(32, 16).std(1).min() > 0  # rows of one channel differ, and so do their scales
+
+
+def test_symmetric_re_export_knows_the_latent_projection(tmp_path):
+    from gan_brevitas.export.rules import check_tensorrt
+    from gan_brevitas.export.symmetric import float_twin
+
+    config = QuantConfig(bias_correction=False)  # the twin holds the float weights and biases as they are
+    qmodel = recipes.quantize(dcgan_generator(), "vanilla-ptq", config=config, inputs=Z, num_samples=8, progress=False)
+    twin = float_twin(qmodel)
+    assert type(twin[1]) is LatentProjection
+    with torch.no_grad():
+        torch.testing.assert_close(twin(Z), fold_for_quantization(dcgan_generator())(Z), rtol=0, atol=1e-5)
+    # asymmetric activations -> re-calibrated symmetric ones, through that float twin
+    report = recipes.export(qmodel, tmp_path / "g.onnx", "tensorrt", example_input=Z[:1], inputs=Z)
+    assert check_tensorrt(report.path).ok
