@@ -446,9 +446,9 @@ def prelu_as_leaky_relu(model: onnx.ModelProto) -> int:
 _KEEP_FP32_INPUTS = {("Resize", 1), ("Resize", 2), ("Upsample", 1)}
 
 
-def _prelu_slopes(slope: "object") -> "np.ndarray | None":
-    """A PRelu slope input's values when it is a constant, possibly behind the Unsqueeze /
-    Reshape the exporter puts on it (onnx_ir values); None otherwise."""
+def ir_constant(slope: "object") -> "np.ndarray | None":
+    """An onnx_ir value's contents when it is a constant, possibly behind the Unsqueeze / Reshape
+    the exporter puts on PRelu slopes; None otherwise."""
     for _ in range(4):
         if slope is None:
             return None
@@ -474,7 +474,7 @@ def prelu_as_min_mul_add(model_proto: onnx.ModelProto) -> int:
         if node.op_type != "PRelu" or node.domain not in ("", "ai.onnx"):
             continue
         x, slope = node.inputs[0], node.inputs[1]
-        values = _prelu_slopes(slope)
+        values = ir_constant(slope)
         if (x is None or values is None or values.size < 2 or (x.shape is not None and len(x.shape) != 4)
                 or node.outputs[0].is_graph_output()):
             continue

@@ -53,6 +53,7 @@ from gan_brevitas.atomic_files import atomic_write, check_output_path, write_err
 from gan_brevitas.errors import ExportError, MissingDependencyError
 from gan_brevitas.export import passes
 from gan_brevitas.export.conv_integer import float_tail_as_conv_integer
+from gan_brevitas.export.prelu_int8 import prelu_on_int8
 from gan_brevitas.export.narrow import MIN_INT8_OUT_CHANNELS, pad_narrow_convs
 from gan_brevitas.export.space_to_depth import BLOCK, narrow_convs_as_space_to_depth
 from gan_brevitas.export.rules import check_tensorrt, format_violations
@@ -522,6 +523,10 @@ def finish_graph(model_proto: onnx.ModelProto, options: ExportOptions) -> list[s
         leaky = passes.prelu_as_leaky_relu(model_proto)
         if leaky:
             notes.append(f"{leaky} single-slope PRelu -> LeakyRelu (exact; int8 QLinearLeakyRelu in ONNX Runtime)")
+        on_int8 = prelu_on_int8(model_proto)
+        if on_int8:
+            notes.append(f"{on_int8} per-channel PRelu computed on 8 bits: Max / Min of requantized x and slope * x "
+                         "(exact up to ties; ONNX Runtime has no int8 PRelu)")
         channel_slopes = passes.prelu_as_min_mul_add(model_proto)
         if channel_slopes:
             notes.append(f"{channel_slopes} per-channel PRelu -> x + (slope - 1) * Min(x, 0) (ONNX Runtime's PRelu is slow)")
