@@ -228,7 +228,11 @@ def time_share(per_op: dict[str, float], is_int8: Any, top: int = 5) -> TimeShar
 
 def profile_time_share(path: str | os.PathLike, x: np.ndarray, runs: int = 3, threads: Optional[int] = None) -> TimeShare:
     """ONNX Runtime's profiler over ``runs`` calls on ``x`` after one warm-up call (its events
-    are left out: first-call allocations dominated small models): time per op type, int8 or not."""
+    are left out: first-call allocations dominated small models): time per op type, int8 or not.
+
+    An op counts as int8 when it is an integer kernel (`INT8_OPS`) or every tensor it reads and
+    writes is 8-bit (a Transpose, DepthToSpace or Max on uint8), as OpenVINO's counters name a
+    u8 / i8 kernel; those show as "Op (8-bit)"."""
     import json
 
     ort = _onnxruntime()
@@ -250,6 +254,19 @@ def profile_time_share(path: str | os.PathLike, x: np.ndarray, runs: int = 3, th
     for event in events:
         if (event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time")
                 and event.get("ts", 0) >= warm_end):
-            op = event.get("args", {}).get("op_name", "?")
+            op = _op_key(event.get("args", {}))
             per_op[op] = per_op.get(op, 0.0) + float(event.get("dur", 0))
-    return time_share(per_op, lambda op: op in INT8_OPS)
+    return time_share(per_op, lambda op: op in INT8_OPS or op.endswith(" (8-bit)"))
+
+
+EIGHT_BIT_TYPES = ("uint8", "int8")
+
+
+def _op_key(args: dict) -> str:
+    """A profiled node's op type, marked " (8-bit)" when all its inputs and outputs are 8-bit
+    tensors (constant int64 shapes / indices aside)."""
+    op = args.get("op_name", "?")
+    types = [next(iter(entry), "") for key in ("input_type_shape", "output_type_shape")
+             for entry in args.get(key, [])]
+    data = [t for t in types if t not in ("int64", "bool")]
+    return f"{op} (8-bit)" if data and all(t in EIGHT_BIT_TYPES for t in data) else op

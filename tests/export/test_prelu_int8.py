@@ -100,3 +100,17 @@ def test_a_computed_slope_is_left_alone():
     model.graph.initializer.remove(slope)
     model.graph.input.append(helper.make_tensor_value_info("slope", TensorProto.FLOAT, [C, 1, 1]))
     assert prelu_on_int8(model) == 0
+
+
+def test_the_profiler_counts_8bit_ops_as_int8_and_the_float_island_as_float(tmp_path):
+    from gan_brevitas.export.ort import profile_time_share
+
+    model = _qdq_prelu(SLOPES["mixed"], np.uint8, False)
+    q = _every_code(np.uint8)
+    onnx.save(model, tmp_path / "qdq.onnx")
+    before = profile_time_share(tmp_path / "qdq.onnx", q, runs=2, threads=1)
+    assert before.outside_int8 > 0.5 and {"PRelu", "DequantizeLinear"} <= {op for op, _ in before.top}, before
+    prelu_on_int8(model)
+    onnx.save(model, tmp_path / "int8.onnx")
+    after = profile_time_share(tmp_path / "int8.onnx", q, runs=2, threads=1)
+    assert after.outside_int8 == 0.0, after
