@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import logging
 import warnings
+from collections import Counter
 from typing import Iterator
 
 import torch
@@ -31,6 +33,8 @@ from gan_brevitas.quant.latent_projection import LatentProjection, latent_projec
 from gan_brevitas.quant.points import FLOAT_NOTE, ActPoint, insert_act_points
 from gan_brevitas.quant.quantizers import act_quantizer, weight_quantizer
 from gan_brevitas.quant.tail import TAIL_NOTE, float_tail
+
+log = logging.getLogger(__name__)
 
 class QuantLatentProjection(QuantLinear):
     """The Brevitas `LatentProjection`: a QuantLinear (weight scales per output row) whose
@@ -71,7 +75,10 @@ _FOLDABLE_INTO = (nn.Conv2d, nn.ConvTranspose2d)
 
 
 def fold_batch_norms(model: nn.Module) -> nn.Module:
-    """Fold every BatchNorm2d that directly follows a conv in a Sequential (in place, eval math).
+    """Fold every BatchNorm2d that directly follows a conv (in place, eval math): in a
+    Sequential, or, found by tracing the forward with torch.fx, a BatchNorm whose only input is
+    a conv output that nothing else reads (a residual block's ``bn1(conv1(x))``). A model fx
+    cannot trace keeps its other BatchNorms.
 
     The BatchNorm is replaced by Identity so module names stay stable.
     """
@@ -80,12 +87,49 @@ def fold_batch_norms(model: nn.Module) -> nn.Module:
             continue
         names = list(module._modules)
         for prev_name, name in zip(names, names[1:]):
-            prev, bn = module._modules[prev_name], module._modules[name]
-            if type(prev) in _FOLDABLE_INTO and isinstance(bn, _BATCH_NORMS) and bn.track_running_stats:
-                fused = fuse_conv_bn_eval(prev.eval(), bn.eval(), transpose=isinstance(prev, nn.ConvTranspose2d))
-                module._modules[prev_name] = fused
-                module._modules[name] = nn.Identity()
+            if _foldable(module._modules[prev_name], module._modules[name]):
+                _fold_pair(module, prev_name, module, name)
+    for conv_name, bn_name in _traced_conv_bn_pairs(model):
+        _fold_pair(*_parent(model, conv_name), *_parent(model, bn_name))
     return model
+
+
+def _foldable(conv: nn.Module, bn: nn.Module) -> bool:
+    return type(conv) in _FOLDABLE_INTO and isinstance(bn, _BATCH_NORMS) and bn.track_running_stats
+
+
+def _fold_pair(conv_parent: nn.Module, conv_name: str, bn_parent: nn.Module, bn_name: str) -> None:
+    conv, bn = conv_parent._modules[conv_name], bn_parent._modules[bn_name]
+    conv_parent._modules[conv_name] = fuse_conv_bn_eval(conv.eval(), bn.eval(),
+                                                        transpose=isinstance(conv, nn.ConvTranspose2d))
+    bn_parent._modules[bn_name] = nn.Identity()
+
+
+def _parent(model: nn.Module, name: str) -> tuple[nn.Module, str]:
+    parent, _, child = name.rpartition(".")
+    return (model.get_submodule(parent) if parent else model), child
+
+
+def _traced_conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
+    """(conv, BatchNorm) module names where the traced graph feeds the conv's output, read by
+    nothing else, to the BatchNorm, each module called once; [] when fx cannot trace ``model``."""
+    import torch.fx
+
+    try:
+        graph = torch.fx.symbolic_trace(model).graph
+    except Exception as err:  # data-dependent control flow, unsupported ops: keep the Sequential rule
+        log.debug("BatchNorm folding: %s is not fx-traceable (%s)", type(model).__name__, err)
+        return []
+    modules = dict(model.named_modules())
+    calls = Counter(node.target for node in graph.nodes if node.op == "call_module")
+    pairs = []
+    for node in graph.nodes:
+        source = node.args[0] if node.op == "call_module" and node.args else None
+        if (isinstance(source, torch.fx.Node) and source.op == "call_module" and len(source.users) == 1
+                and calls[node.target] == 1 and calls[source.target] == 1
+                and _foldable(modules[source.target], modules[node.target])):
+            pairs.append((source.target, node.target))
+    return pairs
 
 
 def fold_for_quantization(model: nn.Module) -> nn.Module:
