@@ -11,8 +11,8 @@ count: `gan_brevitas.deploy.bench.time_interleaved`), medians
 reported with n. The noise floor is the relative difference between two copies of the fp32
 ONNX Runtime session timed in the same rounds. Quality: PSNR of each deployment's output vs
 the fp32 output on test inputs not used to calibrate. Time outside int8 kernels: ONNX Runtime's
-profiler (per-op time; int8 are the QLinear* / *Integer ops and ops whose tensors are all 8-bit,
-e.g. a Transpose or Max on uint8, shown as "Op (8-bit)") and OpenVINO's performance counters
+profiler (per-op time; int8 are the QLinear* / *Integer ops and ops that read and write no float
+tensor, e.g. a Transpose or Max on uint8, shown as "Op (integer)") and OpenVINO's performance counters
 (per-layer time; int8 when the layer's implementation runs u8/i8), both at batch 1 with 2 threads.
 
 Each measurement (a generator x a deployment x a batch size x a thread count) is a harness run
@@ -420,7 +420,7 @@ def markdown(report: dict) -> str:
         "fp32 in the same rounds; PSNR vs the fp32 output on test inputs not used to calibrate; "
         "OpenVINO float parts pinned to fp32. A deployment that failed is a row marked failed, with its error. "
         "Time outside int8 kernels: an ONNX Runtime op counts as int8 when it is an integer kernel (QLinear*, "
-        "ConvInteger, QGemm) or all its tensors are 8-bit (a Transpose or Max on uint8); an OpenVINO layer "
+        "ConvInteger, QGemm) or it reads and writes no float tensor (a Transpose or Max on uint8); an OpenVINO layer "
         "when its kernel runs u8/i8.",
         "",
     ]

@@ -230,9 +230,9 @@ def profile_time_share(path: str | os.PathLike, x: np.ndarray, runs: int = 3, th
     """ONNX Runtime's profiler over ``runs`` calls on ``x`` after one warm-up call (its events
     are left out: first-call allocations dominated small models): time per op type, int8 or not.
 
-    An op counts as int8 when it is an integer kernel (`INT8_OPS`) or every tensor it reads and
-    writes is 8-bit (a Transpose, DepthToSpace or Max on uint8), as OpenVINO's counters name a
-    u8 / i8 kernel; those show as "Op (8-bit)"."""
+    An op counts as int8 when it is an integer kernel (`INT8_OPS`) or it reads and writes no float
+    tensor (a Transpose, DepthToSpace or Max on uint8, shape arithmetic on int64), as OpenVINO's
+    counters name a u8 / i8 kernel; those show as "Op (integer)"."""
     import json
 
     ort = _onnxruntime()
@@ -256,17 +256,16 @@ def profile_time_share(path: str | os.PathLike, x: np.ndarray, runs: int = 3, th
                 and event.get("ts", 0) >= warm_end):
             op = _op_key(event.get("args", {}))
             per_op[op] = per_op.get(op, 0.0) + float(event.get("dur", 0))
-    return time_share(per_op, lambda op: op in INT8_OPS or op.endswith(" (8-bit)"))
+    return time_share(per_op, lambda op: op in INT8_OPS or op.endswith(" (integer)"))
 
 
-EIGHT_BIT_TYPES = ("uint8", "int8")
+FLOAT_TYPES = ("float", "float16", "double", "bfloat16")
 
 
 def _op_key(args: dict) -> str:
-    """A profiled node's op type, marked " (8-bit)" when all its inputs and outputs are 8-bit
-    tensors (constant int64 shapes / indices aside)."""
+    """A profiled node's op type, marked " (integer)" when none of its inputs and outputs is a
+    float tensor."""
     op = args.get("op_name", "?")
     types = [next(iter(entry), "") for key in ("input_type_shape", "output_type_shape")
              for entry in args.get(key, [])]
-    data = [t for t in types if t not in ("int64", "bool")]
-    return f"{op} (8-bit)" if data and all(t in EIGHT_BIT_TYPES for t in data) else op
+    return op if not types or any(t in FLOAT_TYPES for t in types) else f"{op} (integer)"
