@@ -530,6 +530,9 @@ def finish_graph(model_proto: onnx.ModelProto, options: ExportOptions) -> list[s
         channel_slopes = passes.prelu_as_min_mul_add(model_proto)
         if channel_slopes:
             notes.append(f"{channel_slopes} per-channel PRelu -> x + (slope - 1) * Min(x, 0) (ONNX Runtime's PRelu is slow)")
+        silu = passes.silu_as_quick_gelu(model_proto)
+        if silu:
+            notes.append(f"{silu} x * Sigmoid(x) -> QuickGelu(alpha=1) (one op; ONNX Runtime dequantized x twice)")
         integer = float_tail_as_conv_integer(model_proto)
         if integer:
             notes.append(f"float-output conv(s) as int8 ConvInteger + dequantizing Mul (exact): {', '.join(integer)}")

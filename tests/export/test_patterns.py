@@ -73,6 +73,7 @@ PATTERNS = {
     "prelu": lambda: nn.Sequential(conv(3, C), nn.PReLU(), conv()),
     "prelu_channels": lambda: nn.Sequential(conv(3, C), _channel_prelu(), conv()),
     "leaky_relu": lambda: nn.Sequential(conv(3, C), nn.LeakyReLU(0.2), conv()),
+    "silu": lambda: nn.Sequential(conv(3, C), nn.SiLU(), conv()),
     "pixel_shuffle": lambda: nn.Sequential(conv(3, 4 * C), nn.PixelShuffle(2), nn.PReLU(), conv()),
     "upsample": lambda: nn.Sequential(conv(3, C), nn.Upsample(scale_factor=2), nn.ReLU(), conv()),
     "interpolate": Interpolate,
@@ -122,6 +123,9 @@ def test_onnxruntime_matches_fake_quant_within_one_step(name, quantized_patterns
     if name == "prelu_channels":  # no int8 PRelu in ONNX Runtime: requantizations and Max / Min on 8 bits
         assert not {"PRelu", "Mul", "Add"} & set(kernels.optimized_ops), kernels.optimized_ops
         assert {"Max", "Min"} <= set(kernels.optimized_ops) and kernels.optimized_ops["DequantizeLinear"] == 1
+    if name == "silu":  # one fused op, the tensor dequantized once
+        assert "QuickGelu" in kernels.optimized_ops and "Sigmoid" not in kernels.optimized_ops, kernels.optimized_ops
+        assert kernels.optimized_ops["DequantizeLinear"] == 2, kernels.optimized_ops  # the SiLU's input, the output
     if name in INT8_ELEMENTWISE:  # the activation / add runs on the 8-bit tensors too
         assert INT8_ELEMENTWISE[name] in kernels.optimized_ops, kernels.optimized_ops
         assert not {"PRelu", "LeakyRelu", "Add"} & set(kernels.optimized_ops), kernels.optimized_ops
