@@ -465,25 +465,26 @@ def ir_constant(slope: "object") -> "np.ndarray | None":
 
 
 def prelu_as_min_mul_add(model_proto: onnx.ModelProto) -> int:
-    """Rewrite every per-channel PRelu of a 4-D tensor as x + (slope - 1) * Min(x, 0), in place;
+    """Rewrite every per-channel PRelu as x + (slope - 1) * Min(x, 0), in place;
     returns how many. For x >= 0 the result is x exactly; for x < 0 it is slope * x up to float
     rounding (one ulp), which the next QuantizeLinear rounds away except at exact ties."""
     import onnx_ir as ir
     import onnx_ir.passes.common
 
-    model = ir.from_proto(model_proto)
+    model = ir.from_proto(onnx.shape_inference.infer_shapes(model_proto))  # each PRelu input's rank
     rewritten = 0
     for node in list(model.graph):
         if node.op_type != "PRelu" or node.domain not in ("", "ai.onnx"):
             continue
         x, slope = node.inputs[0], node.inputs[1]
         values = ir_constant(slope)
-        if (x is None or values is None or values.size < 2 or (x.shape is not None and len(x.shape) != 4)
+        if (x is None or values is None or values.size < 2 or x.shape is None or len(x.shape) < 2
                 or node.outputs[0].is_graph_output()):
             continue
+        channel_axis = (-1,) + (1,) * (len(x.shape) - 2)  # slopes along dim 1 of an N-D input
         name = node.name or node.outputs[0].name
         minus_one = ir.Value(name=f"{name}.slope_minus_one",
-                             const_value=ir.tensor((values.astype(np.float32) - 1).reshape(-1, 1, 1)))
+                             const_value=ir.tensor((values.astype(np.float32) - 1).reshape(channel_axis)))
         zero = ir.Value(name=f"{name}.zero", const_value=ir.tensor(np.zeros((1,), np.float32)))
         model.graph.register_initializer(minus_one)
         model.graph.register_initializer(zero)

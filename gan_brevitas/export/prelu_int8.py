@@ -37,8 +37,8 @@ def _grid(node: "object") -> "tuple[np.ndarray, np.ndarray] | None":
 
 
 def _match(node: "object") -> "tuple | None":
-    """(dequantize, slopes, quantize) when ``node`` is a per-channel PRelu with constant slopes read
-    from a per-tensor DequantizeLinear and read only by one per-tensor QuantizeLinear of the same
+    """(dequantize, slopes, quantize) when ``node`` is a per-channel PRelu of a 4-D tensor with
+    constant slopes, read from a per-tensor DequantizeLinear and read only by one per-tensor QuantizeLinear of the same
     8-bit type; None otherwise."""
     if node.op_type != "PRelu" or node.domain not in ("", "ai.onnx"):
         return None
@@ -48,7 +48,7 @@ def _match(node: "object") -> "tuple | None":
     users = list(node.outputs[0].uses())
     if (slopes is None or slopes.size < 2 or dequantize is None
             or dequantize.op_type != "DequantizeLinear" or len(users) != 1 or node.outputs[0].is_graph_output()
-            or (x.shape is not None and len(x.shape) != 4)):
+            or x.shape is None or len(x.shape) != 4):  # QLinearConv needs N, C, H, W
         return None
     quantize = users[0].node
     if quantize.op_type != "QuantizeLinear" or quantize.outputs[0].is_graph_output():
@@ -101,7 +101,7 @@ def prelu_on_int8(model_proto: onnx.ModelProto) -> int:
     import onnx_ir as ir
     import onnx_ir.passes.common
 
-    model = ir.from_proto(model_proto)
+    model = ir.from_proto(onnx.shape_inference.infer_shapes(model_proto))  # each PRelu input's rank
     rewritten = 0
     for node in list(model.graph):
         matched = _match(node)

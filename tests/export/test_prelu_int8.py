@@ -114,3 +114,24 @@ def test_the_profiler_counts_8bit_ops_as_int8_and_the_float_island_as_float(tmp_
     onnx.save(model, tmp_path / "int8.onnx")
     after = profile_time_share(tmp_path / "int8.onnx", q, runs=2, threads=1)
     assert after.outside_int8 == 0.0, after
+
+
+def test_prelu_after_a_linear_layer_keeps_its_float_form_and_exports(tmp_path):
+    """A PReLU of a 2-D (batch, features) tensor has no 1x1-conv form: it is left to the float
+    rewrite, and the file still computes what the fake-quant model does."""
+    import torch
+    from torch import nn
+
+    from gan_brevitas import recipes
+    from gan_brevitas.deploy.parity import parity
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 32), nn.PReLU(32), nn.Linear(32, 8)).eval()
+    with torch.no_grad():
+        model[1].weight.copy_(torch.linspace(-0.5, 1.5, 32))
+    x = torch.randn(64, 16)
+    qmodel = recipes.quantize(model, inputs=x, num_samples=64, progress=False)
+    report = recipes.export(qmodel, tmp_path / "mlp.onnx", "onnxruntime", example_input=x[:1])
+    assert not [c for c in report.conversions if "computed on 8 bits" in c], report.conversions
+    result = parity(qmodel, tmp_path / "mlp.onnx", torch.randn(8, 16), n=8)
+    assert result.mae <= result.output_step, result.format()
