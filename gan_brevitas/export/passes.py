@@ -464,6 +464,21 @@ def ir_constant(slope: "object") -> "np.ndarray | None":
     return None
 
 
+def channel_slopes(node: "object") -> "np.ndarray | None":
+    """A PRelu's slopes (flat) when they are constants, more than one, one per channel of its input
+    (dim 1 of a shape-inferred input, laid out (C, 1, ..., 1) or (1, C, 1, ..., 1)); None otherwise."""
+    x, slope = node.inputs[0], node.inputs[1]
+    values = ir_constant(slope)
+    if x is None or values is None or values.size < 2 or x.shape is None or len(x.shape) < 2:
+        return None
+    layout = slope.shape if slope.shape is not None else values.shape
+    dims = [d if isinstance(d, int) else None for d in layout]
+    trailing = len(x.shape) - 2
+    if x.shape[1] != values.size or dims not in ([values.size] + [1] * trailing, [1, values.size] + [1] * trailing):
+        return None
+    return values.astype(np.float32).ravel()
+
+
 def prelu_as_min_mul_add(model_proto: onnx.ModelProto) -> int:
     """Rewrite every per-channel PRelu as x + (slope - 1) * Min(x, 0), in place;
     returns how many. For x >= 0 the result is x exactly; for x < 0 it is slope * x up to float
@@ -476,10 +491,8 @@ def prelu_as_min_mul_add(model_proto: onnx.ModelProto) -> int:
     for node in list(model.graph):
         if node.op_type != "PRelu" or node.domain not in ("", "ai.onnx"):
             continue
-        x, slope = node.inputs[0], node.inputs[1]
-        values = ir_constant(slope)
-        if (x is None or values is None or values.size < 2 or x.shape is None or len(x.shape) < 2
-                or node.outputs[0].is_graph_output()):
+        x, values = node.inputs[0], channel_slopes(node)
+        if values is None or node.outputs[0].is_graph_output():
             continue
         channel_axis = (-1,) + (1,) * (len(x.shape) - 2)  # slopes along dim 1 of an N-D input
         name = node.name or node.outputs[0].name

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from gan_brevitas.export.passes import ir_constant
+from gan_brevitas.export.passes import channel_slopes, ir_constant
 
 QUANTIZED_TYPES = (np.uint8, np.int8)
 
@@ -42,8 +42,7 @@ def _match(node: "object") -> "tuple | None":
     8-bit type; None otherwise."""
     if node.op_type != "PRelu" or node.domain not in ("", "ai.onnx"):
         return None
-    x, slope = node.inputs[0], node.inputs[1]
-    slopes = ir_constant(slope)
+    x, slopes = node.inputs[0], channel_slopes(node)
     dequantize = x.producer() if x is not None else None
     users = list(node.outputs[0].uses())
     if (slopes is None or slopes.size < 2 or dequantize is None
@@ -56,7 +55,7 @@ def _match(node: "object") -> "tuple | None":
     grid_in, grid_out = _grid(dequantize), _grid(quantize)
     if grid_in is None or grid_out is None or grid_in[1].dtype != grid_out[1].dtype:
         return None
-    return dequantize, slopes.astype(np.float32).ravel(), quantize
+    return dequantize, slopes, quantize
 
 
 def _requantize(ir: "object", graph: "object", name: str, q: "object", dequantize: "object",

@@ -75,27 +75,36 @@ _FOLDABLE_INTO = (nn.Conv2d, nn.ConvTranspose2d)
 
 
 def fold_batch_norms(model: nn.Module) -> nn.Module:
-    """Fold every BatchNorm2d that directly follows a conv (in place, eval math): in a
-    Sequential, or, found by tracing the forward with torch.fx, a BatchNorm whose only input is
-    a conv output that nothing else reads (a residual block's ``bn1(conv1(x))``). A model fx
-    cannot trace keeps its other BatchNorms.
+    """Fold every BatchNorm2d that directly follows a conv (in place, eval math). Found by tracing
+    the forward with torch.fx: a BatchNorm whose only input is a conv output that nothing else
+    reads, neither module called twice nor its parameters read directly (a Sequential's conv ->
+    BN, a residual block's ``bn1(conv1(x))``). A model fx cannot trace: conv -> BN pairs in a
+    Sequential.
 
     The BatchNorm is replaced by Identity so module names stay stable.
     """
-    for module in model.modules():
-        if not isinstance(module, nn.Sequential):
-            continue
-        names = list(module._modules)
-        for prev_name, name in zip(names, names[1:]):
-            if _foldable(module._modules[prev_name], module._modules[name]):
-                _fold_pair(module, prev_name, module, name)
-    for conv_name, bn_name in _traced_conv_bn_pairs(model):
+    pairs = _traced_conv_bn_pairs(model)
+    if pairs is None:
+        pairs = _sequential_conv_bn_pairs(model)
+    for conv_name, bn_name in pairs:
         _fold_pair(*_parent(model, conv_name), *_parent(model, bn_name))
     return model
 
 
 def _foldable(conv: nn.Module, bn: nn.Module) -> bool:
-    return type(conv) in _FOLDABLE_INTO and isinstance(bn, _BATCH_NORMS) and bn.track_running_stats
+    grouped_transpose = isinstance(conv, nn.ConvTranspose2d) and conv.groups != 1  # fuse_conv_bn_eval's axis is wrong
+    return (type(conv) in _FOLDABLE_INTO and not grouped_transpose and isinstance(bn, _BATCH_NORMS)
+            and bn.track_running_stats)
+
+
+def _sequential_conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
+    pairs = []
+    for prefix, module in model.named_modules():
+        if isinstance(module, nn.Sequential):
+            names = list(module._modules)
+            pairs += [(f"{prefix}.{a}".lstrip("."), f"{prefix}.{b}".lstrip(".")) for a, b in zip(names, names[1:])
+                      if _foldable(module._modules[a], module._modules[b])]
+    return pairs
 
 
 def _fold_pair(conv_parent: nn.Module, conv_name: str, bn_parent: nn.Module, bn_name: str) -> None:
@@ -110,23 +119,26 @@ def _parent(model: nn.Module, name: str) -> tuple[nn.Module, str]:
     return (model.get_submodule(parent) if parent else model), child
 
 
-def _traced_conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
+def _traced_conv_bn_pairs(model: nn.Module) -> "list[tuple[str, str]] | None":
     """(conv, BatchNorm) module names where the traced graph feeds the conv's output, read by
-    nothing else, to the BatchNorm, each module called once; [] when fx cannot trace ``model``."""
+    nothing else, to the BatchNorm, each module called once and no parameter or buffer of either
+    read by the forward itself; None when fx cannot trace ``model``."""
     import torch.fx
 
     try:
         graph = torch.fx.symbolic_trace(model).graph
     except Exception as err:  # data-dependent control flow, unsupported ops: keep the Sequential rule
         log.debug("BatchNorm folding: %s is not fx-traceable (%s)", type(model).__name__, err)
-        return []
+        return None
     modules = dict(model.named_modules())
     calls = Counter(node.target for node in graph.nodes if node.op == "call_module")
+    read_directly = {node.target.rpartition(".")[0] for node in graph.nodes if node.op == "get_attr"}
     pairs = []
     for node in graph.nodes:
         source = node.args[0] if node.op == "call_module" and node.args else None
         if (isinstance(source, torch.fx.Node) and source.op == "call_module" and len(source.users) == 1
                 and calls[node.target] == 1 and calls[source.target] == 1
+                and not {node.target, source.target} & read_directly
                 and _foldable(modules[source.target], modules[node.target])):
             pairs.append((source.target, node.target))
     return pairs

@@ -20,7 +20,8 @@ SLOPES = {
 }
 
 
-def _qdq_prelu(slopes: np.ndarray, dtype: type, same_grid: bool, second_reader: bool = False) -> onnx.ModelProto:
+def _qdq_prelu(slopes: np.ndarray, dtype: type, same_grid: bool, second_reader: bool = False,
+               slope_shape: tuple = (C, 1, 1), width: int = 16) -> onnx.ModelProto:
     """q -> DequantizeLinear -> PRelu(slopes) -> QuantizeLinear -> Identity (the graph output)."""
     zero_in, zero_out = (97, 40) if dtype is np.uint8 else (-31, 12)
     scale_in, scale_out = (0.0371, 0.0371) if same_grid else (0.0371, 0.0213)
@@ -29,16 +30,16 @@ def _qdq_prelu(slopes: np.ndarray, dtype: type, same_grid: bool, second_reader: 
     inits = [numpy_helper.from_array(np.array(v, dtype=t), name) for name, v, t in (
         ("s_in", scale_in, np.float32), ("z_in", zero_in, dtype), ("s_out", scale_out, np.float32),
         ("z_out", zero_out, dtype))]
-    inits.append(numpy_helper.from_array(slopes.astype(np.float32).reshape(C, 1, 1), "slope"))
+    inits.append(numpy_helper.from_array(slopes.astype(np.float32).reshape(slope_shape), "slope"))
     nodes = [helper.make_node("DequantizeLinear", ["q", "s_in", "z_in"], ["x"]),
              helper.make_node("PRelu", ["x", "slope"], ["y"]),
              helper.make_node("QuantizeLinear", ["y", "s_out", "z_out"], ["qy"]),
              helper.make_node("Identity", ["qy"], ["out"])]
-    outputs = [helper.make_tensor_value_info("out", elem, [1, C, 16, 16])]
+    outputs = [helper.make_tensor_value_info("out", elem, [1, C, 16, width])]
     if second_reader:
         nodes.append(helper.make_node("Relu", ["y"], ["other"]))
-        outputs.append(helper.make_tensor_value_info("other", TensorProto.FLOAT, [1, C, 16, 16]))
-    graph = helper.make_graph(nodes, "prelu", [helper.make_tensor_value_info("q", elem, [1, C, 16, 16])],
+        outputs.append(helper.make_tensor_value_info("other", TensorProto.FLOAT, [1, C, 16, width]))
+    graph = helper.make_graph(nodes, "prelu", [helper.make_tensor_value_info("q", elem, [1, C, 16, width])],
                               outputs, inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
@@ -92,6 +93,14 @@ def test_a_prelu_output_read_by_a_float_op_is_left_alone():
     before = model.SerializeToString()
     assert prelu_on_int8(model) == 0
     assert model.SerializeToString() == before
+
+
+def test_slopes_along_another_axis_are_left_alone():
+    from gan_brevitas.export.passes import prelu_as_min_mul_add
+
+    model = _qdq_prelu(SLOPES["mixed"], np.uint8, False, slope_shape=(C,), width=C)  # one slope per column
+    assert prelu_on_int8(model) == 0
+    assert prelu_as_min_mul_add(model) == 0
 
 
 def test_a_computed_slope_is_left_alone():

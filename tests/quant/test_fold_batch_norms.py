@@ -41,7 +41,7 @@ class Branchy(nn.Module):
         self.conv, self.bn = nn.Conv2d(8, 8, 3, padding=1), _trained_bn(8)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.bn(self.conv(x)) if x.sum() > 0 else x
+        return self.bn(self.conv(x)) if x.sum() > -1e9 else x
 
 
 def _fold(model: nn.Module) -> tuple[nn.Module, Tensor, Tensor]:
@@ -77,3 +77,38 @@ def test_sequential_conv_bn_is_folded():
     model, before, after = _fold(nn.Sequential(nn.Conv2d(8, 8, 3), _trained_bn(8), nn.ReLU()))
     assert isinstance(model[1], nn.Identity)
     torch.testing.assert_close(after, before, atol=1e-5, rtol=1e-5)
+
+
+class ReadsParameters(nn.Module):
+    """The forward reads the conv's weight and the BatchNorm's buffer directly."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(8, 8, 3, padding=1), _trained_bn(8)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.bn(self.conv(x)) * self.bn.running_var.mean() + self.conv.weight.sum()
+
+
+class CalledTwice(nn.Module):
+    """The Sequential's conv is also called on its own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), _trained_bn(8))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.body(x) + self.body[0](x)
+
+
+def test_modules_read_directly_or_called_twice_keep_their_batch_norm():
+    for model in (ReadsParameters(), CalledTwice()):
+        folded, before, after = _fold(model)
+        assert any(isinstance(m, nn.BatchNorm2d) for m in folded.modules()), type(model).__name__
+        torch.testing.assert_close(after, before)
+
+
+def test_grouped_conv_transpose_keeps_its_batch_norm():
+    model, before, after = _fold(nn.Sequential(nn.ConvTranspose2d(8, 8, 3, groups=4), _trained_bn(8)))
+    assert isinstance(model[1], nn.BatchNorm2d)
+    torch.testing.assert_close(after, before)
