@@ -11,9 +11,9 @@ the suite's held-out inputs (4 photos, or 64 latents), the difference paired per
   0.001/0.999) against min-max, at W8A8 per-tensor and at W4A8 per-channel;
 * per-channel vs per-tensor weights, min-max ranges, at W8A8 and W4A8;
 * PTQ vs STE-BRECQ (only with ``--brecq-steps``; a CPU budget, not the paper's 20k steps);
-* PTQ vs LSQ-QAT distillation (only with ``--qat-epochs``, and only on noise-to-image models,
-  whose training inputs are fresh latents; the suite's photo models have 8 calibration photos,
-  too few to train on).
+* PTQ vs LSQ-QAT distillation (only with ``--qat-epochs``): trained on fresh latents for a
+  noise-to-image model, on random crops of the 8 calibration photos for the others (never on
+  the test photos).
 
 A pair is called a tie when the mean paired difference is under the noise floor: the larger of
 0.1 dB and two standard errors of the paired differences (n = test images or latents).
@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from benchmarks.quality_suite import _load, _per_image_psnr, _processor, _quantize_ours, _run_torch
-from benchmarks.suite import SuiteEntry, load_suite
+from benchmarks.suite import SuiteEntry, load_suite, training_inputs
 from gan_brevitas import QuantConfig, recipes
 from gan_brevitas.harness import Report, ResultRow, Run, RunCache, markdown_table, package_fingerprint, sweep, write_report
 from gan_brevitas.qat.checkpoint import module_sha256, tensor_sha256
@@ -59,11 +59,15 @@ class Variant:
     options: tuple[tuple[str, Any], ...] = ()
 
 
-#: LSQ-QAT settings of the findings run (MSE distillation against the float model, CPU budget).
+#: LSQ-QAT settings of the findings run (MSE distillation against the float model, CPU budget):
+#: fresh latents for a noise-to-image model; for a photo model, crops of the calibration photos
+#: at the suite's mixed-precision QAT settings (``quality_suite.MIXED_QAT``).
 QAT_OPTIONS = (("num_train", 2048), ("batch_size", 32), ("loss", "mse"), ("lr_weights", 1e-4), ("lr_quant", 1e-4))
+PHOTO_QAT_OPTIONS = (("num_train", 512), ("batch_size", 8), ("loss", "mse"), ("adv_weight", 0.0),
+                     ("lr_weights", 2e-4), ("lr_quant", 2e-5))
 
 
-def pairs(brecq_steps: int, qat_epochs: int = 0) -> list[tuple[str, Variant, Variant]]:
+def pairs(brecq_steps: int, qat_epochs: int = 0, photos: bool = False) -> list[tuple[str, Variant, Variant]]:
     """(finding, A, B): the finding holds on a model when A beats B there."""
     out = [
         ("F1 quantile beats min-max, W8A8 per-tensor",
@@ -87,7 +91,8 @@ def pairs(brecq_steps: int, qat_epochs: int = 0) -> list[tuple[str, Variant, Var
     for bits in (8, 4) if qat_epochs else ():
         config = QuantConfig.paper(weight_bits=bits, per_channel=True)
         out.append((f"LSQ-QAT beats PTQ, W{bits}A8 per-channel",
-                    Variant(f"lsq-qat {qat_epochs} epochs", "lsq-qat", config, (("epochs", qat_epochs), *QAT_OPTIONS)),
+                    Variant(f"lsq-qat {qat_epochs} epochs", "lsq-qat", config,
+                            (("epochs", qat_epochs), *(PHOTO_QAT_OPTIONS if photos else QAT_OPTIONS))),
                     Variant("vanilla PTQ", "vanilla-ptq", config)))  # fmt: skip
     return out
 
@@ -99,10 +104,9 @@ def _latent_sampler(entry: SuiteEntry) -> Callable[[int], torch.Tensor]:
 
 
 def _qat(entry: SuiteEntry, variant: Variant) -> torch.Tensor:
-    if entry.family != "noise-to-image":
-        raise ValueError(f"LSQ-QAT pairs run only on noise-to-image models, not on {entry.family} ({entry.name})")
+    inputs = _latent_sampler(entry) if entry.family == "noise-to-image" else training_inputs(entry)
     with tempfile.TemporaryDirectory() as out_dir:
-        qmodel = recipes.quantize(entry.model, variant.method, config=variant.config, inputs=_latent_sampler(entry),
+        qmodel = recipes.quantize(entry.model, variant.method, config=variant.config, inputs=inputs,
                                   num_samples=entry.calib.shape[0], progress=False, out_dir=out_dir, eval_samples=0,
                                   **dict(variant.options))
     return _run_torch(qmodel, entry.test)
@@ -119,10 +123,14 @@ def _output(entry: SuiteEntry, variant: Variant) -> torch.Tensor:
     return _quantize_ours(entry, variant.method, variant.config, **options).output
 
 
+def _photos(entry: SuiteEntry) -> bool:
+    return entry.family != "noise-to-image"
+
+
 def variant_runs(entry: SuiteEntry, brecq_steps: int, qat_epochs: int) -> list[Run[Variant]]:
     """One run per recipe of the entry's pairs; runs of the same method and config share one
     cache key, so a recipe in two pairs is measured once."""
-    variants = dict.fromkeys(v for _, a, b in pairs(brecq_steps, qat_epochs) for v in (a, b))
+    variants = dict.fromkeys(v for _, a, b in pairs(brecq_steps, qat_epochs, _photos(entry)) for v in (a, b))
     return [Run(entry.name, v.method, v.label, {"config": v.config.to_dict(), "options": dict(v.options)}, spec=v)
             for v in variants]
 
@@ -172,7 +180,6 @@ def _pair_row(entry: SuiteEntry, finding: str, labels: tuple[str, str], a: Resul
 def measure(entry: SuiteEntry, brecq_steps: int, qat_epochs: int = 0, *, cache: RunCache,
             threads: int = 1, fresh: bool = False) -> list[dict[str, Any]]:
     """Every pair's verdict on ``entry``; recipes already in ``cache`` are not measured again."""
-    qat_epochs = qat_epochs if entry.family == "noise-to-image" else 0
     reference: list[torch.Tensor] = []
 
     def float_output() -> torch.Tensor:  # made once, and only when a recipe is measured
@@ -184,7 +191,7 @@ def measure(entry: SuiteEntry, brecq_steps: int, qat_epochs: int = 0, *, cache: 
                      lambda run, key: (measure_variant(entry, run, float_output), {}),
                      cache, lambda run: _context(entry, threads), progress=False, fresh=fresh)  # fmt: skip
     rows = {outcome.run.spec: outcome.row for outcome in outcomes}
-    return [_pair_row(entry, finding, (a.label, b.label), rows[a], rows[b]) for finding, a, b in pairs(brecq_steps, qat_epochs)]
+    return [_pair_row(entry, finding, (a.label, b.label), rows[a], rows[b]) for finding, a, b in pairs(brecq_steps, qat_epochs, _photos(entry))]
 
 
 def markdown(report: dict[str, Any]) -> list[str]:
@@ -229,7 +236,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--models", default="", help="comma-separated suite names (default: all)")
     parser.add_argument("--brecq-steps", type=int, default=0, help="add PTQ vs STE-BRECQ pairs (0 = skip)")
     parser.add_argument("--qat-epochs", type=int, default=0,
-                        help="add PTQ vs LSQ-QAT pairs on noise-to-image models (0 = skip)")
+                        help="add PTQ vs LSQ-QAT pairs (0 = skip)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--cache", type=Path, default=CACHE, help="finished recipes (default benchmarks/.cache/quality_findings)")

@@ -5,6 +5,8 @@ quantizers are fakes."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
@@ -88,9 +90,23 @@ def test_a_failing_recipe_is_a_row_with_its_error(monkeypatch, tmp_path):
                                                                         "load_start": "0", "wall_s": 1, "rows": rows}))
 
 
-def test_qat_pairs_only_on_noise_to_image_models():
+def test_qat_trains_a_photo_model_on_crops_of_its_calibration_photos(monkeypatch):
+    """A photo model's QAT pair trains on random crops of the calibration photos (the photo
+    settings), a noise-to-image model's on fresh latents; never on the test inputs."""
     entry = _entry()
     runs = quality_findings.variant_runs(entry, 0, 4)
-    assert any(run.method == "lsq-qat" for run in runs)  # the pairs exist ...
-    with pytest.raises(ValueError, match="noise-to-image"):  # ... but a photo model refuses to train on 8 photos
-        quality_findings._qat(entry, next(run.spec for run in runs if run.method == "lsq-qat"))
+    qat = next(run.spec for run in runs if run.method == "lsq-qat")
+    assert dict(qat.options)["num_train"] == dict(quality_findings.PHOTO_QAT_OPTIONS)["num_train"]
+    seen = {}
+
+    def fake_quantize(model, method, config, inputs, **options):
+        seen["batch"] = inputs(3)
+        return model
+
+    monkeypatch.setattr(quality_findings.recipes, "quantize", fake_quantize)
+    quality_findings._qat(entry, qat)
+    assert seen["batch"].shape == (3, 3, 8, 8)
+    assert not any(torch.equal(crop, test) for crop in seen["batch"] for test in entry.test)
+    noise = dataclasses.replace(entry, family="noise-to-image")
+    latent_qat = next(run.spec for run in quality_findings.variant_runs(noise, 0, 4) if run.method == "lsq-qat")
+    assert dict(latent_qat.options)["num_train"] == dict(quality_findings.QAT_OPTIONS)["num_train"]
