@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from gan_brevitas.export import space_to_depth
 from gan_brevitas.export.frozen_conv import frozen_quant_conv
+from gan_brevitas.quant.convert import replace_module
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +74,7 @@ def pad_narrow_convs(model: nn.Module, min_channels: int = MIN_INT8_OUT_CHANNELS
         and module.output_quant.is_quant_enabled and not _blocked(module)
     ]
     for name, layer in targets:
-        parent_name, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent_name) if parent_name else model, child, _padded(layer, min_channels))
+        replace_module(model, name, _padded(layer, min_channels))
     if targets:
         log.info("padded %d narrow conv(s) to %d output channels: %s", len(targets), min_channels,
                  ", ".join(name for name, _ in targets))

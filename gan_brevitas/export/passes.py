@@ -449,18 +449,18 @@ def prelu_as_leaky_relu(model: onnx.ModelProto) -> int:
 _KEEP_FP32_INPUTS = {("Resize", 1), ("Resize", 2), ("Upsample", 1)}
 
 
-def ir_constant(slope: "object") -> "np.ndarray | None":
+def ir_constant(value: "object") -> "np.ndarray | None":
     """An onnx_ir value's contents when it is a constant, possibly behind the Unsqueeze / Reshape
     the exporter puts on PRelu slopes; None otherwise."""
     for _ in range(4):
-        if slope is None:
+        if value is None:
             return None
-        if slope.const_value is not None:
-            return slope.const_value.numpy()
-        producer = slope.producer()
+        if value.const_value is not None:
+            return value.const_value.numpy()
+        producer = value.producer()
         if producer is None or producer.op_type not in ("Unsqueeze", "Reshape", "Squeeze", "Identity"):
             return None
-        slope = producer.inputs[0]
+        value = producer.inputs[0]
     return None
 
 

@@ -45,7 +45,7 @@ def _match(node: "object") -> "tuple | None":
     x, slopes = node.inputs[0], channel_slopes(node)
     dequantize = x.producer() if x is not None else None
     users = list(node.outputs[0].uses())
-    if (slopes is None or slopes.size < 2 or dequantize is None
+    if (slopes is None or dequantize is None
             or dequantize.op_type != "DequantizeLinear" or len(users) != 1 or node.outputs[0].is_graph_output()
             or x.shape is None or len(x.shape) != 4):  # QLinearConv needs N, C, H, W
         return None

@@ -61,7 +61,7 @@ from gan_brevitas.export.subpixel import rewrite_conv_transpose
 from gan_brevitas.export.symmetric import float_twin, has_asymmetric_activations, to_symmetric
 from gan_brevitas.inputs import InputSource, iter_batches
 from gan_brevitas.quant.config import QuantConfig
-from gan_brevitas.quant.convert import quant_layers
+from gan_brevitas.quant.convert import quant_layers, replace_module
 
 log = logging.getLogger(__name__)
 
@@ -255,8 +255,7 @@ def drop_unused_layers(qmodel: nn.Module, called: list[str]) -> list[str]:
     known = set(called)
     unused = [name for name, _ in quant_layers(qmodel) if name not in known]
     for name in unused:
-        parent_name, _, child = name.rpartition(".")
-        setattr(qmodel.get_submodule(parent_name) if parent_name else qmodel, child, nn.Identity())
+        replace_module(qmodel, name, nn.Identity())
     if unused:
         log.info("%d quantized layer(s) do not run on this input and are left out: %s",
                  len(unused), ", ".join(unused[:4]) + (", ..." if len(unused) > 4 else ""))

@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from gan_brevitas.errors import ExportError
 from gan_brevitas.export.frozen_conv import frozen_quant_conv
+from gan_brevitas.quant.convert import replace_module
 
 log = logging.getLogger(__name__)
 
@@ -219,9 +220,7 @@ def rewrite_conv_transpose(model: nn.Module, names: list[str] | None = None) -> 
                 "export with conv_transpose='keep' to leave it as a (float-kernel) ConvTranspose."
             )
         new = _quant_rewrite(layer) if isinstance(layer, QuantConvTranspose2d) else _float_rewrite(layer)
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, new)
+        replace_module(model, name, new)
         done.append(name)
     if done:
         log.info("rewrote %d ConvTranspose2d layer(s) as Conv2d + PixelShuffle: %s", len(done), ", ".join(done))

@@ -26,7 +26,7 @@ from gan_brevitas.ptq.calibrate import calibrate_activations
 from gan_brevitas.quant.align import align_grids
 from gan_brevitas.quant.config import QuantConfig
 from gan_brevitas.quant.convert import (QUANT_LAYER_TABLE, QuantActPoint, QuantLatentProjection, act_proxies, quant_layers,
-                                       quantize_model)
+                                        quantize_model, replace_module)
 from gan_brevitas.quant.latent_projection import LatentProjection
 from gan_brevitas.quant.points import ActPoint
 from gan_brevitas.quant.quantizers import is_asymmetric, set_act_range
@@ -70,12 +70,10 @@ def float_twin(qmodel: nn.Module) -> nn.Module:
         if layer.bias is not None:
             plain.bias = nn.Parameter(layer.bias.detach().clone())
         plain.train(layer.training)
-        parent_name, _, child = name.rpartition(".")
-        setattr(twin.get_submodule(parent_name) if parent_name else twin, child, plain)
+        replace_module(twin, name, plain)
     for name, point in list(twin.named_modules()):
         if isinstance(point, QuantActPoint):
-            parent_name, _, child = name.rpartition(".")
-            setattr(twin.get_submodule(parent_name) if parent_name else twin, child, ActPoint(point.role))
+            replace_module(twin, name, ActPoint(point.role))
     return twin.eval()
 
 

@@ -86,8 +86,12 @@ def fold_batch_norms(model: nn.Module) -> nn.Module:
     pairs = _traced_conv_bn_pairs(model)
     if pairs is None:
         pairs = _sequential_conv_bn_pairs(model)
+    modules = dict(model.named_modules())
     for conv_name, bn_name in pairs:
-        _fold_pair(*_parent(model, conv_name), *_parent(model, bn_name))
+        conv, bn = modules[conv_name], modules[bn_name]
+        replace_module(model, conv_name, fuse_conv_bn_eval(conv.eval(), bn.eval(),
+                                                           transpose=isinstance(conv, nn.ConvTranspose2d)))
+        replace_module(model, bn_name, nn.Identity())
     return model
 
 
@@ -105,18 +109,6 @@ def _sequential_conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
             pairs += [(f"{prefix}.{a}".lstrip("."), f"{prefix}.{b}".lstrip(".")) for a, b in zip(names, names[1:])
                       if _foldable(module._modules[a], module._modules[b])]
     return pairs
-
-
-def _fold_pair(conv_parent: nn.Module, conv_name: str, bn_parent: nn.Module, bn_name: str) -> None:
-    conv, bn = conv_parent._modules[conv_name], bn_parent._modules[bn_name]
-    conv_parent._modules[conv_name] = fuse_conv_bn_eval(conv.eval(), bn.eval(),
-                                                        transpose=isinstance(conv, nn.ConvTranspose2d))
-    bn_parent._modules[bn_name] = nn.Identity()
-
-
-def _parent(model: nn.Module, name: str) -> tuple[nn.Module, str]:
-    parent, _, child = name.rpartition(".")
-    return (model.get_submodule(parent) if parent else model), child
 
 
 def _traced_conv_bn_pairs(model: nn.Module) -> "list[tuple[str, str]] | None":
@@ -196,7 +188,8 @@ def _quant_layer(module: nn.Module, config: QuantConfig, unsigned_input: bool, u
     return quant
 
 
-def _replace(model: nn.Module, name: str, new: nn.Module) -> None:
+def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:
+    """Put ``new`` where the submodule called ``name`` (dotted) was."""
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, child, new)
@@ -238,13 +231,13 @@ def quantize_model(
     for name, module in targets:
         layer = _quant_layer(module, config.for_layer(name), (name, "input") in unsigned, (name, "output") in unsigned,
                              quantize_output=name not in tail_layers)
-        _replace(qmodel, name, layer)
+        replace_module(qmodel, name, layer)
     for name, module in list(qmodel.named_modules()):
         if isinstance(module, ActPoint) and name in tail_points:
             setattr(module, FLOAT_NOTE, TAIL_NOTE)
         elif isinstance(module, ActPoint) and not _is_skipped(name, module, config.skip):
             point = QuantActPoint(module.role, config, (name, "output") in unsigned)
-            _replace(qmodel, name, point.train(module.training))
+            replace_module(qmodel, name, point.train(module.training))
     return qmodel
 
 
