@@ -1,6 +1,6 @@
 """Which W8A8 post-training recipe should `recipes.quantize(gen, inputs=x)` run by default?
 
-    python benchmarks/default_recipe.py [--suite] [--threads 2]
+    python -m benchmarks.default_recipe [--suite] [--threads 2]
     # writes benchmarks/results/default_recipe.{json,md}; finished runs are cached in
     # benchmarks/.cache/default_recipe (an interrupted run resumes; a code change reruns all)
 
@@ -124,7 +124,7 @@ def measure_run(run: Run[tuple[Subject, QuantConfig]], key: str) -> tuple[Result
 
 def markdown(rows: list[ResultRow], subjects: list[str], machine: str, load: float) -> list[str]:
     lines = ["# Default W8A8 recipe: vanilla PTQ variants, PSNR (dB) vs float on held-out inputs", "",
-             f"`python benchmarks/default_recipe.py`; machine {machine}; load average {load:.2f} at the end.", ""]
+             f"`python -m benchmarks.default_recipe`; machine {machine}; load average {load:.2f} at the end.", ""]
     cells = []
     for label in CANDIDATES:
         chosen = [r for r in rows if r.label == label]

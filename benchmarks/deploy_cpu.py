@@ -1,8 +1,8 @@
 """CPU deployment side by side: fp32, ONNX Runtime's quantize_static, NNCF and ours, on ONNX
 Runtime and OpenVINO, for CycleGAN-9 at 256 px and every generator of the real-generator suite.
 
-    python benchmarks/deploy_cpu.py                        # writes benchmarks/results/deploy_cpu.*
-    python benchmarks/deploy_cpu.py --models cyclegan-256 --runs 3
+    python -m benchmarks.deploy_cpu                        # writes benchmarks/results/deploy_cpu.*
+    python -m benchmarks.deploy_cpu --models cyclegan-256 --runs 3
 
 Per generator, one run: every deployment is built (exports, ``quantize_static``, ``nncf.quantize``
 on the same fp32 ONNX and the same calibration inputs), then timed in interleaved rounds
@@ -24,7 +24,8 @@ nothing (``--fresh`` measures every run again).
 
 CycleGAN-9 has random weights (no 256 px CycleGAN checkpoint is available offline): its PSNR is
 a like-for-like comparison between tools, not an image-quality figure. The suite is read from
-``benchmarks.suite`` when it is importable and its cache is filled (GAN_BREVITAS_SUITE_CACHE).
+``benchmarks.suite`` when its cache is filled (GAN_BREVITAS_SUITE_CACHE); run the benchmark as a module
+from the repository root (``python -m benchmarks.deploy_cpu``) so that ``benchmarks.suite`` imports.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 import numpy as np
 import torch
 
+from benchmarks.suite import load_suite, suite_available
+from benchmarks.suite.qfid import QFID_FAMILIES, qfid_scores
 from gan_brevitas import QuantConfig, recipes
 from gan_brevitas.deploy.bench import time_interleaved
 from gan_brevitas.deploy.runner import open_runner
@@ -121,11 +124,6 @@ def cyclegan_case(side: int, n_calib: int, n_test: int) -> Case:
 
 
 def suite_cases() -> list[Case]:
-    try:
-        from benchmarks.suite import load_suite, suite_available
-    except ImportError as err:
-        log.warning("benchmarks.suite is not importable (%s): suite generators skipped", err)
-        return []
     if not suite_available():
         log.warning("the suite cache is not filled: suite generators skipped (see benchmarks/suite/README.md)")
         return []
@@ -230,7 +228,9 @@ def psnr(a: np.ndarray, b: np.ndarray, value_range: tuple[float, float]) -> floa
     return math.inf if mse == 0 else 10 * math.log10((high - low) ** 2 / mse)
 
 
-def quality(case: Case) -> dict[str, float]:
+def quality(case: Case) -> tuple[dict[str, float], dict[str, dict]]:
+    """PSNR of each working deployment vs the fp32 ORT output on the test inputs, and for a
+    noise-to-image generator its qFID scores (`benchmarks.suite.qfid`) as well."""
     outputs = {}
     for label in case.working():
         try:
@@ -241,7 +241,10 @@ def quality(case: Case) -> dict[str, float]:
         except Exception as err:
             case.fail((label,), "compile / run", err)
     reference = outputs["fp32 ORT"]
-    return {label: psnr(out, reference, case.output_range) for label, out in outputs.items() if "fp32" not in label}
+    quantized = {label: out for label, out in outputs.items() if "fp32" not in label}
+    qfid = ({label: qfid_scores(out, reference) for label, out in quantized.items()}
+            if case.note in QFID_FAMILIES else {})
+    return {label: psnr(out, reference, case.output_range) for label, out in quantized.items()}, qfid
 
 
 def latency(case: Case, grid: list[tuple[int, int]], runs: int, warmup: int) -> list[dict]:
@@ -275,7 +278,7 @@ def run_case(case: Case, grid: list[tuple[int, int]], runs: int, warmup: int) ->
         result: dict[str, Any] = {"model": case.name, "note": case.note, "build_s": walls,
                                   "n_calib": int(case.calib.shape[0]), "n_test": int(case.test.shape[0]),
                                   "input_shape": list(case.test.shape[1:])}
-        result["psnr_db"] = quality(case)
+        result["psnr_db"], result["qfid"] = quality(case)
         result["latency"] = latency(case, grid, runs, warmup)
         x = case.test[:1].numpy()
         result["outside_int8"] = {}
@@ -318,6 +321,8 @@ def row_of(result: dict[str, Any], run: Run[None], seconds: float) -> ResultRow:
     metrics: dict[str, Any] = {key: None if timed is None else timed[key] for key in LATENCY}
     if label in result["psnr_db"]:
         metrics["psnr_db"] = result["psnr_db"][label]
+    if label in result.get("qfid", {}):
+        metrics["qfid"] = result["qfid"][label]
     generator = {key: result[key] for key in ("note", "n_calib", "n_test", "input_shape")}
     generator["build_s"] = [[step, wall] for step, wall in result["build_s"].items()]  # in build order
     fields = {"deployment": label, "batch": batch, "threads": threads, "failed": result["failed"].get(label),
@@ -330,11 +335,13 @@ def result_of(rows: list[ResultRow]) -> dict[str, Any]:
     generator = rows[0].fields["generator"]
     result: dict[str, Any] = {"model": rows[0].model, "note": generator["note"], "build_s": dict(generator["build_s"]),
                               **{key: generator[key] for key in ("n_calib", "n_test", "input_shape")},
-                              "psnr_db": {}, "latency": [], "outside_int8": {}, "failed": {}}
+                              "psnr_db": {}, "qfid": {}, "latency": [], "outside_int8": {}, "failed": {}}
     for row in rows:
         label = row.fields["deployment"]
         if "psnr_db" in row.metrics:
             result["psnr_db"].setdefault(label, math.inf if row.metrics["psnr_db"] is None else row.metrics["psnr_db"])
+        if "qfid" in row.metrics:
+            result["qfid"].setdefault(label, row.metrics["qfid"])
         if row.metrics["median_ms"] is not None:
             result["latency"].append({"deployment": label, "batch": row.fields["batch"], "threads": row.fields["threads"],
                                       "n": row.n, **{key: row.metrics[key] for key in LATENCY}})
@@ -417,7 +424,8 @@ def markdown(report: dict) -> str:
         f"{', '.join(report['cpu_features'])}; load average {report['load_before']} before, "
         f"{report['load_after']} after (shared machine); wall {report['wall_s']:.0f} s. Speed-up = fp32 ONNX "
         "Runtime median / deployment median (same interleaved rounds); noise floor = |fp32 - fp32 (repeat)| / "
-        "fp32 in the same rounds; PSNR vs the fp32 output on test inputs not used to calibrate; "
+        "fp32 in the same rounds; PSNR vs the fp32 output on test inputs not used to calibrate (for the "
+        "noise-to-image generator also qFID vs the fp32 output, in the offline demo CNN's features); "
         "OpenVINO float parts pinned to fp32. A deployment that failed is a row marked failed, with its error. "
         "Time outside int8 kernels: an ONNX Runtime op counts as int8 when it is an integer kernel (QLinear*, "
         "ConvInteger, QGemm) or it reads and writes no float tensor (a Transpose or Max on uint8); an OpenVINO layer "
@@ -440,7 +448,7 @@ def markdown(report: dict) -> str:
                 base, own = _median(result, "fp32 ORT", b, t), _median(result, label, b, t)
                 n = next(r["n"] for r in result["latency"] if r["deployment"] == label and r["batch"] == b)
                 cells.append(f"{own:.1f} ms, {base / own:.2f}x (n={n})")
-            psnr_text = _psnr_text(result["psnr_db"], label)
+            psnr_text = _psnr_text(result["psnr_db"], label) + _qfid_text(result.get("qfid", {}), label)
             lines.append(f"| {label} | {psnr_text} | " + " | ".join(cells) + " |")
         lines += ["", "Targets:", ""]
         for t in result["targets"]:
@@ -468,6 +476,10 @@ def _psnr_text(psnr_db: dict[str, Optional[float]], label: str) -> str:
     if label not in psnr_db:
         return "ref"
     return "inf" if psnr_db[label] is None else f"{psnr_db[label]:.1f}"  # None: strict JSON writes inf so
+
+
+def _qfid_text(qfid: dict[str, dict], label: str) -> str:
+    return f", qFID {qfid[label]['qfid']:.4f}" if label in qfid else ""
 
 
 def _top(share: dict) -> str:
@@ -542,7 +554,7 @@ def main(argv: Optional[list[str]] = None) -> None:
 
 def write(args: argparse.Namespace, results: list[dict], start: float, load_before: float) -> dict:
     report = {
-        "command": "python benchmarks/deploy_cpu.py " + " ".join(args.argv),
+        "command": "python -m benchmarks.deploy_cpu " + " ".join(args.argv),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or ''}".strip(", "),
         "cpu_model": _cpu_model(), "cpu_features": cpu_features(),
         "load_before": round(load_before, 1), "load_after": round(os.getloadavg()[0], 1),

@@ -5,8 +5,9 @@
 
 For each suite generator (public pretrained checkpoints, `benchmarks/suite`), in one run, each
 method quantizes the SAME float model from the SAME calibration inputs (8 photos, or 64
-latents) and is scored on held-out inputs none of them saw (4 other photos, or 64 other
-latents): PSNR (dB) of its output against the float model's output, per image and averaged.
+latents) and is scored on held-out inputs none of them saw (4 other photos, or 1024 other
+latents): PSNR (dB) of its output against the float model's output, per image and averaged, and
+for the noise-to-image generator qFID as well (`benchmarks.suite.qfid`).
 Methods:
 
 * ``ours-default``: ``recipes.quantize(gen, inputs=calib)``, no method, no config;
@@ -64,6 +65,7 @@ import torch
 from torch import Tensor, nn
 
 from benchmarks.suite import SuiteEntry, load_suite, training_inputs
+from benchmarks.suite.qfid import QFID_FAMILIES, qfid_scores
 from gan_brevitas import QuantConfig, recipes
 from gan_brevitas.backends import backend_for
 from gan_brevitas.harness import Report, ResultRow, Run, RunCache, package_fingerprint, sweep, write_report
@@ -381,8 +383,12 @@ def suite_runs(entries: list[SuiteEntry], methods: list[str], brecq_steps: int) 
 def noise_floor_row(ws: Workspace) -> ResultRow:
     """The fp32 ONNX export (its wall time) and PSNR of ONNX Runtime's fp32 output vs torch's."""
     entry = ws.entry
-    floor = _per_image_psnr(_ort_run(ws.fp32(), entry.test, ws.threads), ws.reference(), ws.data_range)
-    return ResultRow(entry.name, FLOAT_RUN, "fp32 ONNX Runtime vs torch", {"psnr_db": round(float(np.mean(floor)), 1)},
+    output = _ort_run(ws.fp32(), entry.test, ws.threads)
+    floor = _per_image_psnr(output, ws.reference(), ws.data_range)
+    metrics: dict[str, Any] = {"psnr_db": round(float(np.mean(floor)), 1)}
+    if entry.family in QFID_FAMILIES:
+        metrics["qfid"] = qfid_scores(output, ws.reference())["qfid"]
+    return ResultRow(entry.name, FLOAT_RUN, "fp32 ONNX Runtime vs torch", metrics,
                      int(entry.test.shape[0]), round(ws.export_s, 2),
                      {"n_calib": int(entry.calib.shape[0]), "input_size": entry.input_size})
 
@@ -404,6 +410,8 @@ def method_row(ws: Workspace, method: str, quantize: Callable[[SuiteEntry], Outc
         psnr_db = round(float(np.mean(per_image)), 2)
         fields.update(psnr_per_image=per_image, left_float=outcome.left_float, detail=outcome.detail,
                       candidates=outcome.candidates)  # fmt: skip
+        if entry.family in QFID_FAMILIES:
+            fields.update(qfid_scores(outcome.output, reference))
     except NotAvailable as error:
         seconds = round(time.perf_counter() - start, 2)
         fields.update(status="not available", detail=str(error)[:400])
@@ -449,7 +457,8 @@ def measure_suite(entries: list[SuiteEntry], methods: list[str], args: argparse.
 def meta(row: ResultRow) -> dict[str, Any]:
     """The per-generator facts of the report, from its noise-floor row."""
     return {"fp32_onnx_export_s": row.seconds, "fp32_ort_vs_torch_psnr_db": row.metrics["psnr_db"], "n_test": row.n,
-            "n_calib": row.fields["n_calib"], "input_size": row.fields["input_size"]}  # fmt: skip
+            "n_calib": row.fields["n_calib"], "input_size": row.fields["input_size"],
+            "fp32_ort_vs_torch_qfid": row.metrics.get("qfid")}  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- report
@@ -478,6 +487,8 @@ def targets(rows: list[dict[str, Any]], models: list[str]) -> list[dict[str, Any
             mean, worst = _paired(ours, best)
             out.append({"model": model, "target": "default W8A8 >= best anchor + 0.5 dB", "anchor": best["method"],
                         "margin_db": round(mean, 2), "worst_image_db": round(worst, 2), "met": mean >= 0.5})  # fmt: skip
+            if ours.get("qfid") is not None:
+                out.append(_qfid_target(model, ours, anchors))
         if w4 and w4mm and w4.get("family") != "noise-to-image":  # the 4-bit goal is for SR and image-to-image
             mean, worst = _paired(w4, w4mm)
             out.append({"model": model, "target": "best W4A8 >= W4A8 min-max + 3 dB", "anchor": "minmax-w4a8",
@@ -489,6 +500,31 @@ def targets(rows: list[dict[str, Any]], models: list[str]) -> list[dict[str, Any
                             "anchor": "ours-default", "margin_db": round(mean, 2), "worst_image_db": round(worst, 2),
                             "met": mean >= -2.0})  # fmt: skip
     return out
+
+
+def _qfid_target(model: str, ours: dict[str, Any], anchors: list[dict[str, Any]]) -> dict[str, Any]:
+    """Default W8A8 qFID below the lowest anchor qFID, on all test latents and on each half."""
+    best = min(anchors, key=lambda r: r["qfid"])
+    met = ours["qfid"] < best["qfid"] and all(a < b for a, b in zip(ours["qfid_halves"], best["qfid_halves"]))
+    return {"model": model, "target": "default W8A8 qFID < best anchor's (all latents and each half)",
+            "anchor": best["method"], "qfid": [ours["qfid"], best["qfid"]],
+            "qfid_halves": [ours["qfid_halves"], best["qfid_halves"]], "met": met}
+
+
+def _margin_cells(t: dict[str, Any]) -> str:
+    """The margin and worst-case cells of a target row: dB, or qFID ours vs anchor (with the halves)."""
+    if "qfid" in t:
+        (ours, anchor), (ours_halves, anchor_halves) = t["qfid"], t["qfid_halves"]
+        halves = ", ".join(f"{a:.4f} vs {b:.4f}" for a, b in zip(ours_halves, anchor_halves))
+        return f"qFID {ours:.4f} vs {anchor:.4f} | halves: {halves}"
+    return f"{t['margin_db']:+.2f} | {t['worst_image_db']:+.2f}"
+
+
+def _cell(row: dict[str, Any]) -> str:
+    if row["status"] != "ok":
+        return row["status"]
+    qfid = f", qFID {row['qfid']:.4f}" if row.get("qfid") is not None else ""
+    return f"{row['psnr_db']:.2f}{qfid} ({row['seconds']:.0f} s)"
 
 
 def _processor() -> str:
@@ -516,26 +552,23 @@ def write_markdown(report: dict[str, Any], models: list[str], methods: list[str]
              f"onnxruntime {report['versions'].get('onnxruntime')}, nncf {report['versions'].get('nncf')}, "
              f"openvino {report['versions'].get('openvino')}.", "",
              "PSNR (dB) of each method's output vs the float model's output on held-out inputs "
-             "(n test images / latents per model in the header); higher is better. "
+             "(n test images / latents per model in the header); higher is better. For the noise-to-image "
+             "generator also qFID (Fréchet distance to the float model's images for the same latents, lower "
+             "is better) in the offline demo CNN's features, not comparable with Inception FIDs. "
              "Time: the quantization call in seconds.", ""]  # fmt: skip
     header = "| method | " + " | ".join(f"{m} (n={report['meta'][m]['n_test']})" for m in models) + " |"
     lines += [header, "|---" * (len(models) + 1) + "|"]
     for method in methods:
-        cells = []
-        for model in models:
-            row = next(r for r in rows if r["model"] == model and r["method"] == method)
-            if row["status"] == "ok":
-                cells.append(f"{row['psnr_db']:.2f} ({row['seconds']:.0f} s)")
-            else:
-                cells.append(row["status"])
+        cells = [_cell(next(r for r in rows if r["model"] == model and r["method"] == method)) for model in models]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     lines += ["", "Noise floor: fp32 ONNX Runtime vs torch float, PSNR: " + ", ".join(
-        f"{m} {report['meta'][m]['fp32_ort_vs_torch_psnr_db']} dB" for m in models) + ".", ""]
+        f"{m} {report['meta'][m]['fp32_ort_vs_torch_psnr_db']} dB" for m in models) + "."
+        + "".join(f" qFID {m}: {report['meta'][m]['fp32_ort_vs_torch_qfid']}." for m in models
+                  if report["meta"][m].get("fp32_ort_vs_torch_qfid") is not None), ""]
     lines += ["## Targets (issue 14), paired per image", "", "| model | target | vs | mean margin (dB) | worst image (dB) | met |",
               "|---|---|---|---|---|---|"]  # fmt: skip
     for t in report["targets"]:
-        lines.append(f"| {t['model']} | {t['target']} | {t['anchor']} | {t['margin_db']:+.2f} | {t['worst_image_db']:+.2f} | "
-                     f"{'yes' if t['met'] else 'NO'} |")  # fmt: skip
+        lines.append(f"| {t['model']} | {t['target']} | {t['anchor']} | {_margin_cells(t)} | {'yes' if t['met'] else 'NO'} |")
     lines += ["", "## Layers left float, per tool", ""]
     for model in models:
         for row in rows:

@@ -28,7 +28,8 @@ __all__ = ["DEFAULT_SIZES", "SOURCES", "SuiteCacheError", "SuiteEntry", "load_su
 DEFAULT_SIZES: dict[str, int] = {"sketch_translator": 128, "srgan_x4": 48, "srvgg_x4": 48, "dcgan_mnist": 28}
 SR_FACTOR = 4
 LATENTS_CALIB = 64
-LATENTS_TEST = 64
+#: Test latents of the noise-to-image generator: its qFID (`benchmarks.suite.qfid`) needs many images.
+LATENTS_TEST = 1024
 
 
 @dataclass

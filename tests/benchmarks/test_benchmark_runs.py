@@ -123,6 +123,7 @@ class FakeDeploy:
         return {"model": case.name, "note": "fake", "build_s": {"quantize_static": 1.0, "ours quantize": 2.0},
                 "n_calib": 2, "n_test": 2, "input_shape": [3, 8, 8],
                 "psnr_db": {label: 30.0 + i for i, label in enumerate(working) if "fp32" not in label},
+                "qfid": {"ours ORT": {"qfid": 0.25, "qfid_halves": [0.3, 0.2]}},
                 "latency": latency, "outside_int8": {"ours ORT": {"outside_int8": 0.1, "top": [["Conv", 0.6]]},
                                                      "ours OpenVINO": {"outside_int8": 0.2, "top": [["Add", 0.1]]}},
                 "failed": {"NNCF OpenVINO": "nncf: RuntimeError: boom"}}
@@ -157,7 +158,7 @@ def test_deploy_cpu_resumes_caches_and_renders(monkeypatch, tmp_path):
     markdown = (tmp_path / "out" / "deploy_cpu.md").read_text()
     assert markdown == deploy_cpu.markdown(report)
     assert "| NNCF OpenVINO | failed | nncf: RuntimeError: boom | |" in markdown
-    assert "| ours ORT | 35.0 | 1.7 ms, 6.00x (n=2) | 6.7 ms, 6.00x (n=2) |" in markdown
+    assert "| ours ORT | 35.0, qFID 0.2500 | 1.7 ms, 6.00x (n=2) | 6.7 ms, 6.00x (n=2) |" in markdown
     assert "- build wall times (s): quantize_static 1, ours quantize 2" in markdown  # build order kept
 
     deploy_cpu.main(argv)  # all cached

@@ -26,10 +26,11 @@ def test_a_failing_deployment_is_a_failed_row_not_a_crash(tmp_path):
     case.files = {label: fp32 for label in deploy_cpu.DEPLOYMENTS}
     case.files["quantize_static OpenVINO"] = broken
 
-    psnr = deploy_cpu.quality(case)
+    psnr, qfid = deploy_cpu.quality(case)
     rows = deploy_cpu.latency(case, [(1, 1)], runs=1, warmup=0)
     assert "quantize_static OpenVINO" in case.failed and "OpenVINO" in case.failed["quantize_static OpenVINO"]
     assert "quantize_static OpenVINO" not in psnr and psnr["ours ORT"] == float("inf")
+    assert qfid == {}  # qFID only for noise-to-image generators
     assert {r["deployment"] for r in rows} == set(deploy_cpu.DEPLOYMENTS) - {"quantize_static OpenVINO"}
 
     result = {"model": "tiny", "note": "test", "input_shape": [3, 8, 8], "n_calib": 2, "n_test": 2,

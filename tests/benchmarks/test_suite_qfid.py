@@ -1,0 +1,68 @@
+"""qFID of the suite's noise-to-image generator (benchmarks/suite/qfid.py) and how the quality
+benchmark reports it: zero for identical images, growing with the error, a target row that must
+hold on the whole set and on each half."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from benchmarks import quality_suite
+from benchmarks.suite import SOURCES, SuiteEntry
+from benchmarks.suite.qfid import qfid_scores
+
+
+def _images(n: int = 64, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 1, 28, 28, generator=generator) * 2 - 1
+
+
+def test_qfid_is_zero_for_identical_images_and_grows_with_the_error():
+    reference = _images()
+    noise = torch.randn(reference.shape, generator=torch.Generator().manual_seed(1))
+    same = qfid_scores(reference, reference)
+    small = qfid_scores((reference + 0.02 * noise).clamp(-1, 1), reference)
+    large = qfid_scores((reference + 0.2 * noise).clamp(-1, 1), reference)
+    assert same == {"qfid": 0.0, "qfid_halves": [0.0, 0.0]}
+    assert 0 < small["qfid"] < large["qfid"]
+    assert all(0 < a < b for a, b in zip(small["qfid_halves"], large["qfid_halves"]))
+
+
+def test_qfid_rejects_sets_that_do_not_pair():
+    with pytest.raises(ValueError, match="same shape"):
+        qfid_scores(_images(16), _images(32))
+
+
+def test_quality_suite_scores_a_noise_to_image_generator_by_qfid(monkeypatch, tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 28 * 28), nn.Tanh(), nn.Unflatten(1, (1, 28, 28))).eval()
+    entry = SuiteEntry("latents", "noise-to-image", model, torch.randn(4, 8), torch.randn(32, 8), 28, (-1.0, 1.0),
+                       SOURCES["dcgan_mnist"])
+    monkeypatch.setattr(quality_suite, "load_suite", lambda names, sizes: [entry])
+    monkeypatch.setattr(quality_suite, "_versions", lambda: {"torch": "fake"})
+    monkeypatch.setattr(quality_suite, "export_fp32_onnx", lambda model, example, path: None)
+    monkeypatch.setattr(quality_suite, "_ort_run", lambda path, inputs, threads: quality_suite._run_torch(model, inputs))
+
+    def table(ws, brecq_steps=0):
+        def noisy(scale: float):
+            def quantize(e: SuiteEntry) -> quality_suite.Outcome:
+                noise = torch.randn(ws.reference().shape, generator=torch.Generator().manual_seed(2))
+                return quality_suite.Outcome((ws.reference() + scale * noise).clamp(-1, 1), [])
+            return quantize
+
+        return {"ours-default": noisy(0.01), "nncf": noisy(0.1)}
+
+    monkeypatch.setattr(quality_suite, "method_table", table)
+    quality_suite.main(["--methods", "ours-default,nncf", "--out", str(tmp_path), "--cache", str(tmp_path / "c"),
+                        "--threads", "1"])
+    report = json.loads((tmp_path / "quality_suite.json").read_text())
+    ours, nncf = report["rows"]
+    assert 0 < ours["qfid"] < nncf["qfid"] and len(ours["qfid_halves"]) == 2
+    assert report["meta"]["latents"]["fp32_ort_vs_torch_qfid"] == 0.0
+    qfid_target = next(t for t in report["targets"] if "qFID" in t["target"])
+    assert qfid_target["anchor"] == "nncf" and qfid_target["met"]
+    markdown = (tmp_path / "quality_suite.md").read_text()
+    assert f"qFID {ours['qfid']:.4f} vs {nncf['qfid']:.4f}" in markdown
