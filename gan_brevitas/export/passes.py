@@ -18,6 +18,9 @@
 * `silu_as_quick_gelu`: x * Sigmoid(x) becomes ONNX Runtime's one-op QuickGelu(alpha=1) (the
   same MLAS logistic): ONNX Runtime gives each consumer of a DequantizeLinear its own copy, so
   the two-op form dequantized the tensor twice and never fused (SRGAN SiLU blocks).
+* `merge_slices`: a Slice that only feeds another Slice on other axes joins it (exact: the same
+  elements are kept). The exporter writes the sub-pixel ConvTranspose crop ``y[..., a:b, c:d]``
+  as two Slices, each a kernel call and a copy in ONNX Runtime.
 * `pack_int4`: weights of at most 4 bits, exported as int8 + Clip, become ONNX INT4
   initializers (opset 21), two values per byte: about 8x smaller than fp32.
 * `cast_float_parts_fp16`: the float parts (normalisation, attention, activations, Tanh) run
@@ -421,6 +424,60 @@ def _constant_through_reshapes(index: GraphIndex, name: str) -> "np.ndarray | No
             return None
         name = producer.input[0]
     return None
+
+
+def _slice_bounds(index: GraphIndex, node: onnx.NodeProto) -> "tuple[np.ndarray, np.ndarray, np.ndarray] | None":
+    """(starts, ends, axes) of a Slice whose bounds and axes are constants and whose steps are 1;
+    None otherwise."""
+    if len(node.input) < 4 or not node.input[3]:
+        return None  # no axes: they would depend on the rank
+    if len(node.input) > 4 and node.input[4]:
+        steps = _constant_through_reshapes(index, node.input[4])
+        if steps is None or np.any(steps != 1):
+            return None
+    bounds = [_constant_through_reshapes(index, name) for name in node.input[1:4]]
+    if any(b is None for b in bounds):
+        return None
+    return tuple(np.asarray(b, dtype=np.int64).reshape(-1) for b in bounds)  # type: ignore[return-value]
+
+
+def _merge_slice_pair(index: GraphIndex, graph: onnx.GraphProto, second: onnx.NodeProto) -> bool:
+    """Merge the Slice feeding ``second`` into it when both slice different axes (in place)."""
+    first = index.producer.get(second.input[0])
+    if first is None or first.op_type != "Slice" or first.output[0] in index.graph_outputs:
+        return False
+    if len(index.consumers.get(first.output[0], [])) != 1:
+        return False
+    a, b = _slice_bounds(index, first), _slice_bounds(index, second)
+    if a is None or b is None:
+        return False
+    axes = np.concatenate([a[2], b[2]])
+    if len(set(axes.tolist())) != len(axes) or not (np.all(axes >= 0) or np.all(axes < 0)):
+        return False  # a shared axis, or signs mixed (disjointness would depend on the rank)
+    names = []
+    for role, values in zip(("starts", "ends", "axes"), (np.concatenate([a[0], b[0]]), np.concatenate([a[1], b[1]]), axes)):
+        names.append(f"{second.output[0]}/merged_{role}")
+        graph.initializer.append(numpy_helper.from_array(values, names[-1]))
+    second.input[:] = [first.input[0], *names]
+    graph.node.remove(first)
+    return True
+
+
+def merge_slices(model: onnx.ModelProto) -> int:
+    """Merge each Slice that only feeds another Slice on other axes into it (in place, exact);
+    returns how many Slices were merged away."""
+    graph = model.graph
+    merged = 0
+    while True:
+        index = GraphIndex.build(graph)
+        done = next((True for node in graph.node if node.op_type == "Slice" and _merge_slice_pair(index, graph, node)), False)
+        if not done:
+            break
+        merged += 1
+    if merged:
+        _drop_dead_nodes(graph)
+        _drop_unused_initializers(model)
+    return merged
 
 
 def prelu_as_leaky_relu(model: onnx.ModelProto) -> int:

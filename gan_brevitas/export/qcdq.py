@@ -497,6 +497,9 @@ def finish_graph(model_proto: onnx.ModelProto, options: ExportOptions) -> list[s
             )
         notes.append(f"{packed} weight tensor(s) packed as INT4")
     if options.target in ("onnxruntime", "openvino"):
+        slices = passes.merge_slices(model_proto)
+        if slices:
+            notes.append(f"{slices} pair(s) of Slices on different axes merged into one Slice each (exact)")
         movers = OPENVINO_MOVERS if options.target == "openvino" else passes.DATA_MOVEMENT
         moves = passes.move_qdq_across_data_movement(model_proto, movers)
         if options.target == "onnxruntime":

@@ -45,7 +45,8 @@ class QuantLatentProjection(QuantLinear):
         self.out_shape = tuple(out_shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x).unflatten(1, self.out_shape)
+        # reshape to a constant shape: exported as one Reshape (unflatten exports Shape / Slice / Concat)
+        return super().forward(x).reshape(-1, *self.out_shape)
 
 
 #: float layer class -> (Brevitas class, constructor attributes copied from the float layer)

@@ -37,7 +37,8 @@ class LatentProjection(nn.Linear):
         self.out_shape = tuple(out_shape)
 
     def forward(self, x: Tensor) -> Tensor:
-        return super().forward(x).unflatten(1, self.out_shape)
+        # reshape to a constant shape: exported as one Reshape (unflatten exports Shape / Slice / Concat)
+        return super().forward(x).reshape(-1, *self.out_shape)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, out_shape={self.out_shape}"
