@@ -90,3 +90,19 @@ def test_symmetric_re_export_knows_the_latent_projection(tmp_path):
     # asymmetric activations -> re-calibrated symmetric ones, through that float twin
     report = recipes.export(qmodel, tmp_path / "g.onnx", "tensorrt", example_input=Z[:1], inputs=Z)
     assert check_tensorrt(report.path).ok
+
+
+def test_the_onnx_runtime_export_reshapes_the_projection_to_a_constant_shape(tmp_path):
+    import numpy as np
+    import onnx
+    ort = pytest.importorskip("onnxruntime")
+
+    qmodel = recipes.quantize(dcgan_generator(), "vanilla-ptq", inputs=Z, num_samples=8, progress=False)
+    report = recipes.export(qmodel, tmp_path / "g.onnx", "onnxruntime", example_input=Z[:1])
+    ops = [node.op_type for node in onnx.load(str(report.path)).graph.node]
+    assert "Shape" not in ops and "Concat" not in ops and ops.count("Reshape") == 1  # one static Reshape
+    session = ort.InferenceSession(str(report.path), providers=["CPUExecutionProvider"])
+    got = np.concatenate([session.run(None, {report.input_name: Z[i : i + 1].numpy()})[0] for i in range(4)])
+    with torch.no_grad():
+        expected = qmodel(Z[:4]).numpy()
+    np.testing.assert_allclose(got, expected, atol=0.05)
