@@ -53,7 +53,7 @@ def dequantize_parts(value: Any) -> Optional[tuple[Any, np.ndarray, Optional[np.
     return inputs[0], scale, zero_point, (axis.as_int() if axis is not None else 1)
 
 
-def _weight_parts(conv: Any) -> Optional[tuple[np.ndarray, np.ndarray]]:
+def weight_parts(conv: Any) -> Optional[tuple[np.ndarray, np.ndarray]]:
     """(8-bit weight array, per-output-channel scale) of a conv with a symmetric 8-bit
     dequantized constant weight; None otherwise."""
     parts = dequantize_parts(conv.inputs[1])
@@ -77,7 +77,7 @@ def _as_uint8(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (weight.astype(np.int16) + 128).astype(np.uint8), np.array(128, np.uint8)
 
 
-def _activation_parts(conv: Any) -> Optional[tuple[Any, Any, float]]:
+def activation_parts(conv: Any) -> Optional[tuple[Any, Any, float]]:
     """(8-bit input value, zero point value, scale) of a conv whose input is a per-tensor
     dequantized 8-bit activation with an explicit zero point; None otherwise."""
     parts = dequantize_parts(conv.inputs[0])
@@ -90,7 +90,7 @@ def _activation_parts(conv: Any) -> Optional[tuple[Any, Any, float]]:
     return activation, conv.inputs[0].producer().inputs[2], float(scale.reshape(-1)[0])
 
 
-def _runs_float(conv: Any) -> bool:
+def runs_float(conv: Any) -> bool:
     """A Conv whose output no QuantizeLinear consumes (ONNX Runtime would run it in float)."""
     if conv.op_type != "Conv" or conv.domain not in ("", "ai.onnx") or len(conv.inputs) < 2:
         return False
@@ -98,7 +98,7 @@ def _runs_float(conv: Any) -> bool:
     return not any(user.op_type == "QuantizeLinear" for user, _ in output.uses())
 
 
-def _bias(conv: Any) -> Optional[np.ndarray]:
+def conv_bias(conv: Any) -> Optional[np.ndarray]:
     """The conv's bias as float32 (a float constant, or a dequantized int32 constant)."""
     if len(conv.inputs) < 3 or conv.inputs[2] is None:
         return None
@@ -117,10 +117,10 @@ def _rewrite(model: Any, conv: Any) -> bool:
     """Replace one float-output conv by ConvInteger + dequantizing Mul (+ bias Add)."""
     import onnx_ir as ir
 
-    weight = _weight_parts(conv)
-    activation = _activation_parts(conv)
+    weight = weight_parts(conv)
+    activation = activation_parts(conv)
     has_bias = len(conv.inputs) > 2 and conv.inputs[2] is not None
-    bias = _bias(conv)
+    bias = conv_bias(conv)
     if weight is None or activation is None or (has_bias and bias is None):
         return False
     weight_values, weight_scale = weight
@@ -169,7 +169,7 @@ def float_tail_as_conv_integer(model_proto: onnx.ModelProto) -> list[str]:
     import onnx_ir.passes.common
 
     model = ir.from_proto(model_proto)
-    rewritten = [conv.name for conv in list(model.graph) if _runs_float(conv) and _rewrite(model, conv)]
+    rewritten = [conv.name for conv in list(model.graph) if runs_float(conv) and _rewrite(model, conv)]
     if rewritten:
         onnx_ir.passes.common.RemoveUnusedNodesPass()(model)
         model_proto.CopyFrom(ir.to_proto(model))

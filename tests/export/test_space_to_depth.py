@@ -56,14 +56,15 @@ def test_output_sizes_off_the_block_are_refused():
 class RgbHead(nn.Module):
     """conv -> ReLU -> the RGB conv a generator ends with (optionally after a reflection pad)."""
 
-    def __init__(self, kernel: int = 7, reflect: bool = False) -> None:
+    def __init__(self, kernel: int = 7, reflect: bool = False, output: nn.Module | None = None) -> None:
         super().__init__()
         self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
         self.pad = nn.ReflectionPad2d(kernel // 2) if reflect else nn.Identity()
         self.rgb = nn.Conv2d(8, 3, kernel, padding=0 if reflect else kernel // 2)
+        self.output = output if output is not None else nn.Tanh()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.rgb(self.pad(self.body(x))))
+        return self.output(self.rgb(self.pad(self.body(x))))
 
 
 def _export_both(model: nn.Module, tmp_path, monkeypatch, **quant) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -83,7 +84,8 @@ def _export_both(model: nn.Module, tmp_path, monkeypatch, **quant) -> tuple[list
 
 @pytest.mark.parametrize("reflect", [False, True])
 def test_float_tail_conv_runs_blocked_with_identical_output(reflect, tmp_path, monkeypatch):
-    ops, blocked, plain = _export_both(RgbHead(reflect=reflect), tmp_path, monkeypatch)
+    # a Hardtanh output: a Tanh would take the float conv to `tanh_tail` instead of ConvInteger
+    ops, blocked, plain = _export_both(RgbHead(reflect=reflect, output=nn.Hardtanh()), tmp_path, monkeypatch)
     assert {"SpaceToDepth", "DepthToSpace", "ConvInteger"} <= set(ops), ops
     np.testing.assert_allclose(blocked, plain, rtol=0, atol=1e-6)  # same integers; float rounding only
 
