@@ -108,6 +108,9 @@ def _moved_copy(ir: Any, model: Any, part: Any, path: list[Any], name: str) -> l
 def _rewrite(model: Any, conv: Any) -> bool:
     import onnx_ir as ir
 
+    group = conv.attributes.get("group")
+    if group is not None and group.as_int() != 1:
+        return False  # the copies are stacked along the output channels, which groups would split
     path = _path_to_tanh(conv)
     if path is None:
         return False

@@ -73,3 +73,12 @@ def test_a_conv_whose_output_is_also_read_elsewhere_keeps_the_conv_integer(tmp_p
     assert not any(str(TANH_RANGES) in note for note in report.conversions)
     assert "ConvInteger" in ops
     np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_a_grouped_tail_conv_keeps_the_conv_integer(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 4, 3, padding=1, groups=2),
+                          nn.Tanh()).eval()
+    report, ops, got, expected = _export(model, tmp_path)
+    assert not any(str(TANH_RANGES) in note for note in report.conversions)
+    np.testing.assert_allclose(got, expected, atol=1e-4)
