@@ -51,10 +51,11 @@ import numpy as np
 import torch
 
 from benchmarks.suite import load_suite, suite_available
-from benchmarks.suite.qfid import QFID_FAMILIES, qfid_scores
+from benchmarks.suite.qfid import QFID_FAMILIES, SOURCE_SHA256 as QFID_SOURCE, qfid_scores
 from gan_brevitas import QuantConfig, recipes
 from gan_brevitas.deploy.bench import time_interleaved
 from gan_brevitas.deploy.runner import open_runner
+from gan_brevitas.errors import MetricError
 from gan_brevitas.export.openvino import profile_time_share as ov_profile
 from gan_brevitas.export.ort import profile_time_share as ort_profile
 from gan_brevitas.harness import Report, ResultRow, Run, RunCache, package_fingerprint, sweep_together, write_report
@@ -242,9 +243,14 @@ def quality(case: Case) -> tuple[dict[str, float], dict[str, dict]]:
             case.fail((label,), "compile / run", err)
     reference = outputs["fp32 ORT"]
     quantized = {label: out for label, out in outputs.items() if "fp32" not in label}
-    qfid = ({label: qfid_scores(out, reference) for label, out in quantized.items()}
-            if case.note in QFID_FAMILIES else {})
-    return {label: psnr(out, reference, case.output_range) for label, out in quantized.items()}, qfid
+    qfid = {}
+    for label, out in quantized.items() if case.note in QFID_FAMILIES else ():
+        try:
+            qfid[label] = qfid_scores(out, reference)
+        except MetricError as err:  # NaN or out-of-range images: that deployment failed, not the run
+            case.fail((label,), "qFID", err)
+    return {label: psnr(out, reference, case.output_range) for label, out in quantized.items()
+            if label not in case.failed}, qfid
 
 
 def latency(case: Case, grid: list[tuple[int, int]], runs: int, warmup: int) -> list[dict]:
@@ -364,7 +370,7 @@ def measure_case(case: Case, pending: list[Run[None]], args: argparse.Namespace)
 def run_context(cases: list[Case]) -> Callable[[Run[None]], dict[str, Any]]:
     """A run's key besides its own: the generator's and inputs' content, the code, tools, CPU."""
     common = {"package": package_fingerprint(), "benchmark": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
-              "versions": _versions(), "cpu": [_cpu_model(), os.cpu_count(), cpu_features()]}
+              "qfid": QFID_SOURCE, "versions": _versions(), "cpu": [_cpu_model(), os.cpu_count(), cpu_features()]}
     ids = {c.name: {"generator": module_sha256(c.model), "output_range": list(c.output_range), "note": c.note,
                     "inputs": tensor_sha256([("calib", c.calib), ("test", c.test)])} for c in cases}
     return lambda run: {**common, "case": ids[run.model]}

@@ -65,9 +65,10 @@ import torch
 from torch import Tensor, nn
 
 from benchmarks.suite import SuiteEntry, load_suite, training_inputs
-from benchmarks.suite.qfid import QFID_FAMILIES, qfid_scores
+from benchmarks.suite.qfid import QFID_FAMILIES, SOURCE_SHA256 as QFID_SOURCE, qfid_scores
 from gan_brevitas import QuantConfig, recipes
 from gan_brevitas.backends import backend_for
+from gan_brevitas.errors import MetricError
 from gan_brevitas.harness import Report, ResultRow, Run, RunCache, package_fingerprint, sweep, write_report
 from gan_brevitas.metrics.psnr import psnr
 from gan_brevitas.qat.checkpoint import module_sha256, tensor_sha256
@@ -393,6 +394,14 @@ def noise_floor_row(ws: Workspace) -> ResultRow:
                      {"n_calib": int(entry.calib.shape[0]), "input_size": entry.input_size})
 
 
+def _qfid_fields(output: Tensor, reference: Tensor) -> dict[str, Any]:
+    """The qFID scores, or None with the reason when the images cannot be scored (NaN, out of range)."""
+    try:
+        return qfid_scores(output, reference)
+    except MetricError as err:
+        return {"qfid": None, "qfid_halves": None, "qfid_error": str(err)[:300]}
+
+
 def method_row(ws: Workspace, method: str, quantize: Callable[[SuiteEntry], Outcome]) -> ResultRow:
     """One method on one generator: PSNR per image vs the float output; a method that is not
     available or fails is a row with that status, not a stopped comparison."""
@@ -411,7 +420,7 @@ def method_row(ws: Workspace, method: str, quantize: Callable[[SuiteEntry], Outc
         fields.update(psnr_per_image=per_image, left_float=outcome.left_float, detail=outcome.detail,
                       candidates=outcome.candidates)  # fmt: skip
         if entry.family in QFID_FAMILIES:
-            fields.update(qfid_scores(outcome.output, reference))
+            fields.update(_qfid_fields(outcome.output, reference))
     except NotAvailable as error:
         seconds = round(time.perf_counter() - start, 2)
         fields.update(status="not available", detail=str(error)[:400])
@@ -436,7 +445,7 @@ def measure_run(run: Run[None], spaces: dict[str, Workspace], brecq_steps: int) 
 def run_context(entries: list[SuiteEntry], threads: int, versions: dict[str, str]) -> Callable[[Run[None]], dict]:
     """A run's key besides its own: the generator's and inputs' content, the code, the tools."""
     common = {"package": package_fingerprint(), "benchmark": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
-              "versions": versions, "threads": threads}  # fmt: skip
+              "qfid": QFID_SOURCE, "versions": versions, "threads": threads}  # fmt: skip
     ids = {e.name: {"generator": module_sha256(e.model), "output_range": list(e.output_range),
                     "inputs": tensor_sha256([("calib", e.calib), ("test", e.test)])} for e in entries}  # fmt: skip
     return lambda run: {**common, "entry": ids[run.model]}
@@ -503,8 +512,13 @@ def targets(rows: list[dict[str, Any]], models: list[str]) -> list[dict[str, Any
 
 
 def _qfid_target(model: str, ours: dict[str, Any], anchors: list[dict[str, Any]]) -> dict[str, Any]:
-    """Default W8A8 qFID below the lowest anchor qFID, on all test latents and on each half."""
-    best = min(anchors, key=lambda r: r["qfid"])
+    """Default W8A8 qFID below the lowest anchor qFID, on all test latents and on each half
+    (an anchor whose images could not be scored is left out)."""
+    best = min((r for r in anchors if r.get("qfid") is not None), key=lambda r: r["qfid"], default=None)
+    if best is None:
+        return {"model": model, "target": "default W8A8 qFID < best anchor's (all latents and each half)",
+                "anchor": "none scored", "qfid": [ours["qfid"], math.nan],
+                "qfid_halves": [ours["qfid_halves"], [math.nan, math.nan]], "met": False}
     met = ours["qfid"] < best["qfid"] and all(a < b for a, b in zip(ours["qfid_halves"], best["qfid_halves"]))
     return {"model": model, "target": "default W8A8 qFID < best anchor's (all latents and each half)",
             "anchor": best["method"], "qfid": [ours["qfid"], best["qfid"]],

@@ -26,7 +26,7 @@ from typing import Any, Optional
 import numpy as np
 import onnx
 
-from gan_brevitas.export.conv_integer import activation_parts, conv_bias, runs_float, weight_parts
+from gan_brevitas.export.conv_integer import activation_parts, constant_array, conv_bias, runs_float, weight_parts
 
 #: Nested symmetric pre-Tanh ranges, finest first.
 TANH_RANGES = (1.0, 4.0)
@@ -61,12 +61,16 @@ def _constant(ir: Any, graph: Any, name: str, values: np.ndarray) -> Any:
 def _copies_conv(ir: Any, model: Any, conv: Any, name: str) -> Optional[list[Any]]:
     """DequantizeLinear (weights, bias) -> Conv -> QuantizeLinear computing every range's copy of
     ``conv``'s output channels on one uint8 grid: QDQ nodes, which ONNX Runtime fuses into one
-    QLinearConv and other readers (OpenVINO) take as they are. None when ``conv`` does not fit."""
+    QLinearConv and other readers (OpenVINO) take as they are. None when ``conv`` does not fit,
+    or its input is int8 (ONNX Runtime fuses the pattern only for uint8 inputs)."""
     weight, activation = weight_parts(conv), activation_parts(conv)
     has_bias = len(conv.inputs) > 2 and conv.inputs[2] is not None
     bias = conv_bias(conv)
     if weight is None or activation is None or (has_bias and bias is None):
         return None
+    zero_point = constant_array(activation[1])
+    if zero_point is None or zero_point.dtype != np.uint8:
+        return None  # ONNX Runtime leaves an int8-input QDQ conv unfused here: a float Conv, slower than ConvInteger
     values, weight_scale = weight
     x_scale = np.float32(activation[2])
     ratios = [bound / TANH_RANGES[0] for bound in TANH_RANGES]

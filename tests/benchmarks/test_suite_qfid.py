@@ -66,3 +66,35 @@ def test_quality_suite_scores_a_noise_to_image_generator_by_qfid(monkeypatch, tm
     assert qfid_target["anchor"] == "nncf" and qfid_target["met"]
     markdown = (tmp_path / "quality_suite.md").read_text()
     assert f"qFID {ours['qfid']:.4f} vs {nncf['qfid']:.4f}" in markdown
+
+
+def test_a_deployment_whose_images_cannot_be_scored_fails_alone(monkeypatch, tmp_path):
+    from benchmarks import deploy_cpu
+
+    reference = _images(16)
+    broken = reference.clone()
+    broken[3, 0, 5, 5] = float("nan")
+    outputs = {"ours ORT": broken.numpy()}
+
+    class Runner:
+        def __init__(self, label):
+            self.label, self.calls = label, 0
+
+        def __call__(self, x):
+            self.calls += 1
+            return outputs.get(self.label, reference.numpy())[self.calls - 1 : self.calls]
+
+    case = deploy_cpu.Case("latents", nn.Identity(), torch.randn(4, 8), torch.randn(16, 8), note="noise-to-image")
+    case.files = {label: tmp_path / label for label in deploy_cpu.DEPLOYMENTS}
+    monkeypatch.setattr(deploy_cpu, "open_runner", lambda path, engine, threads, shape: Runner(path.name))
+    psnr, qfid = deploy_cpu.quality(case)
+    assert "qFID" in case.failed["ours ORT"] and "NaN" in case.failed["ours ORT"]
+    assert "ours ORT" not in psnr and "ours ORT" not in qfid
+    assert qfid["ours OpenVINO"]["qfid"] == 0.0 and psnr["ours OpenVINO"] == float("inf")
+
+
+def test_the_quality_suite_keeps_a_row_whose_images_cannot_be_scored():
+    broken = _images(16)
+    broken[0, 0, 0, 0] = float("nan")
+    fields = quality_suite._qfid_fields(broken, _images(16))
+    assert fields["qfid"] is None and "NaN" in fields["qfid_error"]
