@@ -5,7 +5,8 @@
     python -m benchmarks.quality_findings --models dcgan_mnist --qat-epochs 4   # PTQ vs LSQ-QAT
 
 Pairs of recipes that differ in ONE thing, each scored by PSNR (dB) against the float model on
-the suite's held-out inputs (4 photos, or 64 latents), the difference paired per image:
+the suite's held-out inputs (4 photos, or 1024 latents), the difference paired per image, and for
+the noise-to-image generator by qFID as well (`benchmarks.suite.qfid`):
 
 * F1, quantile vs min-max ranges: the paper's quantiles (weights 0.0001/0.9999, activations
   0.001/0.999) against min-max, at W8A8 per-tensor and at W4A8 per-channel;
@@ -37,8 +38,9 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-from benchmarks.quality_suite import _load, _per_image_psnr, _processor, _quantize_ours, _run_torch
+from benchmarks.quality_suite import _load, _per_image_psnr, _processor, _qfid_fields, _quantize_ours, _run_torch
 from benchmarks.suite import SuiteEntry, load_suite, training_inputs
+from benchmarks.suite.qfid import QFID_FAMILIES, SOURCE_SHA256 as QFID_SOURCE
 from gan_brevitas import QuantConfig, recipes
 from gan_brevitas.harness import Report, ResultRow, Run, RunCache, markdown_table, package_fingerprint, sweep, write_report
 from gan_brevitas.qat.checkpoint import module_sha256, tensor_sha256
@@ -144,7 +146,10 @@ def measure_variant(entry: SuiteEntry, run: Run[Variant], reference: Callable[[]
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            fields["psnr_per_image"] = _per_image_psnr(_output(entry, run.spec), reference(), high - low)
+            output = _output(entry, run.spec)
+        fields["psnr_per_image"] = _per_image_psnr(output, reference(), high - low)
+        if entry.family in QFID_FAMILIES:
+            fields.update(_qfid_fields(output, reference()))
     except Exception as error:  # record and keep going: one recipe must not sink the table
         fields["error"] = f"{type(error).__name__}: {error}"[:300]
     mean = float(np.mean(fields["psnr_per_image"])) if "psnr_per_image" in fields else None
@@ -155,7 +160,7 @@ def measure_variant(entry: SuiteEntry, run: Run[Variant], reference: Callable[[]
 def _context(entry: SuiteEntry, threads: int) -> dict[str, Any]:
     """A run's key besides its own recipe: the generator, its inputs, the code, the threads."""
     return {"package": package_fingerprint(), "benchmark": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
-            "generator": module_sha256(entry.model), "threads": threads,
+            "qfid": QFID_SOURCE, "generator": module_sha256(entry.model), "threads": threads,
             "inputs": tensor_sha256([("calib", entry.calib), ("test", entry.test)])}  # fmt: skip
 
 
@@ -170,11 +175,22 @@ def _pair_row(entry: SuiteEntry, finding: str, labels: tuple[str, str], a: Resul
     noise = 2 * float(diffs.std(ddof=1)) / np.sqrt(len(diffs)) if len(diffs) > 1 else float("inf")
     verdict = "tie" if abs(mean) < max(TIE_DB, noise) else ("holds" if mean > 0 else "reversed")
     log.info("%s | %s: %s (%+.2f dB)", entry.name, finding, verdict, mean)
-    return {"model": entry.name, "finding": finding, "a": labels[0], "b": labels[1],
+    return {**_qfid_verdict(a, b), "model": entry.name, "finding": finding, "a": labels[0], "b": labels[1],
             "a_db": round(float(np.mean(sa)), 2), "b_db": round(float(np.mean(sb)), 2),
             "mean_diff_db": round(mean, 2), "min_diff_db": round(float(diffs.min()), 2),
             "max_diff_db": round(float(diffs.max()), 2), "noise_db": round(noise, 2), "n": len(diffs), "verdict": verdict,
             "seconds": round(a.seconds + b.seconds, 1)}  # fmt: skip
+
+
+def _qfid_verdict(a: ResultRow, b: ResultRow) -> dict[str, Any]:
+    """A's and B's qFID (whole set and halves) and the verdict: "holds" when A's is lower on the
+    whole set and on both halves, "reversed" when B's is, else a tie; {} without qFID."""
+    if a.fields.get("qfid") is None or b.fields.get("qfid") is None:
+        return {}
+    pairs_ = [(a.fields["qfid"], b.fields["qfid"]), *zip(a.fields["qfid_halves"], b.fields["qfid_halves"])]
+    verdict = ("holds" if all(x < y for x, y in pairs_) else "reversed" if all(x > y for x, y in pairs_) else "tie")
+    return {"a_qfid": a.fields["qfid"], "b_qfid": b.fields["qfid"], "a_qfid_halves": a.fields["qfid_halves"],
+            "b_qfid_halves": b.fields["qfid_halves"], "qfid_verdict": verdict}
 
 
 def measure(entry: SuiteEntry, brecq_steps: int, qat_epochs: int = 0, *, cache: RunCache,
@@ -208,8 +224,16 @@ def markdown(report: dict[str, Any]) -> list[str]:
         cells.append([r["model"], r["finding"], f"{r['a']}: {r['a_db']:.2f}", f"{r['b']}: {r['b_db']:.2f}",
                       f"{r['mean_diff_db']:+.2f} ({r['min_diff_db']:+.2f}..{r['max_diff_db']:+.2f}), "
                       f"±{r['noise_db']:.2f}, {r['n']}", r["verdict"]])  # fmt: skip
-    return lines + markdown_table(["model", "finding", "A (dB)", "B (dB)", "A - B mean (min..max), noise, n",
-                                   "verdict"], cells)
+    lines += markdown_table(["model", "finding", "A (dB)", "B (dB)", "A - B mean (min..max), noise, n", "verdict"], cells)
+    scored = [r for r in report["rows"] if "qfid_verdict" in r]
+    if scored:
+        lines += ["", "qFID of the noise-to-image generator (offline demo CNN features; lower is better; a finding "
+                  "holds when A is lower on all test latents and on each half):", ""]
+        lines += markdown_table(["model", "finding", "A qFID (halves)", "B qFID (halves)", "verdict"], [
+            [r["model"], r["finding"], f"{r['a_qfid']:.4f} ({r['a_qfid_halves'][0]:.4f}, {r['a_qfid_halves'][1]:.4f})",
+             f"{r['b_qfid']:.4f} ({r['b_qfid_halves'][0]:.4f}, {r['b_qfid_halves'][1]:.4f})", r["qfid_verdict"]]
+            for r in scored])  # fmt: skip
+    return lines
 
 
 def findings_figure(report: dict[str, Any]):

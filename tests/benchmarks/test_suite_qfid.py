@@ -98,3 +98,19 @@ def test_the_quality_suite_keeps_a_row_whose_images_cannot_be_scored():
     broken[0, 0, 0, 0] = float("nan")
     fields = quality_suite._qfid_fields(broken, _images(16))
     assert fields["qfid"] is None and "NaN" in fields["qfid_error"]
+
+
+@pytest.mark.parametrize("a, b, verdict", [
+    ((0.1, [0.2, 0.2]), (0.3, [0.4, 0.5]), "holds"),
+    ((0.3, [0.4, 0.5]), (0.1, [0.2, 0.2]), "reversed"),
+    ((0.1, [0.2, 0.6]), (0.3, [0.4, 0.5]), "tie"),  # one half disagrees
+])
+def test_a_finding_holds_by_qfid_only_on_the_whole_set_and_both_halves(a, b, verdict):
+    from benchmarks import quality_findings
+    from gan_brevitas.harness import ResultRow
+
+    def row(scores):
+        return ResultRow("m", "vanilla-ptq", "x", {}, 8, 0.0, {"qfid": scores[0], "qfid_halves": scores[1]})
+
+    assert quality_findings._qfid_verdict(row(a), row(b))["qfid_verdict"] == verdict
+    assert quality_findings._qfid_verdict(row(a), ResultRow("m", "v", "x", {}, 8, 0.0, {})) == {}
