@@ -269,6 +269,18 @@ def _setup(outcomes: Sequence[Outcome], descriptions: dict[str, str], extractor:
     return lines
 
 
+#: The section of RESULTS.md written from the real-generator benchmarks (benchmarks/results), not
+#: by this report: a rewrite of the file keeps it, at the end.
+KEPT_SECTION = "## Findings on real pretrained generators"
+
+
+def _kept_section(path: Path) -> list[str]:
+    """`KEPT_SECTION` of an existing RESULTS.md, from its header to the end of the file; [] without one."""
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    start = text.find("\n" + KEPT_SECTION)
+    return ["", *text[start + 1 :].rstrip("\n").split("\n")] if start >= 0 else []
+
+
 def write_results(recipes: Sequence[Recipe], outcomes: Sequence[Outcome], descriptions: dict[str, str],
                   extractor: ExtractorSpec, settings: RunSettings, wall_seconds: float) -> Path:
     """Write ``<out>/RESULTS.md`` and its pictures (``<out>/figures``); returns the file's path."""
@@ -290,6 +302,7 @@ def write_results(recipes: Sequence[Recipe], outcomes: Sequence[Outcome], descri
     if not_run:
         lines += ["", "## Rows not run", ""] + [f"- `{o.spec.id}`: {o.reason}" for o in not_run]
     path = settings.out_dir / "RESULTS.md"
+    lines += _kept_section(path)
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path
 
