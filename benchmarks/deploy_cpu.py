@@ -518,8 +518,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", help="cyclegan-256 and/or suite names (default: all)")
     parser.add_argument("--side", type=int, default=256, help="CycleGAN-9 input side (default 256)")
-    parser.add_argument("--grid", nargs="+", default=["1x1", "1x2", "8x2"],
-                        help="BATCHxTHREADS latency settings (default 1x1 1x2 8x2)")
+    parser.add_argument("--grid", nargs="+", default=["1x1", "1x2", "8x1", "8x2"],
+                        help="BATCHxTHREADS latency settings (default 1x1 1x2 8x1 8x2: batch 1 and 8, 1 and 2 threads)")
     parser.add_argument("--runs", type=int, default=5, help="timed interleaved rounds (default 5)")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--calib", type=int, default=8, help="CycleGAN calibration images (default 8)")
