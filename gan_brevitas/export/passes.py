@@ -21,6 +21,10 @@
 * `merge_slices`: a Slice that only feeds another Slice on other axes joins it (exact: the same
   elements are kept). The exporter writes the sub-pixel ConvTranspose crop ``y[..., a:b, c:d]``
   as two Slices, each a kernel call and a copy in ONNX Runtime.
+* `fold_weight_clips`: Brevitas writes a weight of fewer than 8 bits as an int8 constant -> Clip
+  to its range -> DequantizeLinear; the Clip of the constant becomes the clipped constant (exact),
+  the int8 weight pattern ONNX Runtime and OpenVINO look for (with the Clip they ran those convs in
+  float).
 * `pack_int4`: weights of at most 4 bits, exported as int8 + Clip, become ONNX INT4
   initializers (opset 21), two values per byte: about 8x smaller than fp32.
 * `cast_float_parts_fp16`: the float parts (normalisation, attention, activations, Tanh) run
@@ -461,6 +465,38 @@ def _merge_slice_pair(index: GraphIndex, graph: onnx.GraphProto, second: onnx.No
     second.input[:] = [first.input[0], *names]
     graph.node.remove(first)
     return True
+
+
+def _clip_bound(index: GraphIndex, clip: onnx.NodeProto, position: int) -> "tuple[bool, np.ndarray | None]":
+    """(known, value) of a Clip's min (1) or max (2) input: known with None when it is absent."""
+    if len(clip.input) <= position or not clip.input[position]:
+        return True, None
+    value = index.constant(clip.input[position])
+    return value is not None, value
+
+
+def fold_weight_clips(model: onnx.ModelProto) -> int:
+    """Replace each Clip of a constant integer tensor by the clipped constant (in place, exact);
+    returns how many were folded."""
+    graph = model.graph
+    index = GraphIndex.build(graph)
+    folded = []
+    for clip in graph.node:
+        if clip.op_type != "Clip" or clip.output[0] in index.graph_outputs:
+            continue
+        values = index.constant(clip.input[0])
+        (low_known, low), (high_known, high) = _clip_bound(index, clip, 1), _clip_bound(index, clip, 2)
+        if values is None or values.dtype.kind not in "iu" or not (low_known and high_known):
+            continue
+        clipped = np.clip(values, values.min() if low is None else low, values.max() if high is None else high)
+        graph.initializer.append(numpy_helper.from_array(clipped.astype(values.dtype), clip.output[0]))
+        folded.append(clip)
+    for clip in folded:
+        graph.node.remove(clip)
+    if folded:
+        _drop_dead_nodes(graph)
+        _drop_unused_initializers(model)
+    return len(folded)
 
 
 def merge_slices(model: onnx.ModelProto) -> int:

@@ -498,6 +498,9 @@ def finish_graph(model_proto: onnx.ModelProto, options: ExportOptions) -> list[s
             )
         notes.append(f"{packed} weight tensor(s) packed as INT4")
     if options.target in ("onnxruntime", "openvino"):
+        clips = passes.fold_weight_clips(model_proto)
+        if clips:
+            notes.append(f"{clips} sub-8-bit weight(s) stored as plain int8 (their Clip folded, exact: int8 kernels)")
         slices = passes.merge_slices(model_proto)
         if slices:
             notes.append(f"{slices} pair(s) of Slices on different axes merged into one Slice each (exact)")
@@ -538,7 +541,7 @@ def finish_graph(model_proto: onnx.ModelProto, options: ExportOptions) -> list[s
             notes.append(f"{silu} x * Sigmoid(x) -> QuickGelu(alpha=1) (one op; ONNX Runtime dequantized x twice)")
         tanh_tails = tanh_tails_on_ranges(model_proto)
         if tanh_tails:
-            notes.append("float-output conv(s) before a Tanh as one int8 QLinearConv on the nested pre-Tanh ranges "
+            notes.append("float-output conv(s) before a Tanh as one int8 conv on the nested pre-Tanh ranges "
                          f"{TANH_RANGES} (at most 0.0066 from the float result after the Tanh): {', '.join(tanh_tails)}")
         integer = float_tail_as_conv_integer(model_proto)
         if integer:
