@@ -383,7 +383,7 @@ def prepare_for_target(
             work = to_symmetric(work, inputs, base, num_samples=options.num_samples)
             config = base.replace(act_scheme="symmetric")
             conversions.append(
-                f"activations: asymmetric uint8 -> symmetric int8, re-calibrated on {options.num_samples} samples"
+                f"activations: asymmetric uint8 -> symmetric int8, re-calibrated on {_samples_used(inputs, options)}"
             )
         if options.target == "openvino" and has_asymmetric_activations(work):
             base = config if config is not None else QuantConfig()
@@ -392,7 +392,7 @@ def prepare_for_target(
             config = base.replace(act_scheme="symmetric")
             conversions.append(
                 "activations: asymmetric uint8 -> symmetric (uint8 zero point 0 where never negative, "
-                f"int8 elsewhere), re-calibrated on {options.num_samples} samples"
+                f"int8 elsewhere), re-calibrated on {_samples_used(inputs, options)}"
             )
     if options.int4 and not any(_weight_bits(layer) <= 4 for _, layer in quant_layers(work)):
         raise ExportError(
@@ -481,6 +481,14 @@ def _metadata(model: nn.Module, config: Optional[QuantConfig], options: ExportOp
                 per_channel=json.dumps(config.per_channel),
             )
     return values
+
+
+def _samples_used(inputs: InputSource, options: ExportOptions) -> str:
+    """How many calibration samples a re-calibration used: a tensor may hold fewer than asked for,
+    a sampler never does, an iterable of batches may end early."""
+    if torch.is_tensor(inputs):
+        return f"{min(options.num_samples, int(inputs.shape[0]))} samples"
+    return f"{options.num_samples} samples" if callable(inputs) else f"up to {options.num_samples} samples"
 
 
 def finish_graph(model_proto: onnx.ModelProto, options: ExportOptions) -> list[str]:

@@ -308,8 +308,9 @@ def inception_spec(weights_path: str | os.PathLike[str], origin: str = "argument
     if not path.is_file():
         raise MetricError(
             f"Inception weights file {str(path)!r} (from {origin}) does not exist. Point it at torch-fidelity's "
-            f"weights-inception-2015-12-05-6726825d.pth (from {URL_INCEPTION_V3}), or unset it to fall back "
-            f"to the offline demo CNN."
+            f"weights-inception-2015-12-05-6726825d.pth (from {URL_INCEPTION_V3}), or choose the offline demo CNN "
+            f"explicitly (extractor='demo-cnn'; CLI: --extractor demo-cnn), whose numbers are not comparable with "
+            f"published FIDs."
         )
     copy, sha256 = _private_copy(path)
     if sha256 in _checked_copies:

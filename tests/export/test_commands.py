@@ -8,6 +8,7 @@ import json
 
 import onnx
 import pytest
+import torch
 from onnx import TensorProto, helper
 
 from gan_brevitas import recipes
@@ -82,3 +83,12 @@ def test_bad_inputs_are_clear_errors(tmp_path, capsys):
     assert "nothing to export" in capsys.readouterr().err
     assert main(["bench", str(not_a_model)]) == 1
     assert not (tmp_path / "g.onnx").exists()
+
+
+def test_the_recalibration_note_counts_the_samples_it_had():
+    from gan_brevitas.export.qcdq import ExportOptions, _samples_used
+
+    options = ExportOptions(target="tensorrt", num_samples=128)
+    assert _samples_used(torch.zeros(8, 3, 4, 4), options) == "8 samples"  # fewer images than asked for
+    assert _samples_used(lambda n: torch.zeros(n, 16), options) == "128 samples"  # a sampler never runs out
+    assert _samples_used([torch.zeros(4, 16)], options) == "up to 128 samples"  # batches may end early
