@@ -136,8 +136,9 @@ def calibrate_activations(
     if unused:
         # e.g. StyleGAN's progression blocks above the output resolution.
         shown = ", ".join(unused[:4]) + (", ..." if len(unused) > 4 else "")
-        log.warning("%d layer(s) never ran during calibration and keep placeholder ranges: %s",
-                    len(unused), shown)
+        log.warning("%d layer(s) never ran during calibration and keep placeholder ranges: %s (expected for "
+                    "layers unused at this output size, such as a progressive generator's higher-resolution "
+                    "blocks; check the calibration inputs otherwise)", len(unused), shown)
     ranges: dict[tuple[str, str], tuple[float, float]] = {}
     for (name, side), value in found.items():
         if value is None:
