@@ -43,7 +43,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import onnx
 import torch
@@ -491,6 +491,43 @@ def _samples_used(inputs: InputSource, options: ExportOptions) -> str:
     return f"{options.num_samples} samples" if callable(inputs) else f"up to {options.num_samples} samples"
 
 
+#: Graph passes run in order, each with the note it leaves when it changed something ({n}: how
+#: many, or the names it returns).
+GraphPasses = tuple[tuple[Callable[[onnx.ModelProto], Any], str], ...]
+CPU_CLEANUPS: GraphPasses = (
+    (passes.fold_weight_clips, "{n} sub-8-bit weight(s) stored as plain int8 (their Clip folded, exact: int8 kernels)"),
+    (passes.merge_slices, "{n} pair(s) of Slices on different axes merged into one Slice each (exact)"),
+)
+CPU_INT8_TENSORS: GraphPasses = (
+    (passes.remove_requantize, "{n} repeated Q/DQ pair(s) on the same grid removed (exact)"),
+    (passes.concat_int8, "{n} Concat(s) on the 8-bit tensors (exact)"),
+)
+OPENVINO_REWRITES: GraphPasses = (
+    (passes.drop_zero_weight_zero_points,
+     "{n} all-zero weight zero point(s) dropped (exact; OpenVINO ran those layers in f32)"),
+    (passes.signed_conv_inputs_as_uint8,
+     "{n} signed int8 conv input(s) held as uint8 with zero point 128 (exact; OpenVINO's uint8 conv kernel)"),
+)
+ONNXRUNTIME_REWRITES: GraphPasses = (
+    (passes.prelu_as_leaky_relu, "{n} single-slope PRelu -> LeakyRelu (exact; int8 QLinearLeakyRelu in ONNX Runtime)"),
+    (prelu_on_int8, "{n} per-channel PRelu computed on 8 bits: Max / Min of requantized x and slope * x "
+                    "(exact up to ties; ONNX Runtime has no int8 PRelu)"),
+    (passes.prelu_as_min_mul_add, "{n} per-channel PRelu -> x + (slope - 1) * Min(x, 0) (ONNX Runtime's PRelu is slow)"),
+    (passes.silu_as_quick_gelu, "{n} x * Sigmoid(x) -> QuickGelu(alpha=1) (one op; ONNX Runtime dequantized x twice)"),
+    (tanh_tails_on_ranges, f"float-output conv(s) before a Tanh as one int8 conv on the nested pre-Tanh ranges "
+                           f"{TANH_RANGES} (at most 0.0066 from the float result after the Tanh): {{n}}"),
+    (float_tail_as_conv_integer, "float-output conv(s) as int8 ConvInteger + dequantizing Mul (exact): {n}"),
+)
+
+
+def _apply(model_proto: onnx.ModelProto, notes: list[str], steps: GraphPasses) -> None:
+    """Run ``steps`` in order; each that changed something adds its note."""
+    for run, note in steps:
+        done = run(model_proto)
+        if done:
+            notes.append(note.format(n=done if isinstance(done, int) else ", ".join(done)))
+
+
 def finish_graph(model_proto: onnx.ModelProto, options: ExportOptions) -> list[str]:
     """The graph passes ``options`` ask for (shared by both backends); notes of what changed."""
     notes = []
@@ -506,54 +543,19 @@ def finish_graph(model_proto: onnx.ModelProto, options: ExportOptions) -> list[s
             )
         notes.append(f"{packed} weight tensor(s) packed as INT4")
     if options.target in ("onnxruntime", "openvino"):
-        clips = passes.fold_weight_clips(model_proto)
-        if clips:
-            notes.append(f"{clips} sub-8-bit weight(s) stored as plain int8 (their Clip folded, exact: int8 kernels)")
-        slices = passes.merge_slices(model_proto)
-        if slices:
-            notes.append(f"{slices} pair(s) of Slices on different axes merged into one Slice each (exact)")
+        _apply(model_proto, notes, CPU_CLEANUPS)
         movers = OPENVINO_MOVERS if options.target == "openvino" else passes.DATA_MOVEMENT
         moves = passes.move_qdq_across_data_movement(model_proto, movers)
         if options.target == "onnxruntime":
             moves += _narrow_convs_on_blocks(model_proto, movers, notes)
         if moves:
             notes.append(f"{moves} Q/DQ moved across Pad / DepthToSpace / Slice / Reshape / Resize (exact: 8-bit data movement)")
-        requantized = passes.remove_requantize(model_proto)
-        if requantized:
-            notes.append(f"{requantized} repeated Q/DQ pair(s) on the same grid removed (exact)")
-        concats = passes.concat_int8(model_proto)
-        if concats:
-            notes.append(f"{concats} Concat(s) on the 8-bit tensors (exact)")
+        _apply(model_proto, notes, CPU_INT8_TENSORS)
     if options.target == "openvino":
-        dropped = passes.drop_zero_weight_zero_points(model_proto)
-        if dropped:
-            notes.append(f"{dropped} all-zero weight zero point(s) dropped (exact; OpenVINO ran those layers in f32)")
-        unsigned = passes.signed_conv_inputs_as_uint8(model_proto)
-        if unsigned:
-            notes.append(f"{unsigned} signed int8 conv input(s) held as uint8 with zero point 128 "
-                         "(exact; OpenVINO's uint8 conv kernel)")
+        _apply(model_proto, notes, OPENVINO_REWRITES)
         _narrow_convs_on_blocks(model_proto, OPENVINO_MOVERS, notes)  # after: it reads the uint8 inputs
     if options.target == "onnxruntime":
-        leaky = passes.prelu_as_leaky_relu(model_proto)
-        if leaky:
-            notes.append(f"{leaky} single-slope PRelu -> LeakyRelu (exact; int8 QLinearLeakyRelu in ONNX Runtime)")
-        on_int8 = prelu_on_int8(model_proto)
-        if on_int8:
-            notes.append(f"{on_int8} per-channel PRelu computed on 8 bits: Max / Min of requantized x and slope * x "
-                         "(exact up to ties; ONNX Runtime has no int8 PRelu)")
-        channel_slopes = passes.prelu_as_min_mul_add(model_proto)
-        if channel_slopes:
-            notes.append(f"{channel_slopes} per-channel PRelu -> x + (slope - 1) * Min(x, 0) (ONNX Runtime's PRelu is slow)")
-        silu = passes.silu_as_quick_gelu(model_proto)
-        if silu:
-            notes.append(f"{silu} x * Sigmoid(x) -> QuickGelu(alpha=1) (one op; ONNX Runtime dequantized x twice)")
-        tanh_tails = tanh_tails_on_ranges(model_proto)
-        if tanh_tails:
-            notes.append("float-output conv(s) before a Tanh as one int8 conv on the nested pre-Tanh ranges "
-                         f"{TANH_RANGES} (at most 0.0066 from the float result after the Tanh): {', '.join(tanh_tails)}")
-        integer = float_tail_as_conv_integer(model_proto)
-        if integer:
-            notes.append(f"float-output conv(s) as int8 ConvInteger + dequantizing Mul (exact): {', '.join(integer)}")
+        _apply(model_proto, notes, ONNXRUNTIME_REWRITES)
     if options.fp16:
         moved = passes.cast_float_parts_fp16(model_proto)
         notes.append(f"{moved} float op(s) run in fp16 between explicit Casts")

@@ -135,7 +135,8 @@ def test_signed_conv_inputs_run_in_the_uint8_kernel_with_the_same_output(tmp_pat
     report = recipes.export(qmodel, tmp_path / "u8.onnx", "openvino", inputs=x, num_samples=8)
     assert any("held as uint8 with zero point 128" in c for c in report.conversions), report.conversions
     with monkeypatch.context() as patch:
-        patch.setattr(passes, "signed_conv_inputs_as_uint8", lambda model_proto: 0)
+        without = tuple((run, note) for run, note in qcdq.OPENVINO_REWRITES if run is not passes.signed_conv_inputs_as_uint8)
+        patch.setattr(qcdq, "OPENVINO_REWRITES", without)
         recipes.export(qmodel, tmp_path / "i8.onnx", "openvino", inputs=x, num_samples=8)
     signed = precision_report(tmp_path / "i8.onnx").precisions.get("Convolution i8", 0)
     assert signed > 0  # without the pass, the residual convs run the signed kernel
