@@ -41,7 +41,7 @@ from gan_brevitas.methods import (
 from gan_brevitas.models import build_generator, load_generator
 from gan_brevitas.ptq.bias_correction import correct_biases
 from gan_brevitas.ptq.sensitivity import SensitivityTable, layer_sensitivity, plot_sensitivity
-from gan_brevitas.quant.config import LEARNED_WEIGHT_STEP_METHODS, QuantConfig
+from gan_brevitas.quant.config import FIXED_GRID_METHODS, LEARNED_WEIGHT_STEP_METHODS, QuantConfig
 from gan_brevitas.quant.convert import fold_for_quantization
 from gan_brevitas.quant.describe import format_table
 from gan_brevitas.quant.serialize import QuantInfo
@@ -166,9 +166,9 @@ def _method_config(method: str, config: QuantConfig, overrides: dict[str, Any]) 
     """``config`` with the settings ``method`` needs; a setting passed as an option wins
     (``weight_scaling="stats"`` for LSQ-QAT), where the method can run with it."""
     needed = {k: v for k, v in METHOD_SETTINGS.get(method, {}).items() if k not in overrides}
-    if method == "ar-brecq" and overrides.get("weight_scaling", "learned") != "learned":
+    if method in FIXED_GRID_METHODS and overrides.get("weight_scaling", "learned") != "learned":
         raise ConfigError(
-            "AR-BRECQ rounds every weight onto a fixed grid, so it needs weight_scaling='learned' "
+            f"{method} rounds every weight onto a fixed grid, so it needs weight_scaling='learned' "
             "(it sets it itself); leave the weight_scaling option out."
         )
     changed = {k: v for k, v in needed.items() if getattr(config, k) != v}

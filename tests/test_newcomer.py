@@ -255,7 +255,7 @@ def test_ar_brecq_sets_learned_weight_scaling_itself_and_says_so() -> None:
                               num_samples=8, calibration_samples=8, steps=2, batch_size=4, progress=False)
     assert qmodel.gan_brevitas.config.weight_scaling == "learned"
     assert "weight_scaling='learned': set by ar-brecq" in recipes.describe(qmodel)
-    with pytest.raises(ConfigError, match="AR-BRECQ .* needs weight_scaling='learned'"):
+    with pytest.raises(ConfigError, match="ar-brecq .* needs weight_scaling='learned'"):
         recipes.quantize(model, "ar-brecq", inputs=torch.randn(8, 8), weight_scaling="stats")
 
 

@@ -17,7 +17,7 @@ from gan_brevitas.methods.registry import (
     register_method,
     resolve_method,
 )
-from gan_brevitas.methods.ptq import ArBRECQ, BoundDistill, MixedPrecision, SteBRECQ, VanillaPTQ
+from gan_brevitas.methods.ptq import GPTQ, ArBRECQ, BoundDistill, MixedPrecision, SteBRECQ, VanillaPTQ
 from gan_brevitas.methods.qat import LSQQAT, MAQAT
 from gan_brevitas.methods.modelopt import ModelOptPTQ
 
@@ -26,6 +26,7 @@ __all__ = [
     "MAQAT",
     "ArBRECQ",
     "BoundDistill",
+    "GPTQ",
     "MethodSpec",
     "MixedPrecision",
     "ModelOptPTQ",

@@ -1,5 +1,5 @@
-"""The post-training methods: vanilla PTQ, mixed precision, STE-BRECQ, AR-BRECQ and bound
-distillation (configs from `gan_brevitas.ptq`)."""
+"""The post-training methods: vanilla PTQ, mixed precision, STE-BRECQ, AR-BRECQ, bound
+distillation and GPTQ / Qronos (configs from `gan_brevitas.ptq`)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from gan_brevitas.inputs import InputSource
 from gan_brevitas.methods.registry import register_method
 from gan_brevitas.ptq.bound_distill import BoundDistillOptions, bound_distill
 from gan_brevitas.ptq.brecq import ArBrecqOptions, SteBrecqOptions, block_reconstruction
+from gan_brevitas.ptq.gptq import GptqOptions, gptq
 from gan_brevitas.ptq.mixed_precision import MixedPrecisionOptions, mixed_precision
 from gan_brevitas.ptq.vanilla import VanillaPtqOptions, vanilla_ptq
 from gan_brevitas.quant.config import QuantConfig
@@ -21,6 +22,7 @@ SteBRECQ = SteBrecqOptions
 ArBRECQ = ArBrecqOptions
 MixedPrecision = MixedPrecisionOptions
 BoundDistill = BoundDistillOptions
+GPTQ = GptqOptions
 
 
 @register_method("vanilla-ptq", VanillaPtqOptions)
@@ -56,3 +58,9 @@ def run_bound_distill(float_model: nn.Module, config: QuantConfig, inputs: Input
                       options: BoundDistillOptions) -> nn.Module:
     """Bound distillation: PTQ, then only the quantizers trained against the float model (`ptq.bound_distill`)."""
     return bound_distill(float_model, config, inputs, options)
+
+
+@register_method("gptq", GptqOptions, aliases={"qronos": {"algorithm": "qronos"}})
+def run_gptq(float_model: nn.Module, config: QuantConfig, inputs: InputSource, options: GptqOptions) -> nn.Module:
+    """GPTQ / Qronos: PTQ, then weights rounded column by column against the layer inputs (`ptq.gptq`)."""
+    return gptq(float_model, config, inputs, options)

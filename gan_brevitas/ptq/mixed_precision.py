@@ -10,8 +10,8 @@ one-layer errors, so the uniform assignment at the budget (every layer at the sa
 quantized beside it and the one closer to the float output on the sensitivity inputs wins.
 The choice goes into ``QuantConfig.layers``, so the result is an ordinary quantized model that
 saves, loads, describes and exports with its per-layer bits. ``refine`` then runs bound
-distillation (`gan_brevitas.ptq.bound_distill`) or STE-BRECQ (`gan_brevitas.ptq.brecq`) with
-those bits instead of plain vanilla PTQ.
+distillation (`gan_brevitas.ptq.bound_distill`), STE-/AR-BRECQ (`gan_brevitas.ptq.brecq`) or
+GPTQ / Qronos rounding (`gan_brevitas.ptq.gptq`) with those bits instead of plain vanilla PTQ.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from gan_brevitas.errors import ConfigError
 from gan_brevitas.inputs import InputSource
 from gan_brevitas.ptq.bound_distill import BoundDistillOptions, bound_distill
 from gan_brevitas.ptq.brecq import ArBrecqOptions, SteBrecqOptions, block_reconstruction
+from gan_brevitas.ptq.gptq import GptqOptions, gptq
 from gan_brevitas.ptq.sensitivity import (SENSITIVITY_SAMPLES, SensitivityTable, _check_bits, layer_sensitivity,
                                           output_mse, reference_outputs)
 from gan_brevitas.ptq.vanilla import vanilla_ptq
@@ -33,7 +34,7 @@ from gan_brevitas.quant.config import LEARNED_WEIGHT_STEP_METHODS, QuantConfig
 
 
 #: What ``refine`` may run after the bit allocation.
-REFINEMENTS = (None, "bound-distill", "ste-brecq", "ar-brecq")
+REFINEMENTS = (None, "bound-distill", "ste-brecq", "ar-brecq", "gptq", "qronos")
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,8 @@ class MixedPrecisionOptions:
         refine: None (vanilla PTQ with the chosen bits), "bound-distill" (then learn the
             quantizers against the float model; weight step sizes become learned),
             "ste-brecq" (block reconstruction of weights and quantizers) or "ar-brecq" (block
-            reconstruction with AdaRound; weight step sizes become learned).
+            reconstruction with AdaRound; weight step sizes become learned), "gptq" or
+            "qronos" (weights rounded column by column against each layer's inputs; no steps).
         refine_steps: steps of the refinement (BRECQ: per block).
         progress: tqdm progress bars.
     """
@@ -236,6 +238,9 @@ def _quantize_with_bits(float_model: nn.Module, resolved: QuantConfig, inputs: I
         kind = SteBrecqOptions if options.refine == "ste-brecq" else ArBrecqOptions
         brecq = kind(steps=steps, num_samples=n, calibration_samples=n, batch_size=min(4, n), progress=progress)
         qmodel = block_reconstruction(float_model, resolved, inputs, brecq, options.refine)
+    elif options.refine in ("gptq", "qronos"):
+        qmodel = gptq(float_model, resolved, inputs, GptqOptions(algorithm=options.refine, num_samples=n,
+                                                                 progress=progress))
     else:
         return vanilla_ptq(float_model, resolved, inputs, num_samples=n, progress=progress)
     qmodel.resolved_quant_config = qmodel.__dict__.get("resolved_quant_config", resolved)

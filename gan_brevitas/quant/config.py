@@ -35,10 +35,13 @@ WEIGHT_RANGE_KINDS: tuple[str, ...] = RANGE_KINDS + ("auto",)
 LAYER_FIELDS: tuple[str, ...] = ("weight_bits", "weight_range", "weight_quantiles", "per_channel")
 WeightScaling = Literal["stats", "learned"]
 
-#: Methods that need the weight step sizes as stored (learned) parameters: AR-BRECQ rounds
-#: weights onto a fixed grid, LSQ-QAT is defined by learned step sizes, bound distillation
-#: learns them (the weights stay fixed). They set ``weight_scaling="learned"`` themselves.
-LEARNED_WEIGHT_STEP_METHODS: frozenset[str] = frozenset({"ar-brecq", "lsq-qat", "bound-distill"})
+#: Methods that round weights onto a grid that must not move while they do (AR-BRECQ, GPTQ and
+#: its Qronos variant): they cannot run with step sizes recomputed from the weights.
+FIXED_GRID_METHODS: frozenset[str] = frozenset({"ar-brecq", "gptq", "qronos"})
+#: Methods that need the weight step sizes as stored (learned) parameters: the fixed-grid
+#: methods, LSQ-QAT (defined by learned step sizes) and bound distillation (learns them; the
+#: weights stay fixed). They set ``weight_scaling="learned"`` themselves.
+LEARNED_WEIGHT_STEP_METHODS: frozenset[str] = FIXED_GRID_METHODS | {"lsq-qat", "bound-distill"}
 MIN_BITS = 2
 MAX_BITS = 8
 

@@ -1,0 +1,95 @@
+"""GPTQ / Qronos: weights stay on the PTQ grid, the first layer's output error on the
+calibration inputs falls below nearest rounding, ConvTranspose layers are named as left at
+nearest rounding, and the result saves, loads and keeps a mixed-precision budget."""
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from gan_brevitas import recipes
+from gan_brevitas.errors import ConfigError
+from gan_brevitas.methods import GPTQ
+from gan_brevitas.ptq.mixed_precision import effective_bits
+from gan_brevitas.quant.config import QuantConfig
+from gan_brevitas.quant.convert import quant_layers
+from tests.helpers import dcgan_generator
+
+_NOISE = torch.Generator().manual_seed(0)
+# Smooth images: neighbouring pixels correlate, as in photos (on white noise the layer Hessians
+# are diagonal and GPTQ rounds to nearest).
+X = F.interpolate(torch.randn(32, 3, 4, 4, generator=_NOISE), size=12, mode="bilinear") + 0.05 * torch.randn(
+    32, 3, 12, 12, generator=_NOISE)
+Z = torch.randn(16, 16, generator=torch.Generator().manual_seed(0))
+W4 = QuantConfig(weight_bits=4, bias_correction=False)
+
+
+def tiny_translator(seed: int = 0) -> nn.Sequential:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.PReLU(), nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
+                         nn.ConvTranspose2d(16, 3, 4, 2, 1)).eval()
+
+
+def _first_layer_error(qmodel: nn.Module, model: nn.Module) -> float:
+    """Squared error, on the quantized calibration inputs, of the first conv with quantized
+    weights vs with the float weights: what GPTQ minimises."""
+    layer = next(layer for _, layer in quant_layers(qmodel))
+    with torch.no_grad():
+        x = layer.input_quant(X)
+        x = getattr(x, "value", x)
+        out = F.conv2d(x, layer.quant_weight().value, padding=1)
+        return float(out.sub(F.conv2d(x, model[0].weight, padding=1)).pow(2).mean())
+
+
+@pytest.mark.parametrize("method", ["gptq", "qronos"])
+def test_rounding_beats_nearest_on_the_same_grid(method):
+    model = tiny_translator()
+    nearest = recipes.quantize(model, "vanilla-ptq", config=W4, weight_scaling="learned", inputs=X, num_samples=32,
+                               progress=False)
+    rounded = recipes.quantize(model, method, config=W4, inputs=X, num_samples=32, progress=False)
+    for (name, a), (_, b) in zip(quant_layers(nearest), quant_layers(rounded)):
+        qa, qb = a.quant_weight(), b.quant_weight()
+        assert torch.equal(qa.scale, qb.scale), name  # the grid did not move
+        codes = qb.value / qb.scale
+        assert torch.allclose(codes, codes.round(), atol=1e-4), name
+        assert -8 <= codes.round().min() and codes.round().max() <= 7, name
+    changed = [name for (name, a), (_, b) in zip(quant_layers(nearest), quant_layers(rounded))
+               if not torch.equal(a.quant_weight().value, b.quant_weight().value)]
+    assert changed == ["0", "2"]  # the ConvTranspose keeps nearest rounding
+    assert _first_layer_error(rounded, model) < 0.9 * _first_layer_error(nearest, model)
+    report = rounded.gptq_report
+    assert (report.algorithm, report.rounded, report.nearest, report.samples) == (method, ["0", "2"], ["4"], 32)
+
+
+def test_a_grid_recomputed_from_the_weights_is_refused():
+    with pytest.raises(ConfigError, match="gptq rounds every weight onto a fixed grid"):
+        recipes.quantize(tiny_translator(), "gptq", inputs=X, weight_scaling="stats")
+    with pytest.raises(ConfigError, match="algorithm must be one of"):
+        GPTQ(algorithm="gpfq")
+    with pytest.raises(ConfigError, match="batch_size must be a positive integer"):
+        GPTQ(batch_size=0)
+
+
+@pytest.mark.parametrize("method", ["gptq", "qronos"])
+def test_result_saves_loads_and_describes(tmp_path, method):
+    model = tiny_translator()
+    qmodel = recipes.quantize(model, method, config=QuantConfig(weight_bits=4), inputs=X, num_samples=16,
+                              progress=False)
+    assert not any("weight_orig" in key for key in qmodel.state_dict())  # Qronos's float copy is gone
+    recipes.save(qmodel, tmp_path / "q.safetensors")
+    loaded = recipes.load(tmp_path / "q.safetensors", model=tiny_translator())
+    with torch.no_grad():
+        assert torch.equal(loaded(X[:4]), qmodel(X[:4]))
+    assert f"method {method}" in recipes.describe(loaded)
+    assert f"weight_scaling='learned': set by {method}" in recipes.describe(loaded)
+
+
+def test_mixed_precision_refined_by_gptq_keeps_its_budget():
+    qmodel = recipes.quantize(dcgan_generator(), "mixed-precision", config=QuantConfig(act_range="minmax"),
+                              inputs=Z, effective_bits=5.0, bits=(4, 8), protect_ends=False, num_samples=8,
+                              sensitivity_samples=4, refine="gptq", progress=False)
+    bits = {name: int(layer.quant_weight().bit_width) for name, layer in quant_layers(qmodel)}
+    params = {name: layer.weight.numel() for name, layer in quant_layers(qmodel)}
+    assert effective_bits(bits, params) <= 5.0
+    assert qmodel.gan_brevitas.config.weight_scaling == "learned"
+    assert qmodel.gptq_report.algorithm == "gptq"
