@@ -16,6 +16,7 @@ GPTQ / Qronos rounding (`gan_brevitas.ptq.gptq`) with those bits instead of plai
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
@@ -25,6 +26,7 @@ from torch import nn
 from gan_brevitas.errors import ConfigError
 from gan_brevitas.inputs import InputSource
 from gan_brevitas.ptq.bound_distill import BoundDistillOptions, bound_distill
+from gan_brevitas.ptq.bias_correction import correct_biases
 from gan_brevitas.ptq.brecq import ArBrecqOptions, SteBrecqOptions, block_reconstruction
 from gan_brevitas.ptq.gptq import GptqOptions, gptq
 from gan_brevitas.ptq.sensitivity import (SENSITIVITY_SAMPLES, SensitivityTable, _check_bits, layer_sensitivity,
@@ -35,6 +37,9 @@ from gan_brevitas.quant.config import LEARNED_WEIGHT_STEP_METHODS, QuantConfig
 
 #: What ``refine`` may run after the bit allocation.
 REFINEMENTS = (None, "bound-distill", "ste-brecq", "ar-brecq", "gptq", "qronos")
+#: Refinements that only round (seconds, not minutes): each candidate assignment is made with
+#: the refinement and the better model kept.
+ROUNDING_REFINEMENTS = (None, "gptq", "qronos")
 
 
 @dataclass(frozen=True)
@@ -199,9 +204,14 @@ def mixed_precision(float_model: nn.Module, config: QuantConfig, inputs: InputSo
                          protected=protected)
     uniform = uniform_bits(table.params(), options.bits,
                            budget_bytes(table.params(), options.effective_bits, options.max_bytes))
-    if uniform is not None and uniform != chosen:
-        chosen = _measured_better(float_model, top, inputs, options, (chosen, uniform))
-    qmodel = _quantize_with_bits(float_model, _with_bits(top, chosen), inputs, options)
+    candidates = [chosen] + ([uniform] if uniform is not None and uniform != chosen else [])
+    if options.refine in ROUNDING_REFINEMENTS:
+        # cheap enough to make each candidate as it would be kept, and keep the better model
+        qmodel, chosen = _best_model(float_model, top, inputs, options, candidates)
+    else:
+        if len(candidates) > 1:
+            chosen = _best_model(float_model, top, inputs, dataclasses.replace(options, refine=None), candidates)[1]
+        qmodel = _quantize_with_bits(float_model, _with_bits(top, chosen), inputs, options)
     if "resolved_quant_config" not in qmodel.__dict__:  # vanilla PTQ resolved weight_range="auto"
         qmodel.resolved_quant_config = _with_bits(top, chosen)
     return qmodel
@@ -213,16 +223,24 @@ def _with_bits(top: QuantConfig, chosen: dict[str, int]) -> QuantConfig:
     return top.replace(layers=top.layers + per_layer)
 
 
-def _measured_better(float_model: nn.Module, top: QuantConfig, inputs: InputSource,
-                     options: MixedPrecisionOptions, assignments: Sequence[dict[str, int]]) -> dict[str, int]:
-    """The assignment whose vanilla-PTQ model is closest to the float output on the sensitivity
-    inputs. The greedy search adds up one-layer errors; where layers interact, every layer at
-    the same bits can do better, so the uniform assignment at the budget is measured beside it."""
+def _best_model(float_model: nn.Module, top: QuantConfig, inputs: InputSource, options: MixedPrecisionOptions,
+                assignments: Sequence[dict[str, int]]) -> tuple[nn.Module, dict[str, int]]:
+    """The model (vanilla PTQ or a rounding refinement, biases corrected as the config says)
+    closest to the float output on the sensitivity inputs, and its assignment. The greedy
+    search adds up one-layer errors; where layers interact, every layer at the same bits can do
+    better, so the uniform assignment at the budget is measured beside it."""
     pairs = reference_outputs(float_model, inputs, options.sensitivity_samples)
-    errors = [output_mse(vanilla_ptq(float_model, _with_bits(top, chosen), inputs, num_samples=options.num_samples,
-                                     progress=False), pairs)
-              for chosen in assignments]  # fmt: skip
-    return assignments[errors.index(min(errors))]
+    best: Optional[tuple[float, nn.Module, dict[str, int]]] = None
+    for chosen in assignments:
+        qmodel = _quantize_with_bits(float_model, _with_bits(top, chosen), inputs,
+                                     dataclasses.replace(options, progress=False))
+        if top.bias_correction:
+            correct_biases(qmodel, float_model, inputs)
+            qmodel.biases_corrected = True
+        error = output_mse(qmodel, pairs)
+        if best is None or error < best[0]:
+            best = (error, qmodel, chosen)
+    return best[1], best[2]
 
 
 def _quantize_with_bits(float_model: nn.Module, resolved: QuantConfig, inputs: InputSource,

@@ -127,13 +127,18 @@ def test_only_small_end_layers_are_protected():
     assert _protected_ends(big_first) == ("c",)
 
 
-def test_between_two_assignments_the_one_measured_closer_to_float_wins_in_either_order():
-    from gan_brevitas.ptq.mixed_precision import MixedPrecisionOptions, _measured_better
+@pytest.mark.parametrize("refine", [None, "gptq"])
+def test_between_two_assignments_the_one_measured_closer_to_float_wins_in_either_order(refine):
+    from gan_brevitas.ptq.mixed_precision import MixedPrecisionOptions, _best_model
     from gan_brevitas.quant.convert import fold_for_quantization
 
     model = fold_for_quantization(dcgan_generator())
-    options = MixedPrecisionOptions(effective_bits=6.0, num_samples=16, sensitivity_samples=8, progress=False)
+    options = MixedPrecisionOptions(effective_bits=6.0, num_samples=16, sensitivity_samples=8, refine=refine,
+                                    progress=False)
     coarse, fine = dict.fromkeys(["1", "4", "7"], 2), {"1": 8, "4": 2, "7": 8}
-    top = FAST.replace(weight_bits=8)
-    assert _measured_better(model, top, Z, options, (coarse, fine)) == fine
-    assert _measured_better(model, top, Z, options, (fine, coarse)) == fine
+    top = FAST.replace(weight_bits=8, weight_scaling="learned" if refine else "stats")
+    for order in ((coarse, fine), (fine, coarse)):
+        qmodel, chosen = _best_model(model, top, Z, options, order)
+        assert chosen == fine
+        assert {name: int(layer.quant_weight().bit_width) for name, layer in quant_layers(qmodel)} == fine
+        assert qmodel.biases_corrected  # as the model is kept: FAST corrects biases
