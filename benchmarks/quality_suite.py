@@ -247,10 +247,12 @@ MIXED_BRECQ = {"refine": "ste-brecq", "refine_steps": 150}
 def _w4_candidates(brecq_steps: int) -> list[tuple[str, str, QuantConfig, dict[str, Any]]]:
     """(label, method, config, options) of the 4-bit-weight recipes this library offers: the
     default scheme at 4 bits (per-channel MSE weights, MSE activations, bias correction, float
-    tail), bound distillation from it (``W4_DISTILL``), and with ``brecq_steps`` AdaRound block
-    reconstruction (AR-BRECQ) and STE-BRECQ started from it."""
+    tail), GPTQ and Qronos rounding from it, bound distillation from it (``W4_DISTILL``), and
+    with ``brecq_steps`` AdaRound block reconstruction (AR-BRECQ) and STE-BRECQ started from it."""
     w4 = QuantConfig(weight_bits=4)
     candidates = [("vanilla, default scheme at W4 (mse weights + mse acts + bias correction)", "vanilla-ptq", w4, {}),
+                  ("gptq from the default scheme at W4", "gptq", w4, {}),
+                  ("qronos from the default scheme at W4", "qronos", w4, {}),
                   (f"bound-distill {W4_DISTILL['steps']} steps from the default scheme at W4", "bound-distill", w4,
                    W4_DISTILL)]  # fmt: skip
     if brecq_steps:

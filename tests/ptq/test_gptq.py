@@ -58,7 +58,8 @@ def test_rounding_beats_nearest_on_the_same_grid(method):
     assert changed == ["0", "2"]  # the ConvTranspose keeps nearest rounding
     assert _first_layer_error(rounded, model) < 0.9 * _first_layer_error(nearest, model)
     report = rounded.gptq_report
-    assert (report.algorithm, report.rounded, report.nearest, report.samples) == (method, ["0", "2"], ["4"], 32)
+    assert (report.algorithm, report.rounded, list(report.nearest), report.samples) == (method, ["0", "2"], ["4"], 32)
+    assert "ConvTranspose2d: Brevitas does not round" in report.nearest["4"]
 
 
 def test_a_grid_recomputed_from_the_weights_is_refused():
@@ -93,3 +94,17 @@ def test_mixed_precision_refined_by_gptq_keeps_its_budget():
     assert effective_bits(bits, params) <= 5.0
     assert qmodel.gan_brevitas.config.weight_scaling == "learned"
     assert qmodel.gptq_report.algorithm == "gptq"
+
+
+def test_a_layer_with_too_few_input_rows_keeps_nearest_rounding(caplog):
+    nearest = recipes.quantize(dcgan_generator(), "vanilla-ptq", weight_bits=4, weight_scaling="learned", inputs=Z,
+                               progress=False)
+    with caplog.at_level("WARNING", logger="gan_brevitas.ptq.gptq"):
+        rounded = recipes.quantize(dcgan_generator(), "gptq", weight_bits=4, inputs=Z, progress=False)
+    report = rounded.gptq_report
+    assert report.rounded == [] and set(report.nearest) == {"1", "4", "7"}
+    assert "16 calibration input rows for 16 weight columns" in report.nearest["1"]  # a 16-value latent, 16 latents
+    assert "give more calibration inputs" in caplog.text
+    assert torch.equal(rounded.get_submodule("1").quant_weight().value, nearest.get_submodule("1").quant_weight().value)
+    enough = recipes.quantize(dcgan_generator(), "gptq", weight_bits=4, inputs=torch.randn(64, 16), progress=False)
+    assert enough.gptq_report.rounded == ["1"]
