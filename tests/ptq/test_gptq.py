@@ -2,6 +2,8 @@
 calibration inputs falls below nearest rounding, ConvTranspose layers are named as left at
 nearest rounding, and the result saves, loads and keeps a mixed-precision budget."""
 
+import numpy as np
+import onnxruntime as ort
 import pytest
 import torch
 from torch import nn
@@ -83,6 +85,12 @@ def test_result_saves_loads_and_describes(tmp_path, method):
         assert torch.equal(loaded(X[:4]), qmodel(X[:4]))
     assert f"method {method}" in recipes.describe(loaded)
     assert f"weight_scaling='learned': set by {method}" in recipes.describe(loaded)
+    recipes.export(qmodel, tmp_path / "q.onnx", "onnxruntime", example_input=X[:1])
+    session = ort.InferenceSession(str(tmp_path / "q.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: X[:1].numpy()})[0]
+    with torch.no_grad():
+        expected = qmodel(X[:1]).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-5)  # the rounded weights are what runs
 
 
 def test_mixed_precision_refined_by_gptq_keeps_its_budget():
