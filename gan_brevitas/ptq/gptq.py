@@ -55,14 +55,17 @@ class GptqOptions:
         algorithm: "gptq" (Frantar et al. 2022) or "qronos" (Zhang et al. 2025: also corrects
             the error the quantized layers before it left in each layer's input).
         act_order: round the columns of the largest input energy first.
-        num_samples: calibration inputs (activation ranges and the layers' Hessians).
+        num_samples: calibration inputs (activation ranges and the layers' Hessians). Every
+            layer runs the model over all of them, so time grows with layers x inputs; on the
+            suite's Real-ESRGAN compact at 5-bit weights + Qronos: 8 photos 33.64 dB, 64 crops of
+            them 34.40 dB, 256 crops 34.53 dB (4x the time of 64).
         batch_size: calibration inputs per forward pass.
         progress: tqdm progress bars.
     """
 
     algorithm: Algorithm = "gptq"
     act_order: bool = True
-    num_samples: int = 500
+    num_samples: int = 64
     batch_size: int = 8
     progress: bool = True
 
