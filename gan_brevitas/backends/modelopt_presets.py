@@ -17,6 +17,7 @@ from typing import Any, Literal, Optional
 from torch import nn
 
 from gan_brevitas.errors import ConfigError
+from gan_brevitas.option_checks import check_flags
 from gan_brevitas.quant.config import QuantConfig
 
 Calibration = Literal["max", "percentile"]
@@ -79,9 +80,7 @@ class ModelOptPreset:
             raise ConfigError(f"calibration={self.calibration!r} must be 'max' or 'percentile'.")
         if not 0.0 < float(self.act_percentile) <= 100.0:
             raise ConfigError(f"act_percentile={self.act_percentile!r} must be in (0, 100], e.g. 99.9.")
-        for flag in ("quantize_attention", "quantize_blur", "quantize_outputs"):
-            if not isinstance(getattr(self, flag), bool):
-                raise ConfigError(f"{flag} must be True or False, got {getattr(self, flag)!r}.")
+        check_flags(self, "quantize_attention", "quantize_blur", "quantize_outputs")
 
     def to_dict(self) -> dict[str, Any]:
         return {f: getattr(self, f) for f in self.__dataclass_fields__}

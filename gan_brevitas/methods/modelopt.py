@@ -9,6 +9,7 @@ from torch import nn
 
 from gan_brevitas.backends.modelopt_presets import PRESETS, ModelOptPreset, resolve_preset
 from gan_brevitas.errors import ConfigError
+from gan_brevitas.option_checks import check_positive_ints, check_flags
 from gan_brevitas.inputs import InputSource
 from gan_brevitas.methods.registry import register_method
 from gan_brevitas.quant.config import QuantConfig
@@ -36,14 +37,9 @@ class ModelOptPTQ:
 
     def __post_init__(self) -> None:
         resolve_preset(self.preset)
-        for name in ("num_samples", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
-        for name in ("progress", "quantize_attention", "quantize_blur", "quantize_outputs"):
-            value = getattr(self, name)
-            if not isinstance(value, bool) and not (value is None and name != "progress"):
-                raise ConfigError(f"{name} must be True or False, got {value!r}.")
+        check_positive_ints(self, "num_samples", "batch_size")
+        optional = ("quantize_attention", "quantize_blur", "quantize_outputs")
+        check_flags(self, "progress", *optional, optional=optional)
 
 
 @register_method("modelopt", ModelOptPTQ,

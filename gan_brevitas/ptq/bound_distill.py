@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from gan_brevitas.errors import ConfigError, ConversionError
+from gan_brevitas.option_checks import check_positive_ints, check_ints, check_flags
 from gan_brevitas.inputs import InputSource, iter_batches
 from gan_brevitas.ptq.bias_correction import correct_biases
 from gan_brevitas.ptq.blocks import BlockSpec, blocks_from_spec, default_blocks, first_tensor, hooks_removed_on_exit
@@ -74,19 +75,13 @@ class BoundDistillOptions:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "num_samples"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
+        check_positive_ints(self, "steps", "batch_size", "num_samples")
         if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not 0 < self.lr < 1:
             raise ConfigError(f"lr is relative to each scale and must lie in (0, 1), e.g. 3e-2; got {self.lr!r}.")
         if self.loss not in ("output", "output+blocks"):
             raise ConfigError(f"loss must be 'output' or 'output+blocks', got {self.loss!r}.")
-        for name in ("revert_if_worse", "progress"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}.")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ConfigError(f"seed must be an integer, got {self.seed!r}.")
+        check_flags(self, "revert_if_worse", "progress")
+        check_ints(self, "seed")
 
 
 @dataclass

@@ -51,6 +51,7 @@ from tqdm.auto import tqdm
 
 from gan_brevitas.atomic_files import atomic_write_text
 from gan_brevitas.errors import ConfigError, ConversionError
+from gan_brevitas.option_checks import check_positive_ints, check_ints, check_non_negative_numbers, check_flags
 from gan_brevitas.inputs import InputSource, iter_batches
 from gan_brevitas.ptq.adaround import AdaRoundWeight, beta_schedule, learned_rounding
 from gan_brevitas.ptq.blocks import (
@@ -82,16 +83,6 @@ BlockInput = Literal["float", "quant"]
 
 
 # --------------------------------------------------------------------------- options
-
-
-def _positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
-
-
-def _non_negative(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}.")
 
 
 @dataclass(frozen=True)
@@ -135,17 +126,12 @@ class BrecqOptions:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("steps", "num_samples", "batch_size", "calibration_samples"):
-            _positive_int(name, getattr(self, name))
-        _non_negative("quant_lr", self.quant_lr)
+        check_positive_ints(self, "steps", "num_samples", "batch_size", "calibration_samples")
+        check_non_negative_numbers(self, "quant_lr", "max_memory_mb")
         if self.block_input not in ("float", "quant"):
             raise ConfigError(f"block_input must be 'float' or 'quant', got {self.block_input!r}.")
-        for flag in ("fisher", "revert_if_worse", "progress"):
-            if not isinstance(getattr(self, flag), bool):
-                raise ConfigError(f"{flag} must be True or False, got {getattr(self, flag)!r}.")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ConfigError(f"seed must be an integer, got {self.seed!r}.")
-        _non_negative("max_memory_mb", self.max_memory_mb)
+        check_flags(self, "fisher", "revert_if_worse", "progress")
+        check_ints(self, "seed")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -180,8 +166,7 @@ class SteBrecqOptions(BrecqOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _non_negative("weight_lr", self.weight_lr)
-        _non_negative("bias_lr", self.bias_lr)
+        check_non_negative_numbers(self, "weight_lr", "bias_lr")
         if not 0.0 < self.lr_decay_at <= 1.0 or not 0.0 < self.lr_decay <= 1.0:
             raise ConfigError(
                 f"lr_decay_at and lr_decay must lie in (0, 1], got {self.lr_decay_at!r}, {self.lr_decay!r}."
@@ -209,8 +194,7 @@ class ArBrecqOptions(BrecqOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _non_negative("round_lr", self.round_lr)
-        _non_negative("round_weight", self.round_weight)
+        check_non_negative_numbers(self, "round_lr", "round_weight")
         if isinstance(self.warmup, bool) or not isinstance(self.warmup, (int, float)) or not 0.0 <= self.warmup < 1.0:
             raise ConfigError(f"warmup is a fraction of the steps in [0, 1), got {self.warmup!r}.")
         if not 0.0 < self.beta_end <= self.beta_start:

@@ -36,6 +36,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from gan_brevitas.errors import ConfigError
+from gan_brevitas.option_checks import check_positive_ints, check_flags
 from gan_brevitas.inputs import InputSource, iter_batches
 from gan_brevitas.ptq.vanilla import vanilla_ptq
 from gan_brevitas.quant.config import QuantConfig
@@ -72,13 +73,8 @@ class GptqOptions:
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
             raise ConfigError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}.")
-        for name in ("num_samples", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
-        for name in ("act_order", "progress"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}.")
+        check_positive_ints(self, "num_samples", "batch_size")
+        check_flags(self, "act_order", "progress")
 
 
 @dataclass

@@ -24,6 +24,7 @@ from typing import Optional, Sequence
 from torch import nn
 
 from gan_brevitas.errors import ConfigError
+from gan_brevitas.option_checks import check_positive_ints, check_flags
 from gan_brevitas.inputs import InputSource
 from gan_brevitas.ptq.bound_distill import BoundDistillOptions, bound_distill
 from gan_brevitas.ptq.bias_correction import correct_biases
@@ -84,20 +85,13 @@ class MixedPrecisionOptions:
             or self.effective_bits <= 0
         ):
             raise ConfigError(f"effective_bits must be a positive number such as 5.0, got {self.effective_bits!r}.")
-        if self.max_bytes is not None and (
-            isinstance(self.max_bytes, bool) or not isinstance(self.max_bytes, int) or self.max_bytes <= 0
-        ):
-            raise ConfigError(f"max_bytes must be a positive integer, got {self.max_bytes!r}.")
+        if self.max_bytes is not None:
+            check_positive_ints(self, "max_bytes")
         object.__setattr__(self, "bits", _check_bits(self.bits))
         if self.refine not in REFINEMENTS:
             raise ConfigError(f"refine must be one of {REFINEMENTS}, got {self.refine!r}.")
-        for name in ("num_samples", "sensitivity_samples", "refine_steps"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
-        for name in ("progress", "protect_ends"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}.")
+        check_positive_ints(self, "num_samples", "sensitivity_samples", "refine_steps")
+        check_flags(self, "progress", "protect_ends")
 
 
 def weight_bytes(bits: dict[str, int], params: dict[str, int]) -> float:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from gan_brevitas.errors import ConfigError
+from gan_brevitas.option_checks import check_flags
 from gan_brevitas.inputs import InputSource
 from gan_brevitas.ptq.calibrate import calibrate_activations
 from gan_brevitas.ptq.layer_choice import choose_weight_ranges
@@ -32,8 +33,7 @@ class VanillaPtqOptions:
     def __post_init__(self) -> None:
         if isinstance(self.num_samples, bool) or not isinstance(self.num_samples, int) or self.num_samples < 1:
             raise ConfigError(f"num_samples must be a positive integer (the paper: 500), got {self.num_samples!r}.")
-        if not isinstance(self.progress, bool):
-            raise ConfigError(f"progress must be True or False, got {self.progress!r}.")
+        check_flags(self, "progress")
 
 
 def vanilla_ptq(

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Optional
 
 from gan_brevitas.errors import ConfigError
+from gan_brevitas.option_checks import check_positive_ints, check_non_negative_ints, check_flags
 
 Method = Literal["ma-qat", "lsq-qat"]
 #: "ma": moving-average ranges, frozen after ``ma_epochs``; "lsq": learned step sizes and zero
@@ -160,14 +161,8 @@ class QATOptions:
             raise ConfigError("lsq-qat runs schedule 'lsq' or 'ma-lsq'; for 'ma' use method 'ma-qat'.")
         if self.loss not in LOSSES:
             raise ConfigError(f"loss={self.loss!r} is not one of {', '.join(map(repr, LOSSES))}.")
-        for name in ("epochs", "batch_size", "num_train", "num_samples", "shard_size", "eval_batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
-        for name in ("ma_epochs", "eval_samples", "seed"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(f"{name} must be a non-negative integer, got {value!r}.")
+        check_positive_ints(self, "epochs", "batch_size", "num_train", "num_samples", "shard_size", "eval_batch_size")
+        check_non_negative_ints(self, "ma_epochs", "eval_samples", "seed")
         if self.ma_epochs > self.epochs:
             raise ConfigError(
                 f"ma_epochs={self.ma_epochs} exceeds epochs={self.epochs}: the MA phase is part "
@@ -190,9 +185,7 @@ class QATOptions:
         if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0):
             raise ConfigError(f"betas={self.betas!r}: both must lie in [0, 1).")
         object.__setattr__(self, "betas", (beta1, beta2))
-        for flag in ("resume", "progress"):
-            if not isinstance(getattr(self, flag), bool):
-                raise ConfigError(f"{flag} must be true or false, got {getattr(self, flag)!r}.")
+        check_flags(self, "resume", "progress")
         for name in ("vgg_weights", "out_dir", "data_dir", "device", "backend"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from gan_brevitas.errors import ConfigError
+from gan_brevitas.option_checks import check_flags
 
 ActScheme = Literal["asymmetric", "symmetric"]
 RangeKind = Literal["minmax", "quantile", "mse"]
@@ -162,9 +163,7 @@ class QuantConfig:
             raise ConfigError(
                 f"quantile_momentum={momentum!r} must be in [0, 1): the paper uses 0.99."
             )
-        for flag in ("per_channel", "quantize_bias", "bias_correction", "quantize_tail"):
-            if not isinstance(getattr(self, flag), bool):
-                raise ConfigError(f"{flag} must be True or False, got {getattr(self, flag)!r}.")
+        check_flags(self, "per_channel", "quantize_bias", "bias_correction", "quantize_tail")
         if isinstance(self.skip, str) or not isinstance(self.skip, (list, tuple)) or not all(
             isinstance(s, str) for s in self.skip
         ):
