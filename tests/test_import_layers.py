@@ -19,6 +19,8 @@ LAYERS: dict[str, int] = {
     "gan_brevitas.errors": 0,
     "gan_brevitas.atomic_files": 0,
     "gan_brevitas.limits": 0,
+    "gan_brevitas.option_checks": 0,
+    "gan_brevitas.cpu_features": 0,
     "gan_brevitas.models": 1,
     "gan_brevitas": 2,  # the package itself: QuantConfig, __version__
     "gan_brevitas.quant": 2,

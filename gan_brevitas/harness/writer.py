@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from gan_brevitas.cpu_features import int8_features, int8_pairs_saturate
 from gan_brevitas.atomic_files import atomic_write, atomic_write_text
 
 if TYPE_CHECKING:
@@ -94,24 +95,12 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list
     return lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
 
 
-#: The instruction sets int8 CPU kernels depend on, as /proc/cpuinfo names them.
-CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "amx_int8")
-
-
-def cpu_flags() -> list[str]:
-    """Which of `CPU_FLAGS` this processor has ([] where /proc/cpuinfo cannot be read)."""
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return []
-    return [flag for flag in CPU_FLAGS if flag in flags]
-
-
 def machine_description(device: str = "cpu") -> str:
     """The machine, in one line: processor and its int8 instruction sets, cores, torch threads
     and version (and the GPU)."""
-    flags = cpu_flags()
-    text = (f"{platform.machine()} {platform.processor() or ''}".strip() + (f" ({', '.join(flags)})" if flags else "")
+    flags = int8_features()
+    saturation = "; int8 pairs saturate" if int8_pairs_saturate() else ""
+    text = (f"{platform.machine()} {platform.processor() or ''}".strip() + f" (int8: {flags}{saturation})"
             + f", {os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
     if device.startswith("cuda") and torch.cuda.is_available():
         text += f", {torch.cuda.get_device_name(torch.device(device))}"

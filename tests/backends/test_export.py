@@ -17,6 +17,7 @@ from gan_brevitas.export.rules import check_tensorrt
 from gan_brevitas.backends import modelopt as mo
 from gan_brevitas.backends.modelopt_report import describe_rows
 from tests.backends.conftest import NAMES
+from tests.helpers import SATURATING_CPU_XFAIL
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +93,7 @@ def test_onnx_runtime_matches_fake_quant(exported, int8_models, float_generators
     assert parity.exact_fraction > 0.5, parity.format()  # rounding flips stay local
 
 
+@SATURATING_CPU_XFAIL
 def test_instance_norm_cyclegan_agrees_loosely(exported, int8_models, float_generators):
     parity = mo.ort_parity(int8_models["cyclegan"], exported["cyclegan"].path, float_generators["cyclegan"][1], n=8)
     assert parity.ratio < 1.0, parity.format()
@@ -123,20 +125,31 @@ def test_export_refuses_what_it_cannot_write(float_generators, int8_models, tmp_
     assert not list(tmp_path.iterdir())
 
 
-def test_quantized_outputs_let_onnx_runtime_run_int8_kernels(float_generators, exported, tmp_path):
+@pytest.fixture(scope="module")
+def quantized_outputs(float_generators, tmp_path_factory):
+    """StyleGAN quantized by ModelOpt with quantize_outputs=True, and its export."""
+    model, x = float_generators["stylegan"]
+    qmodel = recipes.quantize(model, "modelopt-int8", inputs=x, num_samples=len(x), progress=False,
+                              quantize_outputs=True)
+    return qmodel, mo.export_onnx(qmodel, tmp_path_factory.mktemp("out") / "out.onnx", "tensorrt", inputs=x)
+
+
+def test_quantized_outputs_let_onnx_runtime_run_int8_kernels(exported, quantized_outputs):
     """ModelOpt's default graph has Q/DQ on layer inputs only, so ONNX Runtime keeps StyleGAN's
     convs float (Conv -> noise -> LeakyReLU -> Q); quantize_outputs=True adds the output Q/DQ
     it needs to fuse them (the Blur filter stays float by design)."""
-    model, x = float_generators["stylegan"]
     assert not int8_kernel_report(exported["stylegan"].path).int8
-    qmodel = recipes.quantize(model, "modelopt-int8", inputs=x, num_samples=len(x), progress=False,
-                              quantize_outputs=True)
+    qmodel, report = quantized_outputs
     rows = {row.name: row for row in describe_rows(qmodel)}
     assert " | out s8 sym s=" in rows["generator.progression.0.conv2"].activations
-    report = mo.export_onnx(qmodel, tmp_path / "out.onnx", "tensorrt", inputs=x)
     kernels = int8_kernel_report(report.path)
     assert kernels.all_int8, kernels.format()
+
+
+@SATURATING_CPU_XFAIL
+def test_quantized_outputs_run_int8_close_to_fake_quant(float_generators, quantized_outputs):
     # Fused int8 kernels requantize in integers (int32 bias, rounded rescale): more one-step
     # flips than a Q/DQ graph run in float, so a looser bound than `agrees`.
-    parity = mo.ort_parity(qmodel, report.path, x, n=8)
+    qmodel, report = quantized_outputs
+    parity = mo.ort_parity(qmodel, report.path, float_generators["stylegan"][1], n=8)
     assert parity.ratio < 0.25 and parity.exact_fraction > 0.5, parity.format()

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from gan_brevitas import QuantConfig, recipes
-from tests.helpers import dcgan_generator, quiet_gan_brevitas_logs  # noqa: F401 (autouse fixture)
+from tests.helpers import ENGINE_WEIGHT_BITS, dcgan_generator, quiet_gan_brevitas_logs  # noqa: F401 (autouse fixture)
 
 pytest.importorskip("onnxruntime")
 
@@ -35,7 +35,9 @@ def inputs_for(model: torch.nn.Module, n: int = 16, seed: int = 0) -> torch.Tens
 
 
 def quantized(model: torch.nn.Module, x: torch.Tensor, **config) -> torch.nn.Module:
-    return recipes.quantize(model, "vanilla-ptq", config=QuantConfig.paper(**config), inputs=x, num_samples=len(x), progress=False)
+    """Vanilla PTQ with the paper's scheme (and ``config``), weights at `ENGINE_WEIGHT_BITS` unless given."""
+    config = QuantConfig.paper(**{"weight_bits": ENGINE_WEIGHT_BITS, **config})
+    return recipes.quantize(model, "vanilla-ptq", config=config, inputs=x, num_samples=len(x), progress=False)
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from gan_brevitas.deploy.parity import parity
 from gan_brevitas.export.ort import OrtGenerator, int8_kernel_report
 from gan_brevitas.quant.convert import quantize_model
 from tests.export.conftest import SMALL, quantized
-from tests.helpers import dcgan_generator
+from tests.helpers import ENGINE_WEIGHT_BITS, dcgan_generator
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
@@ -51,7 +51,7 @@ def test_file_is_clean_and_carries_metadata(exported, name):
     assert meta["gan_brevitas.target"] == "onnxruntime"
     assert meta["gan_brevitas.method"] == "vanilla-ptq"
     assert QuantConfig.from_json(meta["gan_brevitas.config"]) == qmodel.gan_brevitas.config
-    assert meta["gan_brevitas.weight_bits"] == "8" and meta["gan_brevitas.act_scheme"] == "asymmetric"
+    assert meta["gan_brevitas.weight_bits"] == str(ENGINE_WEIGHT_BITS) and meta["gan_brevitas.act_scheme"] == "asymmetric"
     assert json.loads(meta["gan_brevitas.generator"])["name"] == name
     assert report.metadata["target"] == "onnxruntime"
 

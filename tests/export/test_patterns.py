@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gan_brevitas import QuantConfig, recipes
+from gan_brevitas import recipes
+from tests.helpers import engine_exact_config
 from gan_brevitas.deploy.parity import parity
 from gan_brevitas.export.qcdq import ExportOptions, prepare_for_target
 
@@ -103,7 +104,7 @@ def quantized_patterns():
         calib = _images(8, 0)
         # quantize_tail: every layer's output on the 8-bit grid, so every conv can be an int8 kernel
         # (the default leaves the last output float, which ONNX Runtime then runs as a float conv).
-        out[name] = recipes.quantize(model, config=QuantConfig(quantize_tail=True), inputs=calib, num_samples=8,
+        out[name] = recipes.quantize(model, config=engine_exact_config(quantize_tail=True), inputs=calib, num_samples=8,
                                      progress=False)
     return out
 
@@ -155,7 +156,8 @@ def test_default_float_tail_runs_as_conv_integer_on_onnxruntime(tmp_path):
     from gan_brevitas.export.ort import int8_kernel_report
 
     torch.manual_seed(0)
-    qmodel = recipes.quantize(PATTERNS["add"]().eval(), inputs=_images(8, 0), num_samples=8, progress=False)
+    qmodel = recipes.quantize(PATTERNS["add"]().eval(), inputs=_images(8, 0), num_samples=8, progress=False,
+                              config=engine_exact_config())
     path = tmp_path / "add.onnx"
     exported = recipes.export(qmodel, path, "onnxruntime", example_input=_images(1, 1))
     assert not [w for w in exported.warnings if "not int8" in w], exported.warnings

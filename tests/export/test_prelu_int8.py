@@ -133,13 +133,14 @@ def test_prelu_after_a_linear_layer_keeps_its_float_form_and_exports(tmp_path):
 
     from gan_brevitas import recipes
     from gan_brevitas.deploy.parity import parity
+    from tests.helpers import engine_exact_config
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(16, 32), nn.PReLU(32), nn.Linear(32, 8)).eval()
     with torch.no_grad():
         model[1].weight.copy_(torch.linspace(-0.5, 1.5, 32))
     x = torch.randn(64, 16)
-    qmodel = recipes.quantize(model, inputs=x, num_samples=64, progress=False)
+    qmodel = recipes.quantize(model, inputs=x, num_samples=64, progress=False, config=engine_exact_config())
     report = recipes.export(qmodel, tmp_path / "mlp.onnx", "onnxruntime", example_input=x[:1])
     assert not [c for c in report.conversions if "computed on 8 bits" in c], report.conversions
     result = parity(qmodel, tmp_path / "mlp.onnx", torch.randn(8, 16), n=8)

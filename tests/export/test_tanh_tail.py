@@ -11,8 +11,9 @@ import pytest
 import torch
 from torch import nn
 
-from gan_brevitas import QuantConfig, recipes
+from gan_brevitas import recipes
 from gan_brevitas.export.tanh_tail import TANH_RANGES
+from tests.helpers import engine_exact_config
 
 ort = pytest.importorskip("onnxruntime")
 #: The module docstring's bound (0.42 x 4/254) plus float rounding.
@@ -39,7 +40,7 @@ def _tail_model(last: str) -> nn.Module:
 
 def _export(model: nn.Module, tmp_path, size: int = 16, **config):
     calib = torch.rand(8, 3, size, size) * 2 - 1
-    qmodel = recipes.quantize(model, inputs=calib, progress=False, config=QuantConfig(**config))
+    qmodel = recipes.quantize(model, inputs=calib, progress=False, config=engine_exact_config(**config))
     report = recipes.export(qmodel, tmp_path / "g.onnx", "onnxruntime", example_input=calib[:1])
     test = torch.rand(4, 3, size, size) * 2 - 1
     session = ort.InferenceSession(str(report.path), providers=["CPUExecutionProvider"])
