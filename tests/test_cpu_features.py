@@ -65,13 +65,17 @@ def test_seven_bit_weights_keep_onnx_runtime_exact_and_the_flag_tells_when_eight
 def test_export_warns_where_this_cpu_saturates_and_names_the_fix(tmp_path, monkeypatch):
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 3, padding=1)).eval()
     x = torch.rand(4, 3, 8, 8)
+
+    def warnings_of(config: QuantConfig, name: str) -> tuple[str, ...]:
+        qmodel = recipes.quantize(model, inputs=x, num_samples=4, progress=False, config=config)
+        return recipes.export(qmodel, tmp_path / f"{name}.onnx", "onnxruntime", example_input=x[:1]).warnings
+
     monkeypatch.setattr(qcdq, "int8_pairs_saturate", lambda: True)
-    q8 = recipes.quantize(model, inputs=x, num_samples=4, progress=False)
-    report = recipes.export(q8, tmp_path / "w8.onnx", "onnxruntime", example_input=x[:1])
-    assert any("saturate" in w and "QuantConfig(weight_bits=7)" in w and "2 layer(s)" in w for w in report.warnings), report.warnings
-    q7 = recipes.quantize(model, inputs=x, num_samples=4, progress=False, config=QuantConfig(weight_bits=7))
-    assert not any("saturate" in w for w in recipes.export(q7, tmp_path / "w7.onnx", "onnxruntime",
-                                                             example_input=x[:1]).warnings)
+    first = [w for w in warnings_of(QuantConfig(), "w8") if "saturate" in w]
+    assert len(first) == 1 and "first layer ('0'" in first[0], first
+    # the config the warning names: the first layer at 7 bits, then only the milder note on the rest
+    fixed = warnings_of(QuantConfig(layers=(("0", {"weight_bits": 7}),)), "first7")
+    assert [w for w in fixed if "saturate" in w and "1 layer(s)" in w and "first layer" not in w], fixed
+    assert not [w for w in warnings_of(QuantConfig(weight_bits=7), "w7") if "saturate" in w]
     monkeypatch.setattr(qcdq, "int8_pairs_saturate", lambda: False)
-    assert not any("saturate" in w for w in recipes.export(q8, tmp_path / "vnni.onnx", "onnxruntime",
-                                                             example_input=x[:1]).warnings)
+    assert not [w for w in warnings_of(QuantConfig(), "vnni") if "saturate" in w]
