@@ -3,6 +3,8 @@ Runtime and OpenVINO, for CycleGAN-9 at 256 px and every generator of the real-g
 
     python -m benchmarks.deploy_cpu                        # writes benchmarks/results/deploy_cpu.*
     python -m benchmarks.deploy_cpu --models cyclegan-256 --runs 3
+    python -m benchmarks.deploy_cpu --ours-method gptq --ours-weight-bits 7 --name deploy_cpu_avx2_gptq_w7
+        # ours as recommended on x86 CPUs without VNNI (`gan_brevitas.cpu_features`)
 
 Per generator, one run: every deployment is built (exports, ``quantize_static``, ``nncf.quantize``
 on the same fp32 ONNX and the same calibration inputs), then timed in interleaved rounds
@@ -53,6 +55,7 @@ import torch
 from benchmarks.suite import load_suite, suite_available
 from benchmarks.suite.qfid import QFID_FAMILIES, SOURCE_SHA256 as QFID_SOURCE, qfid_scores
 from gan_brevitas import QuantConfig, recipes
+from gan_brevitas.cpu_features import int8_pairs_saturate
 from gan_brevitas.deploy.bench import time_interleaved
 from gan_brevitas.deploy.runner import open_runner
 from gan_brevitas.errors import MetricError
@@ -82,6 +85,9 @@ class Case:
     test: torch.Tensor
     output_range: tuple[float, float] = (-1.0, 1.0)
     note: str = ""
+    #: our recipe: the method and weight bits of "ours" (--ours-method, --ours-weight-bits)
+    ours_method: str = "vanilla-ptq"
+    ours_weight_bits: int = 8
     files: dict[str, Path] = field(default_factory=dict)
     #: deployment -> why it failed (build, compile or run); its row is marked failed
     failed: dict[str, str] = field(default_factory=dict)
@@ -188,7 +194,8 @@ def build(case: Case, work: Path) -> dict[str, float]:
         case.files["NNCF OpenVINO"] = nncf_path
 
     qmodel = timed("ours quantize", ("ours ORT", "ours OpenVINO"), lambda: recipes.quantize(
-        case.model, inputs=case.calib, num_samples=case.calib.shape[0], progress=False))
+        case.model, case.ours_method, inputs=case.calib, num_samples=case.calib.shape[0], progress=False,
+        config=QuantConfig(weight_bits=case.ours_weight_bits)))
     if qmodel is None:
         return walls
     ours_ort = work / f"{case.name}.ours.onnx"
@@ -212,8 +219,8 @@ def build(case: Case, work: Path) -> dict[str, float]:
 def _int8_tail(case: Case, path: Path) -> Path:
     """Ours with ``QuantConfig(quantize_tail=True)``: the output conv's result quantized too, so
     ONNX Runtime runs it as QLinearConv (the default keeps it float, for quality)."""
-    qmodel = recipes.quantize(case.model, inputs=case.calib, num_samples=case.calib.shape[0], progress=False,
-                              config=QuantConfig(quantize_tail=True))
+    qmodel = recipes.quantize(case.model, case.ours_method, inputs=case.calib, num_samples=case.calib.shape[0],
+                              progress=False, config=QuantConfig(quantize_tail=True, weight_bits=case.ours_weight_bits))
     recipes.export(qmodel, path, "onnxruntime", example_input=case.calib[:1])
     return path
 
@@ -372,7 +379,8 @@ def run_context(cases: list[Case]) -> Callable[[Run[None]], dict[str, Any]]:
     common = {"package": package_fingerprint(), "benchmark": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
               "qfid": QFID_SOURCE, "versions": _versions(), "cpu": [_cpu_model(), os.cpu_count(), cpu_features()]}
     ids = {c.name: {"generator": module_sha256(c.model), "output_range": list(c.output_range), "note": c.note,
-                    "inputs": tensor_sha256([("calib", c.calib), ("test", c.test)])} for c in cases}
+                    "inputs": tensor_sha256([("calib", c.calib), ("test", c.test)]),
+                    "ours": [c.ours_method, c.ours_weight_bits]} for c in cases}
     return lambda run: {**common, "case": ids[run.model]}
 
 
@@ -525,6 +533,10 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--calib", type=int, default=8, help="CycleGAN calibration images (default 8)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--cache", type=Path, default=CACHE, help="finished runs (default benchmarks/.cache/deploy_cpu)")
+    parser.add_argument("--ours-method", default="vanilla-ptq", help="our method (default vanilla-ptq, the default)")
+    parser.add_argument("--ours-weight-bits", type=int, default=8,
+                        help="our weight bits (7: exact on x86 CPUs without VNNI, see gan_brevitas.cpu_features)")
+    parser.add_argument("--name", default="deploy_cpu", help="results file name (default deploy_cpu)")
     parser.add_argument("--fresh", action="store_true", help="measure every run again (the cache is ignored, then updated)")
     args = parser.parse_args(argv)
     args.grid = [tuple(int(v) for v in item.split("x")) for item in args.grid]
@@ -544,6 +556,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     cases = [c for c in suite_cases() if not args.models or c.name in args.models]
     if not args.models or "cyclegan-256" in args.models:  # last: the longest
         cases.append(cyclegan_case(args.side, args.calib, 4))
+    for case in cases:
+        case.ours_method, case.ours_weight_bits = args.ours_method, args.ours_weight_bits
     cache, context = RunCache(args.cache, CACHE_FORMAT), run_context(cases)
     results = []
     for case in cases:
@@ -562,11 +576,11 @@ def write(args: argparse.Namespace, results: list[dict], start: float, load_befo
     report = {
         "command": "python -m benchmarks.deploy_cpu " + " ".join(args.argv),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.processor() or ''}".strip(", "),
-        "cpu_model": _cpu_model(), "cpu_features": cpu_features(),
+        "cpu_model": _cpu_model(), "cpu_features": cpu_features(), "int8_pairs_saturate": int8_pairs_saturate(),
         "load_before": round(load_before, 1), "load_after": round(os.getloadavg()[0], 1),
         "wall_s": time.time() - start, "versions": _versions(), "results": results,
     }
-    write_report(Report.at(args.out, "deploy_cpu", report, markdown(report), plot=lambda: figure(report)))
+    write_report(Report.at(args.out, args.name, report, markdown(report), plot=lambda: figure(report)))
     return report
 
 
