@@ -11,7 +11,10 @@ weights are rounded against them. ``algorithm="qronos"`` also runs the float mod
 corrects each layer towards the float model's output given the quantized layers before it.
 Bias correction follows (`recipes.quantize`, as after vanilla PTQ).
 
-Brevitas does not yet round ConvTranspose layers this way; they keep nearest rounding. So does
+Brevitas turns ConvTranspose layers away (its views of their ``[in, out, k, k]`` weights as
+``[out, in*k*k]`` rows are copies, so the rounding it computed never reached the layer); here they
+are rounded, their weights stored output-major for the duration so that those views write through
+(`_output_major_weights`). A grouped ConvTranspose keeps nearest rounding, and so does
 a layer whose calibration inputs give it fewer than `MIN_ROWS_PER_COLUMN` input rows per weight
 column (a DCGAN's latent projection, 100 latent values per row): the Hessian estimate is too
 noisy and the rounding fits those inputs only (5-bit weights, held-out latents vs nearest: 64
@@ -24,7 +27,8 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -91,13 +95,40 @@ class GptqReport:
         return asdict(self)
 
 
+def _is_transposed(layer: nn.Module) -> bool:
+    return isinstance(layer, nn.modules.conv._ConvTransposeNd)
+
+
+@contextmanager
+def _output_major_weights(layers: Iterable[nn.Module]) -> Iterator[None]:
+    """Store each ConvTranspose weight ``[in, out, k...]`` output-major while it is rounded.
+
+    Brevitas rounds the view ``weight.transpose(0, 1).flatten(1)`` in place; on the usual
+    input-major storage that view is a copy and the rounding is lost. Same values, same shape:
+    only the memory order changes, and is restored afterwards.
+    """
+    transposed = [layer for layer in layers if _is_transposed(layer)]
+    for layer in transposed:
+        layer.weight.data = layer.weight.data.transpose(0, 1).contiguous().transpose(0, 1)
+    try:
+        yield
+    finally:
+        for layer in transposed:
+            layer.weight.data = layer.weight.data.contiguous()
+
+
 def _mode(qmodel: nn.Module, options: GptqOptions, skipped: set[nn.Module]):
-    """Brevitas's context manager for ``options.algorithm``, leaving out the ``skipped`` layers."""
+    """Brevitas's context manager for ``options.algorithm``, leaving out the ``skipped`` layers
+    and taking in the ungrouped ConvTranspose layers Brevitas turns away."""
     base = gpfq_mode if options.algorithm == "qronos" else gptq_mode
 
     class Mode(base):
         def _is_module_supported(self, module: nn.Module) -> bool:
-            return module not in skipped and super()._is_module_supported(module)
+            if module in skipped:
+                return False
+            if _is_transposed(module):
+                return module.groups == 1 and module.weight_quant.is_quant_enabled
+            return super()._is_module_supported(module)
 
     if options.algorithm == "qronos":
         return Mode(qmodel, algorithm_impl=Qronos, act_order=options.act_order)
@@ -135,13 +166,12 @@ MIN_ROWS_PER_COLUMN = 4
 
 
 def _underdetermined(qmodel: nn.Module, batches: list[torch.Tensor]) -> dict[str, str]:
-    """Layers (not ConvTranspose: Brevitas leaves those out) with too few input rows for their
-    weight columns, each with the reason."""
+    """Layers with too few input rows for their weight columns, each with the reason."""
     rows = _input_rows(qmodel, batches)
     found = {}
     for name, layer in quant_layers(qmodel):
-        columns = layer.weight[0].numel()
-        if not isinstance(layer, nn.modules.conv._ConvTransposeNd) and rows.get(name, 0) < MIN_ROWS_PER_COLUMN * columns:
+        columns = layer.weight.numel() // (layer.weight.shape[1] if _is_transposed(layer) else layer.weight.shape[0])
+        if rows.get(name, 0) < MIN_ROWS_PER_COLUMN * columns:
             found[name] = (f"{rows.get(name, 0)} calibration input rows for {columns} weight columns (fewer than "
                            f"{MIN_ROWS_PER_COLUMN} per column): too noisy to fit its rounding; give more "
                            "calibration inputs (num_samples)")
@@ -166,9 +196,7 @@ def round_weights(qmodel: nn.Module, batches: list[torch.Tensor], options: GptqO
     nearest = _underdetermined(qmodel, batches)
     for name, why in nearest.items():
         log.warning("%s keeps nearest rounding on layer %s: %s.", options.algorithm, name, why)
-    with torch.no_grad(), warnings.catch_warnings():
-        # Brevitas warns once per ConvTranspose it skips; the report names them instead.
-        warnings.filterwarnings("ignore", message="ConvTranspose is temporarily unsupported")
+    with torch.no_grad(), _output_major_weights(layers.values()):
         with _mode(qmodel, options, {layers[name] for name in nearest}) as mode:
             rounded = list(mode.gpxq_layers)
             for _ in tqdm(range(mode.num_layers), desc=options.algorithm, disable=not options.progress):
@@ -181,7 +209,8 @@ def round_weights(qmodel: nn.Module, batches: list[torch.Tensor], options: GptqO
             del layer._buffers["weight_orig"]
     for name in layers:
         if name not in rounded and name not in nearest:
-            nearest[name] = f"{type(layers[name]).__name__}: Brevitas does not round this layer type this way"
+            grouped = " with groups > 1" if _is_transposed(layers[name]) else ""
+            nearest[name] = f"{type(layers[name]).__name__}{grouped}: not rounded this way by Brevitas or here"
     return GptqReport(options.algorithm, rounded, nearest, sum(b.shape[0] for b in batches),
                       round(time.perf_counter() - start, 1))
 
