@@ -38,7 +38,7 @@ from gan_brevitas.quant.convert import quant_layers
 RESULTS = Path(__file__).resolve().parent / "results"
 THREADS = 2
 OURS = ("torch", "onnxruntime", "openvino")
-#: Our variants: default PTQ at 8-bit weights, at 7, with 7 on the first layer only, GPTQ at 7.
+#: Our variants: vanilla PTQ on the default scheme at 8-bit weights, at 7, with 7 on the first layer only, GPTQ at 7.
 VARIANTS = ("w8", "w7", "w7-first", "w7-gptq")
 ANCHORS = ("ort-static", "nncf")
 
@@ -49,7 +49,7 @@ def _run_file(path: Path, engine: str, inputs: Tensor) -> Tensor:
 
 
 def _first_layer(entry: SuiteEntry) -> str:
-    probe = recipes.quantize(entry.model, inputs=entry.calib[:2], num_samples=2, progress=False)
+    probe = recipes.quantize(entry.model, "vanilla-ptq", inputs=entry.calib[:2], num_samples=2, progress=False)
     return next(iter(quant_layers(probe)))[0]
 
 
@@ -116,8 +116,8 @@ def report(rows: list[dict], out: Path, name: str) -> Report:
              f"Command: `python -m benchmarks.cpu_saturation`. Machine: {machine}; {THREADS} engine threads. "
              f"This CPU's int8 pairs saturate: {int8_pairs_saturate()}.",
              "PSNR (dB) vs the float model on the suite's held-out test inputs (n per row); one run. "
-             "ours, as the PyTorch fake-quant model and as the exported file on each engine: w8 our default PTQ "
-             "(`recipes.quantize(gen, inputs=calib)`), w7 the same with `QuantConfig(weight_bits=7)`, w7-first "
+             "ours, as the PyTorch fake-quant model and as the exported file on each engine: w8 vanilla PTQ on "
+             "the default scheme (`recipes.quantize(gen, \"vanilla-ptq\", inputs=calib)`), w7 the same with `QuantConfig(weight_bits=7)`, w7-first "
              "with 7-bit weights on the first layer only, w7-gptq `recipes.quantize(gen, \"gptq\", inputs=calib, "
              "config=QuantConfig(weight_bits=7))`. Anchors: ONNX Runtime "
              "`quantize_static` (QDQ, per channel, defaults) on ONNX Runtime, NNCF default PTQ on OpenVINO.", ""]

@@ -10,7 +10,8 @@ latents): PSNR (dB) of its output against the float model's output, per image an
 for the noise-to-image generator qFID as well (`benchmarks.suite.qfid`).
 Methods:
 
-* ``ours-default``: ``recipes.quantize(gen, inputs=calib)``, no method, no config;
+* ``ours-default``: ``recipes.quantize(gen, inputs=calib)``, no method, no config (GPTQ
+  rounding on the default scheme);
 * ``paper``: the paper's scheme (``QuantConfig.paper()`` where the library has it, else the
   ``QuantConfig()`` defaults, which were the paper's) with vanilla PTQ;
 * ``minmax-ptq``: vanilla PTQ, the paper's scheme with min-max weight and activation ranges
@@ -20,8 +21,9 @@ Methods:
 * ``nncf``: ``nncf.quantize`` (default preset) on the OpenVINO model read from the same fp32
   ONNX, run by OpenVINO on the CPU;
 * ``modelopt-int8``: NVIDIA ModelOpt INT8 through our plugin (fake-quant in torch);
-* ``ours-gptq-w8`` / ``ours-qronos-w8``: the default scheme (8-bit weights) with the weights
-  rounded by GPTQ / Qronos on the same calibration inputs (candidates for the default);
+* ``ours-vanilla-w8``: vanilla PTQ on the default scheme (the default until GPTQ replaced it);
+* ``ours-qronos-w8``: the default scheme (8-bit weights) with the weights rounded by Qronos on
+  the same calibration inputs (the other candidate for the default);
 * ``ours-best-w4a8``: the best 4-bit-weight recipe the library offers (see ``W4_CANDIDATES``;
   each candidate is measured and reported, the best is named);
 * ``minmax-w4a8``: vanilla PTQ at 4-bit per-channel weights, the paper's scheme with min-max ranges;
@@ -383,7 +385,7 @@ def method_table(ws: Optional[Workspace], brecq_steps: int = 0) -> dict[str, Cal
         "ort-static": lambda e: ort_static(e, ws.fp32(), ws.work, ws.threads),
         "nncf": lambda e: nncf_ptq(e, ws.fp32(), ws.threads),
         "modelopt-int8": lambda e: _quantize_ours(e, "modelopt-int8", None),
-        "ours-gptq-w8": lambda e: _quantize_ours(e, "gptq", None),
+        "ours-vanilla-w8": lambda e: _quantize_ours(e, "vanilla-ptq", None),
         "ours-qronos-w8": lambda e: _quantize_ours(e, "qronos", None),
         "ours-best-w4a8": lambda e: ours_w4_best(e, ws.reference(), ws.data_range, brecq_steps),
         "minmax-w4a8": lambda e: _quantize_ours(e, "vanilla-ptq", _paper_config(weight_bits=4, per_channel=True, **minmax)),

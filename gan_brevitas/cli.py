@@ -30,7 +30,10 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 #: against `models.GENERATORS` and `demo.run.SECTIONS`). Method names are checked when the command
 #: runs (`gan_brevitas.methods`; an unknown one is refused with the list and a did-you-mean).
 GENERATOR_NAMES = ("cyclegan", "sagan", "stylegan")
-METHOD_EXAMPLES = "vanilla-ptq, ste-brecq, ar-brecq, ma-qat, lsq-qat, mixed-precision, modelopt-int8"
+#: `gan_brevitas.methods.DEFAULT_METHOD` / `PAPER_METHOD`: what runs when no --method is given,
+#: without / with --paper (a test checks they agree).
+DEFAULT_METHOD, PAPER_METHOD = "gptq", "vanilla-ptq"
+METHOD_EXAMPLES = "gptq, vanilla-ptq, ste-brecq, ar-brecq, ma-qat, lsq-qat, mixed-precision, modelopt-int8"
 DEMO_SECTIONS = ("ptq", "figure1", "brecq", "qat", "modelopt")
 
 EPILOG = """examples:
@@ -155,7 +158,11 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
     out = check_output_path(args.out)
     config = _config_from_args(args)
-    options = {"num_samples": args.num_samples, "progress": _progress(args), **_method_options(args.method, args.set)}
+    if args.method is None:
+        args.method = PAPER_METHOD if args.paper else DEFAULT_METHOD
+    options = {"progress": _progress(args), **_method_options(args.method, args.set)}
+    if args.num_samples is not None:
+        options["num_samples"] = args.num_samples
     model = _load_float_model(args)
     inputs = _calibration_inputs(model, args, limit=args.num_samples)
     qmodel = recipes.quantize(model, args.method, config=config, inputs=inputs, **options)
@@ -365,9 +372,10 @@ def _add_quantize_command(sub: argparse._SubParsersAction) -> None:
     quantize = sub.add_parser("quantize", help="quantize a generator checkpoint and save it",
                               epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_model_options(quantize, required=True)
-    quantize.add_argument("--method", default="vanilla-ptq", metavar="METHOD",
-                          help=f"recipe (default vanilla-ptq): {METHOD_EXAMPLES}, ...")
-    quantize.add_argument("--num-samples", type=int, default=500, help="calibration samples, fed one at a time (default 500)")
+    quantize.add_argument("--method", metavar="METHOD",
+                          help=f"recipe (default {DEFAULT_METHOD}; with --paper {PAPER_METHOD}): {METHOD_EXAMPLES}, ...")
+    quantize.add_argument("--num-samples", type=int, default=None,
+                          help="calibration samples (default: the method's own, gptq 64, vanilla-ptq 500)")
     quantize.add_argument("--images", help="folder of calibration images (image-to-image generators)")
     quantize.add_argument("--seed", type=int, default=0, help="seed of the calibration latents")
     quantize.add_argument("--out", required=True, help="output file (safetensors)")

@@ -30,6 +30,8 @@ from gan_brevitas.methods import (
     LSQQAT,
     MAQAT,
     ArBRECQ,
+    DEFAULT_METHOD,
+    PAPER_METHOD,
     BoundDistill,
     MixedPrecision,
     ModelOptPTQ,
@@ -84,7 +86,7 @@ def _refuse_non_finite_weights(model: nn.Module) -> None:
 
 def quantize(
     model: nn.Module,
-    method: Any = "vanilla-ptq",
+    method: Any = None,
     *,
     config: Optional[QuantConfig] = None,
     inputs: Optional[InputSource] = None,
@@ -95,7 +97,10 @@ def quantize(
     Args:
         model: a float generator (ours or any nn.Module); it is left untouched.
         method: a method config (``VanillaPTQ(num_samples=64)``, ``LSQQAT(epochs=4)``, ...) or
-            its name (one of `method_names()`: "vanilla-ptq", "lsq-qat", ...).
+            its name (one of `method_names()`: "vanilla-ptq", "lsq-qat", ...). None runs
+            `DEFAULT_METHOD` ("gptq", the best W8A8 recipe we measured on real generators: PTQ,
+            then GPTQ rounding of the weights), or with ``config="paper"`` the paper's own
+            method, vanilla PTQ.
         config: the quantization scheme (`QuantConfig()` when omitted; "paper" or
             `QuantConfig.paper()` for the paper's exact scheme).
         inputs: calibration inputs: a sampler ``f(batch_size) -> batch``, a tensor of inputs,
@@ -105,6 +110,8 @@ def quantize(
             field names (``weight_bits=4``, ``per_channel=True``, ...) override ``config``.
     """
     quant_overrides = {key: options.pop(key) for key in list(options) if key in QUANT_CONFIG_FIELDS}
+    if method is None:
+        method = PAPER_METHOD if isinstance(config, str) and config == "paper" else DEFAULT_METHOD
     spec, method_options, extras = resolve_method(method, options)
     if config is None:
         config = QuantConfig()

@@ -34,7 +34,7 @@ def test_quantize_then_info(cyclegan_files, tmp_path, capsys):
     assert "QuantConv2d" in printed and "InstanceNorm" in printed
     assert cli.main(["info", str(out)]) == 0
     info = capsys.readouterr().out
-    assert '"weight_bits": 4' in info and "vanilla-ptq" in info and "QuantConvTranspose2d" in info
+    assert '"weight_bits": 4' in info and "method:      gptq" in info and "QuantConvTranspose2d" in info
 
 
 def test_errors_exit_1_or_2_with_a_message_and_write_nothing(cyclegan_files, tmp_path, capsys):

@@ -60,11 +60,12 @@ def test_parser_names_match_the_registries() -> None:
     from gan_brevitas.demo.run import SECTIONS
     from gan_brevitas import export_commands as commands
     from gan_brevitas.export.qcdq import CONV_TRANSPOSE_MODES, TARGETS
-    from gan_brevitas.methods import method_names
+    from gan_brevitas.methods import DEFAULT_METHOD, PAPER_METHOD, method_names
     from gan_brevitas.models import GENERATORS
 
     assert cli.GENERATOR_NAMES == tuple(sorted(GENERATORS))
     assert all(name in method_names() for name in cli.METHOD_EXAMPLES.split(", "))
+    assert (cli.DEFAULT_METHOD, cli.PAPER_METHOD) == (DEFAULT_METHOD, PAPER_METHOD)
     assert cli.DEMO_SECTIONS == tuple(SECTIONS)
     assert commands.EXPORT_TARGETS == tuple(TARGETS)
     assert commands.CONV_TRANSPOSE_NAMES == tuple(CONV_TRANSPOSE_MODES)

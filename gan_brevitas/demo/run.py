@@ -45,6 +45,7 @@ from gan_brevitas.harness.measure import Reference, float_noise_floor, measure_m
 from gan_brevitas.metrics.evaluate import collect_inputs
 from gan_brevitas.metrics.extractors import ExtractorSpec, resolve_extractor
 from gan_brevitas.metrics.fid import fid, generate
+from gan_brevitas.methods import DEFAULT_METHOD
 from gan_brevitas.quant.config import PAPER_QUANTILE_PAIRS, QuantConfig
 from gan_brevitas.quant.convert import fold_for_quantization
 
@@ -103,9 +104,10 @@ class DemoSettings:
 
 
 def ptq_rows() -> list[DemoRow]:
-    """Vanilla PTQ: the default (`QuantConfig()`), and the paper's scheme with min-max vs
-    quantile ranges, W8A8 / W4A8, per tensor / per channel."""
-    rows = [DemoRow(f"PTQ default W{bits}A8", "vanilla-ptq", QuantConfig(weight_bits=bits)) for bits in (8, 4)]
+    """The default (`recipes.quantize(gen, inputs=x)`: GPTQ rounding on `QuantConfig()`), and
+    vanilla PTQ on the paper's scheme with min-max vs quantile ranges, W8A8 / W4A8, per tensor /
+    per channel."""
+    rows = [DemoRow(f"PTQ default W{bits}A8", DEFAULT_METHOD, QuantConfig(weight_bits=bits)) for bits in (8, 4)]
     for bits in (8, 4):
         for per_channel in (False, True):
             granularity = "per-channel" if per_channel else "per-tensor"

@@ -17,16 +17,18 @@ from gan_brevitas.methods.registry import (
     register_method,
     resolve_method,
 )
-from gan_brevitas.methods.ptq import GPTQ, ArBRECQ, BoundDistill, MixedPrecision, SteBRECQ, VanillaPTQ
+from gan_brevitas.methods.ptq import DEFAULT_METHOD, GPTQ, PAPER_METHOD, ArBRECQ, BoundDistill, MixedPrecision, SteBRECQ, VanillaPTQ
 from gan_brevitas.methods.qat import LSQQAT, MAQAT
 from gan_brevitas.methods.modelopt import ModelOptPTQ
 
 __all__ = [
+    "DEFAULT_METHOD",
     "LSQQAT",
     "MAQAT",
     "ArBRECQ",
     "BoundDistill",
     "GPTQ",
+    "PAPER_METHOD",
     "MethodSpec",
     "MixedPrecision",
     "ModelOptPTQ",

@@ -74,7 +74,7 @@ from gan_brevitas.ptq.blocks import (
 )
 from gan_brevitas.ptq.calibrate import calibrate_activations
 from gan_brevitas.quant.config import QuantConfig
-from gan_brevitas.quant.convert import quant_layers, quantize_model
+from gan_brevitas.quant.convert import initialise_weight_scales, quant_layers, quantize_model
 
 log = logging.getLogger(__name__)
 
@@ -327,14 +327,6 @@ def _restore(snapshot: Sequence[tuple[Tensor, Tensor]]) -> None:
     with torch.no_grad():
         for param, saved in snapshot:
             param.copy_(saved)
-
-
-def _initialise_weight_scales(qmodel: nn.Module) -> None:
-    """Run every weight quantizer once so learned scales take their quantile-based value
-    (also for layers that never run, e.g. StyleGAN blocks above the output resolution)."""
-    with torch.no_grad():
-        for _, layer in quant_layers(qmodel):
-            layer.quant_weight()
 
 
 class _BlockData:
@@ -659,7 +651,7 @@ def block_reconstruction(
         calibration = (cache.get(INPUTS_KEY, b) for b in range(cache.num_batches))
         with seeded(options.seed):
             calibrate_activations(qmodel, float_model, calibration, config, samples, options.progress)
-        _initialise_weight_scales(qmodel)
+        initialise_weight_scales(qmodel)
         if options.fisher:
             _record_reference_outputs(float_model, cache, options.seed)
 

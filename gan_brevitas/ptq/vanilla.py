@@ -14,7 +14,7 @@ from gan_brevitas.inputs import InputSource
 from gan_brevitas.ptq.calibrate import calibrate_activations
 from gan_brevitas.ptq.layer_choice import choose_weight_ranges
 from gan_brevitas.quant.config import QuantConfig
-from gan_brevitas.quant.convert import quantize_model
+from gan_brevitas.quant.convert import initialise_weight_scales, quantize_model
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,8 @@ def vanilla_ptq(
     qmodel = quantize_model(float_model, resolved)
     calibrate_activations(qmodel, float_model, inputs, resolved, num_samples=options.num_samples,
                           progress=options.progress)
+    if resolved.weight_scaling == "learned":
+        initialise_weight_scales(qmodel)  # also those of layers that never ran
     if resolved is not config:
         qmodel.resolved_quant_config = resolved  # recorded by recipes.quantize
     return qmodel.eval()

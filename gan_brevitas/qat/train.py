@@ -72,7 +72,7 @@ from gan_brevitas.qat.state import (
 )
 from gan_brevitas.qat.validate import validate_run
 from gan_brevitas.quant.config import QuantConfig
-from gan_brevitas.quant.convert import quant_layers, quantize_model
+from gan_brevitas.quant.convert import initialise_weight_scales, quant_layers, quantize_model
 
 log = logging.getLogger(__name__)
 
@@ -149,18 +149,6 @@ def _isolated_rng(seed: int) -> Iterator[None]:
         yield
     finally:
         set_rng_state(saved)
-
-
-def _init_learned_weight_scales(qmodel: nn.Module) -> None:
-    """Initialise every learned weight scale from its weight quantiles now.
-
-    Brevitas does it on a layer's first call and leaves an uninitialised scale out of the
-    state dict, so layers that never run (StyleGAN blocks above the output size) would make
-    checkpoints, resumed runs and saved files disagree on their keys.
-    """
-    with torch.no_grad():
-        for _, layer in quant_layers(qmodel):
-            layer.quant_weight()
 
 
 def _train_mode(qmodel: nn.Module) -> None:
@@ -291,7 +279,7 @@ class _Trainer:
         else:
             initial = calibrate_activations(qmodel, self.float_model, setup.train_in, self.config,
                                             num_samples=self.opts.num_samples, progress=self.show)
-            _init_learned_weight_scales(qmodel)
+            initialise_weight_scales(qmodel)
         _train_mode(qmodel)
         return qmodel, checkpoint, initial, _probe_unused(qmodel, setup.train_in[:2].to(setup.device))
 

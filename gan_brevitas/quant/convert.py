@@ -249,6 +249,16 @@ def quant_layers(model: nn.Module) -> Iterator[tuple[str, QuantWeightBiasInputOu
             yield name, module
 
 
+def initialise_weight_scales(model: nn.Module) -> None:
+    """Compute every weight quantizer once, so learned weight step sizes take their stats-based
+    value now. Brevitas does it on a layer's first call and leaves an uninitialised step size
+    out of the state dict, so layers that never run (StyleGAN blocks above the output size)
+    would make saved files, checkpoints and resumed runs disagree on their keys."""
+    with torch.no_grad():
+        for _, layer in quant_layers(model):
+            layer.quant_weight()
+
+
 def act_points(model: nn.Module) -> Iterator[tuple[str, QuantActPoint]]:
     """(name, point) for every activation quantization point of a converted model."""
     for name, module in model.named_modules():

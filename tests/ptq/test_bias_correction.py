@@ -71,15 +71,17 @@ def test_bias_correction_survives_save_and_load(tmp_path):
         assert torch.equal(loaded(x), q(x))
 
 
-def test_the_default_recipe_is_per_channel_mse_with_bias_correction_and_paper_stays_available():
+def test_the_default_recipe_is_gptq_on_per_channel_mse_with_bias_correction_and_paper_stays_available():
     model = _net()
     x = torch.rand(16, 3, 12, 12)
     default = recipes.quantize(model, inputs=x, num_samples=16, progress=False)
     config = default.gan_brevitas.config
-    assert default.gan_brevitas.method == "vanilla-ptq"
+    assert default.gan_brevitas.method == "gptq"
     assert (config.per_channel, config.weight_range, config.act_range, config.bias_correction) == (True, "mse", "mse", True)
+    assert config.weight_scaling == "learned"  # GPTQ rounds onto stored step sizes
     paper = recipes.quantize(model, config="paper", inputs=x, num_samples=16, progress=False)
     assert paper.gan_brevitas.config == QuantConfig.paper()
+    assert paper.gan_brevitas.method == "vanilla-ptq"  # the paper's own method
     with torch.no_grad():
         reference = model(x)
         assert (default(x) - reference).square().mean() < (paper(x) - reference).square().mean()

@@ -118,6 +118,29 @@ def test_result_saves_loads_and_describes(tmp_path, method):
     np.testing.assert_allclose(got, expected, atol=1e-5)  # the rounded weights are what runs
 
 
+class _WithUnusedBranch(nn.Module):
+    """A translator with a layer its forward never calls (as StyleGAN's blocks above the
+    output size)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body, self.unused = tiny_translator(), nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def test_a_layer_that_never_ran_is_saved_and_loads_back(tmp_path):
+    torch.manual_seed(0)
+    qmodel = recipes.quantize(_WithUnusedBranch(), inputs=X, num_samples=16, progress=False)
+    recipes.save(qmodel, tmp_path / "q.safetensors")
+    torch.manual_seed(0)
+    loaded = recipes.load(tmp_path / "q.safetensors", model=_WithUnusedBranch())
+    with torch.no_grad():
+        assert torch.equal(loaded.unused.quant_weight().value, qmodel.unused.quant_weight().value)
+        assert torch.equal(loaded(X[:4]), qmodel(X[:4]))
+
+
 def test_mixed_precision_refined_by_gptq_keeps_its_budget():
     qmodel = recipes.quantize(dcgan_generator(), "mixed-precision", config=QuantConfig(act_range="minmax"),
                               inputs=Z, effective_bits=5.0, bits=(4, 8), protect_ends=False, num_samples=8,
