@@ -533,7 +533,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--calib", type=int, default=8, help="CycleGAN calibration images (default 8)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--cache", type=Path, default=CACHE, help="finished runs (default benchmarks/.cache/deploy_cpu)")
-    parser.add_argument("--ours-method", default="vanilla-ptq", help="our method (default vanilla-ptq, the default)")
+    parser.add_argument("--ours-method", default="vanilla-ptq", help="our method (default vanilla-ptq, as in the README's runs; the library's default is gptq)")
     parser.add_argument("--ours-weight-bits", type=int, default=8,
                         help="our weight bits (7: exact on x86 CPUs without VNNI, see gan_brevitas.cpu_features)")
     parser.add_argument("--name", default="deploy_cpu", help="results file name (default deploy_cpu)")

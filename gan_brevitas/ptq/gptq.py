@@ -165,14 +165,20 @@ def _input_rows(qmodel: nn.Module, batches: list[torch.Tensor]) -> dict[str, int
 MIN_ROWS_PER_COLUMN = 4
 
 
+#: Why a layer the calibration inputs never reach keeps nearest rounding.
+NEVER_RAN = "never ran on the calibration inputs (e.g. a block above the output size): nothing to fit"
+
+
 def _underdetermined(qmodel: nn.Module, batches: list[torch.Tensor]) -> dict[str, str]:
     """Layers with too few input rows for their weight columns, each with the reason."""
     rows = _input_rows(qmodel, batches)
     found = {}
     for name, layer in quant_layers(qmodel):
         columns = layer.weight.numel() // (layer.weight.shape[1] if _is_transposed(layer) else layer.weight.shape[0])
-        if rows.get(name, 0) < MIN_ROWS_PER_COLUMN * columns:
-            found[name] = (f"{rows.get(name, 0)} calibration input rows for {columns} weight columns (fewer than "
+        if name not in rows:
+            found[name] = NEVER_RAN
+        elif rows[name] < MIN_ROWS_PER_COLUMN * columns:
+            found[name] = (f"{rows[name]} calibration input rows for {columns} weight columns (fewer than "
                            f"{MIN_ROWS_PER_COLUMN} per column): too noisy to fit its rounding; give more "
                            "calibration inputs (num_samples)")
     return found
@@ -188,14 +194,27 @@ def _check_fixed_grid(qmodel: nn.Module) -> None:
             )
 
 
+def _log_nearest(algorithm: str, nearest: dict[str, str]) -> None:
+    """One warning for the layers with too few input rows (naming the fix), one info line for
+    those that never ran; ``gptq_report`` has each layer's reason."""
+    never = [name for name, why in nearest.items() if why == NEVER_RAN]
+    few = {name: why.split(" (")[0] for name, why in nearest.items() if why != NEVER_RAN}
+    if few:
+        listed = ", ".join(f"{name} ({why})" for name, why in few.items())
+        log.warning("%s keeps nearest rounding on %d layer(s) with fewer than %d calibration input rows per weight "
+                    "column: %s; give more calibration inputs (num_samples) to round them too.",
+                    algorithm, len(few), MIN_ROWS_PER_COLUMN, listed)
+    if never:
+        log.info("%s keeps nearest rounding on %d layer(s) that never ran: %s.", algorithm, len(never), ", ".join(never))
+
+
 def round_weights(qmodel: nn.Module, batches: list[torch.Tensor], options: GptqOptions) -> GptqReport:
     """Round ``qmodel``'s weights in place with ``options.algorithm`` on ``batches``."""
     _check_fixed_grid(qmodel)
     start = time.perf_counter()
     layers = dict(quant_layers(qmodel))
     nearest = _underdetermined(qmodel, batches)
-    for name, why in nearest.items():
-        log.warning("%s keeps nearest rounding on layer %s: %s.", options.algorithm, name, why)
+    _log_nearest(options.algorithm, nearest)
     with torch.no_grad(), _output_major_weights(layers.values()):
         with _mode(qmodel, options, {layers[name] for name in nearest}) as mode:
             rounded = list(mode.gpxq_layers)

@@ -13,6 +13,7 @@ from torch.nn import functional as F
 from gan_brevitas import recipes
 from gan_brevitas.errors import ConfigError
 from gan_brevitas.methods import GPTQ
+from gan_brevitas.ptq.gptq import NEVER_RAN
 from gan_brevitas.ptq.mixed_precision import effective_bits
 from gan_brevitas.quant.config import QuantConfig
 from gan_brevitas.quant.convert import quant_layers
@@ -133,6 +134,7 @@ class _WithUnusedBranch(nn.Module):
 def test_a_layer_that_never_ran_is_saved_and_loads_back(tmp_path):
     torch.manual_seed(0)
     qmodel = recipes.quantize(_WithUnusedBranch(), inputs=X, num_samples=16, progress=False)
+    assert qmodel.gptq_report.nearest == {"unused": NEVER_RAN}
     recipes.save(qmodel, tmp_path / "q.safetensors")
     torch.manual_seed(0)
     loaded = recipes.load(tmp_path / "q.safetensors", model=_WithUnusedBranch())
