@@ -48,7 +48,7 @@ def test_demo_sections_can_be_chosen(tmp_path):
     out = tmp_path / "demo_out"
     assert cli.main(["demo", *TINY, "--models", "sagan", "--sections", "ptq", "--out-dir", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
-    assert {r["method"] for r in results["results"]} == {"-", "vanilla-ptq"}
+    assert {r["method"] for r in results["results"]} == {"-", "gptq", "vanilla-ptq"}  # the default, the paper's
     assert not (out / "figure1_quantile.png").exists()
     assert "Figure 1" not in (out / "report.md").read_text()
 
