@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 from gan_brevitas.errors import ConfigError
 from gan_brevitas.option_checks import check_positive_ints, check_flags
 from gan_brevitas.inputs import InputSource, iter_batches
+from gan_brevitas.limits import check_memory
 from gan_brevitas.ptq.vanilla import vanilla_ptq
 from gan_brevitas.quant.config import QuantConfig
 from gan_brevitas.quant.convert import quant_layers
@@ -165,6 +166,21 @@ def _input_rows(qmodel: nn.Module, batches: list[torch.Tensor]) -> dict[str, int
 MIN_ROWS_PER_COLUMN = 4
 
 
+def _columns(layer: nn.Module) -> int:
+    """Weight columns GPTQ rounds one at a time: inputs x kernel taps of one output channel."""
+    return layer.weight.numel() // (layer.weight.shape[1] if _is_transposed(layer) else layer.weight.shape[0])
+
+
+def _check_hessian_memory(layers: dict[str, nn.Module], nearest: dict[str, str], algorithm: str) -> None:
+    """Brevitas allocates every layer's Hessian (columns x columns, float32; Qronos a second
+    matrix) before the first layer is rounded: refuse up front what would not fit."""
+    sizes = [_columns(layer) for name, layer in layers.items() if name not in nearest]
+    matrices = 2 if algorithm == "qronos" else 1
+    check_memory(sum(c * c * 4 * matrices for c in sizes),
+                 f"{algorithm}'s layer Hessians ({len(sizes)} layers, all allocated together; the largest "
+                 f"{max(sizes, default=0)} x {max(sizes, default=0)}; method 'vanilla-ptq' needs none)")
+
+
 #: Why a layer the calibration inputs never reach keeps nearest rounding.
 NEVER_RAN = "never ran on the calibration inputs (e.g. a block above the output size): nothing to fit"
 
@@ -174,7 +190,7 @@ def _underdetermined(qmodel: nn.Module, batches: list[torch.Tensor]) -> dict[str
     rows = _input_rows(qmodel, batches)
     found = {}
     for name, layer in quant_layers(qmodel):
-        columns = layer.weight.numel() // (layer.weight.shape[1] if _is_transposed(layer) else layer.weight.shape[0])
+        columns = _columns(layer)
         if name not in rows:
             found[name] = NEVER_RAN
         elif rows[name] < MIN_ROWS_PER_COLUMN * columns:
@@ -215,6 +231,7 @@ def round_weights(qmodel: nn.Module, batches: list[torch.Tensor], options: GptqO
     layers = dict(quant_layers(qmodel))
     nearest = _underdetermined(qmodel, batches)
     _log_nearest(options.algorithm, nearest)
+    _check_hessian_memory(layers, nearest, options.algorithm)
     with torch.no_grad(), _output_major_weights(layers.values()):
         with _mode(qmodel, options, {layers[name] for name in nearest}) as mode:
             rounded = list(mode.gpxq_layers)

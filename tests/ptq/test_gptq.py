@@ -166,3 +166,14 @@ def test_a_layer_with_too_few_input_rows_keeps_nearest_rounding(caplog):
     assert torch.equal(rounded.get_submodule("1").quant_weight().value, nearest.get_submodule("1").quant_weight().value)
     enough = recipes.quantize(dcgan_generator(), "gptq", weight_bits=4, inputs=torch.randn(64, 16), progress=False)
     assert enough.gptq_report.rounded == ["1", "4", "7"]
+
+
+def test_hessians_that_would_not_fit_in_memory_are_refused_up_front(monkeypatch):
+    from gan_brevitas import limits
+    from gan_brevitas.errors import ResourceLimitError
+
+    monkeypatch.setattr(limits, "available_memory_bytes", lambda: 1000)  # 27^2 + 144^2 + 256^2 floats do not fit
+    with pytest.raises(ResourceLimitError, match=r"gptq's layer Hessians \(3 layers.*256 x 256.*vanilla-ptq"):
+        recipes.quantize(tiny_translator(), inputs=X, num_samples=16, progress=False)
+    monkeypatch.setenv(limits.OVERRIDE_ENV_VAR, "1")
+    assert recipes.quantize(tiny_translator(), inputs=X, num_samples=16, progress=False).gptq_report.rounded
