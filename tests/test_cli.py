@@ -37,6 +37,17 @@ def test_quantize_then_info(cyclegan_files, tmp_path, capsys):
     assert '"weight_bits": 4' in info and "method:      gptq" in info and "QuantConvTranspose2d" in info
 
 
+def test_paper_without_a_method_runs_the_papers_vanilla_ptq(cyclegan_files, tmp_path, capsys):
+    checkpoint, images = cyclegan_files
+    out = tmp_path / "paper.safetensors"
+    assert cli.main(["quantize", "--model", "cyclegan", "--checkpoint", str(checkpoint), "--images", str(images),
+                     "--size", "32", "--paper", "--num-samples", "4", "--out", str(out), "-q"]) == 0
+    capsys.readouterr()
+    assert cli.main(["info", str(out)]) == 0
+    info = capsys.readouterr().out
+    assert "method:      vanilla-ptq" in info and '"weight_scaling": "stats"' in info
+
+
 def test_errors_exit_1_or_2_with_a_message_and_write_nothing(cyclegan_files, tmp_path, capsys):
     checkpoint, images = cyclegan_files
     missing_dir = tmp_path / "nope" / "q.safetensors"
