@@ -72,7 +72,7 @@ from gan_brevitas.qat.state import (
 )
 from gan_brevitas.qat.validate import validate_run
 from gan_brevitas.quant.config import QuantConfig
-from gan_brevitas.quant.convert import initialise_weight_scales, quant_layers, quantize_model
+from gan_brevitas.quant.convert import initialise_weight_scales, quantize_model
 
 log = logging.getLogger(__name__)
 
