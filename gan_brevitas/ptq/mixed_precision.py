@@ -7,7 +7,8 @@ next step down costs the least output error (from `layer_sensitivity`) per byte 
 until the budget holds (the anchors: ModelOpt's auto_quantize, HAWQ's sensitivity per size),
 and spends what the last step left over raising layers back up. The greedy search adds up
 one-layer errors, so the uniform assignment at the budget (every layer at the same bits) is
-quantized beside it and the one closer to the float output on the sensitivity inputs wins.
+quantized beside it and the one closer to the float output wins, compared on
+``selection_samples`` inputs (more than the sensitivity's: on 8 the choice followed noise).
 The choice goes into ``QuantConfig.layers``, so the result is an ordinary quantized model that
 saves, loads, describes and exports with its per-layer bits. ``refine`` then runs bound
 distillation (`gan_brevitas.ptq.bound_distill`), STE-/AR-BRECQ (`gan_brevitas.ptq.brecq`) or
@@ -58,6 +59,10 @@ class MixedPrecisionOptions:
             input and write the image.
         num_samples: calibration inputs of the vanilla PTQ that follows.
         sensitivity_samples: inputs the per-layer sensitivity is measured on.
+        selection_samples: inputs the greedy and the uniform assignment are compared on, once
+            each is quantized (fewer if ``inputs`` ends sooner). A DCGAN at 5.0 bits with Qronos:
+            on 8 latents the greedy one looked closer (output MSE 0.0060 vs 0.0085), on 64 the
+            uniform one (0.0084 vs 0.0065), as on 1024 held-out latents (27.27 vs 27.88 dB).
         refine: None (vanilla PTQ with the chosen bits), "bound-distill" (then learn the
             quantizers against the float model; weight step sizes become learned),
             "ste-brecq" (block reconstruction of weights and quantizers) or "ar-brecq" (block
@@ -73,6 +78,7 @@ class MixedPrecisionOptions:
     protect_ends: bool = True
     num_samples: int = 500
     sensitivity_samples: int = SENSITIVITY_SAMPLES
+    selection_samples: int = 64
     refine: Optional[str] = None
     refine_steps: int = 200
     progress: bool = True
@@ -90,7 +96,7 @@ class MixedPrecisionOptions:
         object.__setattr__(self, "bits", _check_bits(self.bits))
         if self.refine not in REFINEMENTS:
             raise ConfigError(f"refine must be one of {REFINEMENTS}, got {self.refine!r}.")
-        check_positive_ints(self, "num_samples", "sensitivity_samples", "refine_steps")
+        check_positive_ints(self, "num_samples", "sensitivity_samples", "selection_samples", "refine_steps")
         check_flags(self, "progress", "protect_ends")
 
 
@@ -172,6 +178,9 @@ def _spend_leftover(chosen: dict[str, int], table: SensitivityTable, bits: tuple
         chosen[best[1]] = bits[bits.index(chosen[best[1]]) + 1]
 
 
+#: Batch size of the candidates' comparison (`MixedPrecisionOptions.selection_samples`).
+SELECTION_BATCH = 8
+
 #: The first / last layer is protected only while it holds at most this share of the weights.
 PROTECT_SHARE = 0.1
 
@@ -224,7 +233,7 @@ def _best_model(float_model: nn.Module, top: QuantConfig, inputs: InputSource, o
     closest to the float output on the sensitivity inputs, and its assignment. The greedy
     search adds up one-layer errors; where layers interact, every layer at the same bits can do
     better, so the uniform assignment at the budget is measured beside it."""
-    pairs = reference_outputs(float_model, inputs, options.sensitivity_samples)
+    pairs = reference_outputs(float_model, inputs, options.selection_samples, batch_size=SELECTION_BATCH)
     best: Optional[tuple[float, nn.Module, dict[str, int]]] = None
     for chosen in assignments:
         qmodel = _quantize_with_bits(float_model, _with_bits(top, chosen), inputs,

@@ -14,7 +14,7 @@ import copy
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -95,11 +95,13 @@ def _check_bits(bits: Sequence[int]) -> tuple[int, ...]:
     return tuple(sorted(set(values)))
 
 
-def reference_outputs(float_model: nn.Module, inputs: InputSource, num_samples: int) -> list[tuple[Tensor, Tensor]]:
-    """(input batch, float output) pairs of ``num_samples`` inputs, on the model's device."""
+def reference_outputs(float_model: nn.Module, inputs: InputSource, num_samples: int,
+                      batch_size: Optional[int] = None) -> list[tuple[Tensor, Tensor]]:
+    """(input batch, float output) pairs of ``num_samples`` inputs (in batches of ``batch_size``,
+    default all at once), on the model's device."""
     device = next(float_model.parameters()).device
     float_model.eval()
-    batches = [batch.to(device) for batch in iter_batches(inputs, num_samples, batch_size=num_samples)]
+    batches = [batch.to(device) for batch in iter_batches(inputs, num_samples, batch_size=batch_size or num_samples)]
     with torch.no_grad():
         return [(batch, float_model(batch)) for batch in batches]
 

@@ -100,6 +100,21 @@ def test_quality_suite_resumes_caches_and_renders(monkeypatch, tmp_path):
                                   for method in ("fp32-onnx", "ours-default", "nncf", "ours-mixed-5bit")]
 
 
+def test_mixed_precision_target_is_paired_per_image_and_the_control_reported_beside_it():
+    def row(method, per_image):
+        return {"model": "m", "method": method, "status": "ok", "psnr_per_image": per_image}
+
+    rows = [row("ours-default", [40.0, 38.0]), row("ours-mixed-5bit-qronos", [37.0, 36.5]),
+            row(quality_suite.MIXED_CONTROL, [39.0, 35.0])]
+    found = {t["target"].split(" ")[0 if not t["target"].startswith("control") else 1]: t
+             for t in quality_suite.targets(rows, ["m"])}
+    assert (found["ours-mixed-5bit-qronos"]["margin_db"], found["ours-mixed-5bit-qronos"]["worst_image_db"]) == (-2.25, -3.0)
+    assert not found["ours-mixed-5bit-qronos"]["met"]
+    control = found[quality_suite.MIXED_CONTROL]
+    assert (control["margin_db"], control["worst_image_db"], control["met"]) == (-2.0, -3.0, True)
+    assert "above the budget" in control["target"]
+
+
 # ----------------------------------------------------------------------------- deploy_cpu
 
 

@@ -115,7 +115,20 @@ def test_mixed_precision_options_are_validated():
         MixedPrecision(effective_bits=5.0, max_bytes=10)
     with pytest.raises(ConfigError, match="bits must be bit widths"):
         MixedPrecision(effective_bits=5.0, bits=(1, 8))
+    with pytest.raises(ConfigError, match="selection_samples"):
+        MixedPrecision(effective_bits=5.0, selection_samples=0)
     assert MixedPrecision(effective_bits=5, bits=[8, 4]).bits == (4, 8)
+
+
+def test_reference_outputs_come_in_batches_and_cover_the_requested_inputs():
+    from gan_brevitas.ptq.sensitivity import reference_outputs
+
+    model = dcgan_generator().eval()
+    pairs = reference_outputs(model, Z, 20, batch_size=8)
+    assert [batch.shape[0] for batch, _ in pairs] == [8, 8, 4]
+    assert torch.equal(torch.cat([batch for batch, _ in pairs]), Z[:20])
+    with torch.no_grad():
+        torch.testing.assert_close(torch.cat([out for _, out in pairs]), model(Z[:20]))
 
 
 def test_only_small_end_layers_are_protected():
