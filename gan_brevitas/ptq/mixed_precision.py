@@ -230,7 +230,7 @@ def _with_bits(top: QuantConfig, chosen: dict[str, int]) -> QuantConfig:
 def _best_model(float_model: nn.Module, top: QuantConfig, inputs: InputSource, options: MixedPrecisionOptions,
                 assignments: Sequence[dict[str, int]]) -> tuple[nn.Module, dict[str, int]]:
     """The model (vanilla PTQ or a rounding refinement, biases corrected as the config says)
-    closest to the float output on the sensitivity inputs, and its assignment. The greedy
+    closest to the float output on ``selection_samples`` inputs, and its assignment. The greedy
     search adds up one-layer errors; where layers interact, every layer at the same bits can do
     better, so the uniform assignment at the budget is measured beside it."""
     pairs = reference_outputs(float_model, inputs, options.selection_samples, batch_size=SELECTION_BATCH)
