@@ -152,4 +152,4 @@ def profile_time_share(path: str | os.PathLike, x: Any, runs: int = 3, threads: 
             int8 = "i8" in kernel or "u8" in kernel
             key = f"{info.node_type} ({'int8' if int8 else 'float'})"
             per_op[key] = per_op.get(key, 0.0) + info.real_time.total_seconds() * 1e6
-    return time_share(per_op, lambda key: key.endswith("(int8)"))
+    return time_share(per_op, lambda key: key.endswith("(int8)"), calls=runs)

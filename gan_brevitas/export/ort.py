@@ -209,21 +209,27 @@ class TimeShare:
     Attributes:
         outside_int8: fraction of the summed op time spent outside int8 kernels.
         top: (op, fraction of the total) of the largest ops outside int8 kernels.
+        int8_ms: milliseconds per call in int8 kernels (summed op times / calls).
+        other_ms: milliseconds per call in every other op.
     """
 
     outside_int8: float
     top: tuple[tuple[str, float], ...]
+    int8_ms: float
+    other_ms: float
 
     def format(self) -> str:
         parts = ", ".join(f"{op} {share:.0%}" for op, share in self.top)
         return f"{self.outside_int8:.0%} of the time outside int8 kernels ({parts})"
 
 
-def time_share(per_op: dict[str, float], is_int8: Any, top: int = 5) -> TimeShare:
-    """A `TimeShare` from summed times per op (``is_int8(op) -> bool``)."""
+def time_share(per_op: dict[str, float], is_int8: Any, calls: int, top: int = 5) -> TimeShare:
+    """A `TimeShare` from op times in microseconds summed over ``calls`` calls (``is_int8(op) -> bool``)."""
     total = sum(per_op.values()) or 1.0
     outside = sorted(((op, t) for op, t in per_op.items() if not is_int8(op)), key=lambda kv: -kv[1])
-    return TimeShare(sum(t for _, t in outside) / total, tuple((op, t / total) for op, t in outside[:top]))
+    other = sum(t for _, t in outside)
+    return TimeShare(other / total, tuple((op, t / total) for op, t in outside[:top]),
+                     int8_ms=(sum(per_op.values()) - other) / calls / 1e3, other_ms=other / calls / 1e3)
 
 
 def profile_time_share(path: str | os.PathLike, x: np.ndarray, runs: int = 3, threads: Optional[int] = None) -> TimeShare:
@@ -256,7 +262,7 @@ def profile_time_share(path: str | os.PathLike, x: np.ndarray, runs: int = 3, th
                 and event.get("ts", 0) >= warm_end):
             op = _op_key(event.get("args", {}))
             per_op[op] = per_op.get(op, 0.0) + float(event.get("dur", 0))
-    return time_share(per_op, lambda op: op in INT8_OPS or op.endswith(" (integer)"))
+    return time_share(per_op, lambda op: op in INT8_OPS or op.endswith(" (integer)"), calls=runs)
 
 
 FLOAT_TYPES = ("float", "float16", "double", "bfloat16")

@@ -118,6 +118,14 @@ def test_mixed_precision_target_is_paired_per_image_and_the_control_reported_bes
 # ----------------------------------------------------------------------------- deploy_cpu
 
 
+def test_openvino_ceiling_is_nncf_total_over_our_int8_time():
+    out = {"ours OpenVINO": {"int8_ms": 8.0, "other_ms": 1.0}, "NNCF OpenVINO": {"int8_ms": 7.5, "other_ms": 0.9}}
+    line = deploy_cpu._ov_ceiling(out)
+    assert "ours int8 kernels 8.00 ms + other 1.00 ms" in line and line.endswith("at most 1.05x")
+    assert deploy_cpu._ov_ceiling({"ours OpenVINO": out["ours OpenVINO"]}) is None  # NNCF failed
+    assert deploy_cpu._ov_ceiling({"ours OpenVINO": {"outside_int8": 0.1}, "NNCF OpenVINO": {}}) is None  # older cache
+
+
 class FakeDeploy:
     """A fake `run_case`: made-up latencies, PSNRs and profiles, NNCF failing to build."""
 

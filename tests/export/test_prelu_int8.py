@@ -122,7 +122,17 @@ def test_the_profiler_counts_8bit_ops_as_int8_and_the_float_island_as_float(tmp_
     prelu_on_int8(model)
     onnx.save(model, tmp_path / "int8.onnx")
     after = profile_time_share(tmp_path / "int8.onnx", q, runs=2, threads=1)
-    assert after.outside_int8 == 0.0, after
+    assert after.outside_int8 == 0.0 and after.other_ms == 0.0 and after.int8_ms > 0.0, after
+
+
+def test_time_share_splits_the_time_per_call_between_int8_kernels_and_the_rest():
+    from gan_brevitas.export.ort import time_share
+
+    share = time_share({"QLinearConv": 300.0, "InstanceNormalization": 80.0, "Tanh": 20.0},
+                       lambda op: op.startswith("QLinear"), calls=2)
+    assert share.outside_int8 == pytest.approx(0.25)
+    assert (share.int8_ms, share.other_ms) == (pytest.approx(0.15), pytest.approx(0.05))
+    assert share.top == (("InstanceNormalization", 0.2), ("Tanh", 0.05))
 
 
 def test_prelu_after_a_linear_layer_keeps_its_float_form_and_exports(tmp_path):
