@@ -149,6 +149,7 @@ class FakeDeploy:
                 "qfid": {"ours ORT": {"qfid": 0.25, "qfid_halves": [0.3, 0.2]}},
                 "latency": latency, "outside_int8": {"ours ORT": {"outside_int8": 0.1, "top": [["Conv", 0.6]]},
                                                      "ours OpenVINO": {"outside_int8": 0.2, "top": [["Add", 0.1]]}},
+                "openvino_t1": {"ours OpenVINO": {"outside_int8": 0.1, "top": [], "int8_ms": 0.9, "other_ms": 0.1}},
                 "failed": {"NNCF OpenVINO": "nncf: RuntimeError: boom"}}
 
 
