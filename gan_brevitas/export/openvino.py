@@ -131,25 +131,35 @@ def profile_time_share(path: str | os.PathLike, x: Any, runs: int = 3, threads: 
     """OpenVINO's performance counters over ``runs`` calls on ``x``: time per layer type, and
     whether its kernel ran in int8 (the implementation name carries i8 / u8, either case), after
     one warm-up call."""
+    return profile_time_shares([path], x, runs, threads)[0]
+
+
+def profile_time_shares(paths: Sequence[str | os.PathLike], x: Any, runs: int = 3,
+                        threads: Optional[int] = None) -> list[Any]:
+    """`profile_time_share` of several models, their calls interleaved (one call of each per
+    round), so that a shared machine's drift falls on all of them alike."""
     from gan_brevitas.export.ort import time_share
 
     ov = _openvino()
     core = ov.Core()
-    model = _read(core, path)
-    model.reshape({model.inputs[0]: ov.PartialShape(list(x.shape))})
     config: dict[str, Any] = {"PERF_COUNT": True, "INFERENCE_PRECISION_HINT": "f32"}
     if threads is not None:
         config["INFERENCE_NUM_THREADS"] = int(threads)
-    request = core.compile_model(model, "CPU", config).create_infer_request()
-    request.infer({0: x})  # warm-up, not counted
-    per_op: dict[str, float] = {}
+    requests = []
+    for path in paths:
+        model = _read(core, path)
+        model.reshape({model.inputs[0]: ov.PartialShape(list(x.shape))})
+        requests.append(core.compile_model(model, "CPU", config).create_infer_request())
+        requests[-1].infer({0: x})  # warm-up, not counted
+    per_op: list[dict[str, float]] = [{} for _ in requests]
     for _ in range(runs):
-        request.infer({0: x})
-        for info in request.get_profiling_info():
-            if info.status != info.Status.EXECUTED:
-                continue
-            kernel = info.exec_type.lower()
-            int8 = "i8" in kernel or "u8" in kernel
-            key = f"{info.node_type} ({'int8' if int8 else 'float'})"
-            per_op[key] = per_op.get(key, 0.0) + info.real_time.total_seconds() * 1e6
-    return time_share(per_op, lambda key: key.endswith("(int8)"), calls=runs)
+        for request, times in zip(requests, per_op):
+            request.infer({0: x})
+            for info in request.get_profiling_info():
+                if info.status != info.Status.EXECUTED:
+                    continue
+                kernel = info.exec_type.lower()
+                int8 = "i8" in kernel or "u8" in kernel
+                key = f"{info.node_type} ({'int8' if int8 else 'float'})"
+                times[key] = times.get(key, 0.0) + info.real_time.total_seconds() * 1e6
+    return [time_share(times, lambda key: key.endswith("(int8)"), calls=runs) for times in per_op]

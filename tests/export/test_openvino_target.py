@@ -40,6 +40,18 @@ def test_ir_export_runs_every_conv_in_int8(residual, tmp_path):
     assert not list(tmp_path.glob(".g.xml*")), "no temporary files left"
 
 
+def test_interleaved_profiles_split_each_model_between_int8_kernels_and_the_rest(residual, tmp_path):
+    from gan_brevitas.export.openvino import profile_time_shares
+
+    model, qmodel = residual
+    recipes.export(qmodel, tmp_path / "q.xml", "openvino", inputs=_images(8, 0), num_samples=8)
+    recipes.export(model, tmp_path / "f.onnx", "float", example_input=_images(1, 0))
+    x = _images(1, 1).numpy()
+    quantized, floating = profile_time_shares([tmp_path / "q.xml", tmp_path / "f.onnx"], x, runs=2, threads=1)
+    assert quantized.int8_ms > 0.0 and quantized.outside_int8 < 0.5, quantized
+    assert floating.int8_ms == 0.0 and floating.other_ms > 0.0 and floating.outside_int8 == 1.0, floating
+
+
 def test_precision_report_names_the_convs_that_stay_float(residual, tmp_path):
     from gan_brevitas.export.openvino import precision_report
 
